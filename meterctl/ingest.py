@@ -1,0 +1,339 @@
+"""Files → events, identical duplicates, conflicts and dead letters.
+
+Each input file is ingested in one transaction: after a crash at any moment the store
+holds all of that file's effects or none of them. Inside it, the file is read in
+chunks; each chunk is validated, normalised and classified by set-based SQL against
+the stored events (which include the file's earlier chunks), so that every line ends
+in exactly one place:
+
+    lines read = accepted + duplicates + conflicts + dead-lettered
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+
+from meterctl import __version__, sql
+from meterctl.errors import InputNotFoundError
+from meterctl.progress import NullProgress, Progress
+from meterctl.readers import (
+    DEFAULT_CHUNK_BYTES,
+    FORMAT_PARQUET,
+    LineReader,
+    ParquetReader,
+    file_info,
+    sha256_file,
+    sniff_format,
+    spool_stdin,
+)
+from meterctl.sources import Source
+
+DEFAULT_MAX_FUTURE = timedelta(minutes=5)
+
+# Parquet columns that hold a JSON object as text are embedded as JSON, not as a string.
+_JSON_TEXT_COLUMNS = ("properties", "data")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_future: timedelta = DEFAULT_MAX_FUTURE
+    max_age: timedelta | None = None
+    now: datetime | None = None  # the ingest time; defaults to the wall clock at the start
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source: str
+    format: str
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    dead_lettered: int = 0
+    blank_lines: int = 0
+    skipped: bool = False
+    skip_reason: str | None = None
+    batch_id: int | None = None
+    content_sha256: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.accepted + self.duplicates + self.conflicts + self.dead_lettered
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    files: tuple[FileOutcome, ...]
+    seconds: float
+    ingest_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    @property
+    def read(self) -> int:
+        return self._sum("read")
+
+    @property
+    def accepted(self) -> int:
+        return self._sum("accepted")
+
+    @property
+    def duplicates(self) -> int:
+        return self._sum("duplicates")
+
+    @property
+    def conflicts(self) -> int:
+        return self._sum("conflicts")
+
+    @property
+    def dead_lettered(self) -> int:
+        return self._sum("dead_lettered")
+
+    @property
+    def blank_lines(self) -> int:
+        return self._sum("blank_lines")
+
+    @property
+    def skipped_files(self) -> int:
+        return sum(1 for f in self.files if f.skipped)
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in sql.statements("event_macros"):
+        con.execute(statement)
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    sources: Sequence[Source],
+    options: IngestOptions = IngestOptions(),
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Ingest every source, each in its own transaction, and say what became of each line."""
+    progress = progress or NullProgress()
+    now = options.now or datetime.now(UTC)
+    started = time.perf_counter()
+    install_macros(con)
+    outcomes = [_ingest_source(con, source, options, now, progress) for source in sources]
+    return IngestResult(tuple(outcomes), time.perf_counter() - started, now)
+
+
+def _already_ingested(con: duckdb.DuckDBPyConnection, sha: str) -> tuple[int, str] | None:
+    row = con.execute(
+        "SELECT batch_id, source FROM ingest_batches WHERE content_sha256 = ? ORDER BY batch_id LIMIT 1",
+        [sha],
+    ).fetchall()
+    return (row[0][0], row[0][1]) if row else None
+
+
+def _skip(source: Source, fmt: str, sha: str, earlier: tuple[int, str], started: float) -> FileOutcome:
+    batch_id, earlier_source = earlier
+    return FileOutcome(
+        source=source.name,
+        format=fmt,
+        skipped=True,
+        skip_reason=f"same content already ingested as batch {batch_id} ({earlier_source})",
+        batch_id=batch_id,
+        content_sha256=sha,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _unchanged_since_ingest(con: duckdb.DuckDBPyConnection, source: Source) -> bool:
+    """Is there a batch from this very path with the same size and mtime?"""
+    info = file_info(source)
+    if info.absolute_path is None:
+        return False
+    row = con.execute(
+        "SELECT count(*) FROM ingest_batches WHERE source_path = ? AND size_bytes = ? AND mtime_ns = ?",
+        [info.absolute_path, info.size_bytes, info.mtime_ns],
+    ).fetchall()[0]
+    return bool(row and row[0])
+
+
+def _ingest_source(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    options: IngestOptions,
+    now: datetime,
+    progress: Progress,
+) -> FileOutcome:
+    started = time.perf_counter()
+    spooled = None
+    fmt = sniff_format(source)
+    if source.is_stdin and _stdin_is_parquet():
+        spooled = spool_stdin()
+        source = Source(source.name, spooled)
+        fmt = FORMAT_PARQUET
+    try:
+        # A cron job that names the same files again should not pay for parsing them:
+        # when path, size and mtime match an earlier batch, check the content hash first.
+        if not source.is_stdin and _unchanged_since_ingest(con, source):
+            sha = sha256_file(source.path)
+            earlier = _already_ingested(con, sha)
+            if earlier:
+                return _skip(source, fmt, sha, earlier, started)
+        info = file_info(source)
+        progress.start_file(source.name, info.size_bytes)
+        try:
+            return _ingest_in_transaction(con, source, fmt, info, options, now, progress, started)
+        finally:
+            progress.end_file()
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+
+
+def _stdin_is_parquet() -> bool:
+    import sys
+
+    stream = sys.stdin.buffer
+    return hasattr(stream, "peek") and stream.peek(4)[:4] == b"PAR1"
+
+
+@dataclass
+class _Counts:
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    dead_lettered: int = 0
+    blank_lines: int = 0
+
+
+def _ingest_in_transaction(con, source, fmt, info, options, now, progress, started) -> FileOutcome:
+    reader = ParquetReader(source) if fmt == FORMAT_PARQUET else LineReader(source, options.chunk_bytes)
+    params = {
+        "now": now,
+        "max_future_seconds": int(options.max_future.total_seconds()),
+        "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
+    }
+    counts = _Counts()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ingest_batches").fetchall()[0][0]
+        params["batch_id"] = batch_id
+        for chunk, nbytes in reader.chunks():
+            _ingest_chunk(con, chunk, fmt, params, counts)
+            progress.advance(nbytes)
+        sha = reader.content_sha256()
+        earlier = _already_ingested(con, sha)
+        if earlier:
+            con.execute("ROLLBACK")
+            return _skip(source, reader.format, sha, earlier, started)
+        con.execute(
+            "INSERT INTO ingest_batches VALUES "
+            "($batch_id, $source, $source_path, $format, $sha, $size, $mtime, $now, now(),"
+            " $read, $blank, $accepted, $duplicates, $conflicts, $dead, $version)",
+            {
+                "batch_id": batch_id,
+                "source": source.name,
+                "source_path": info.absolute_path,
+                "format": reader.format,
+                "sha": sha,
+                "size": info.size_bytes if info.size_bytes is not None else getattr(reader, "hasher").size,
+                "mtime": info.mtime_ns,
+                "now": now,
+                "read": counts.read,
+                "blank": counts.blank_lines,
+                "accepted": counts.accepted,
+                "duplicates": counts.duplicates,
+                "conflicts": counts.conflicts,
+                "dead": counts.dead_lettered,
+                "version": __version__,
+            },
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback_quietly(con)
+        raise
+    return FileOutcome(
+        source=source.name,
+        format=reader.format,
+        read=counts.read,
+        accepted=counts.accepted,
+        duplicates=counts.duplicates,
+        conflicts=counts.conflicts,
+        dead_lettered=counts.dead_lettered,
+        blank_lines=counts.blank_lines,
+        batch_id=batch_id,
+        content_sha256=sha,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # the transaction was already aborted by the failure being raised
+
+
+def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts) -> None:
+    con.register("chunk", chunk)
+    try:
+        if fmt == FORMAT_PARQUET:
+            con.execute(_parquet_lines_view(chunk.schema))
+        else:
+            con.execute(sql.load("chunk_lines"))
+        _run(con, "stage_lines", params)
+        staged, dead = con.execute(
+            "SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM stage"
+        ).fetchall()[0]
+        _run(con, "classify_stage", params)
+        outcome_counts = dict(con.execute("SELECT outcome, count(*) FROM classified GROUP BY ALL").fetchall())
+        for statement in sql.statements("insert_outcomes"):
+            if "INTO conflicts" in statement and not outcome_counts.get("conflict"):
+                continue
+            if "INTO dead_letters" in statement and not dead:
+                continue
+            con.execute(statement, sql.bind(statement, params))
+    finally:
+        con.unregister("chunk")
+    counts.read += staged
+    counts.blank_lines += chunk.num_rows - staged
+    counts.dead_lettered += dead
+    counts.accepted += outcome_counts.get("accepted", 0)
+    counts.duplicates += outcome_counts.get("duplicate", 0)
+    counts.conflicts += outcome_counts.get("conflict", 0)
+
+
+def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:
+    for statement in sql.statements(name):
+        con.execute(statement, sql.bind(statement, params))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _parquet_lines_view(schema: pa.Schema) -> str:
+    """Each Parquet row as the JSON object it would be as a JSONL line."""
+    replacements = [
+        f"CASE WHEN json_valid({_quote(f.name)}) THEN CAST({_quote(f.name)} AS JSON) "
+        f"ELSE to_json({_quote(f.name)}) END AS {_quote(f.name)}"
+        for f in schema
+        if f.name in _JSON_TEXT_COLUMNS and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
+    return (
+        "CREATE OR REPLACE TEMP VIEW chunk_lines AS "
+        "SELECT __line_no AS line_no, CAST(to_json(struct_pack(*COLUMNS(* EXCLUDE (__line_no)))) AS VARCHAR) AS txt, "
+        "NULL::VARCHAR AS raw "
+        f"FROM (SELECT *{replace} FROM chunk)"
+    )
+
+
+def check_readable(sources: Sequence[Source]) -> None:
+    for source in sources:
+        if source.path is not None and not source.path.is_file():
+            raise InputNotFoundError(f"{source.name}: no such file")

@@ -1,0 +1,239 @@
+"""Reading input files as chunks of numbered lines (or Parquet rows) for the SQL stage.
+
+Line splitting is vectorised (numpy finds the newlines, Arrow wraps the bytes without
+copying), so Python never loops over events. Every chunk ends on a line boundary. The
+content hash is computed on a worker thread while DuckDB works on the previous chunk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from meterctl.errors import InputNotFoundError
+from meterctl.sources import Source
+
+DEFAULT_CHUNK_BYTES = 128 << 20
+PARQUET_BATCH_ROWS = 250_000
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
+
+FORMAT_JSONL = "jsonl"
+FORMAT_JSONL_GZ = "jsonl.gz"
+FORMAT_PARQUET = "parquet"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    size_bytes: int | None
+    mtime_ns: int | None
+    absolute_path: str | None
+
+
+def file_info(source: Source) -> FileInfo:
+    if source.path is None:
+        return FileInfo(None, None, None)
+    stat = source.path.stat()
+    return FileInfo(stat.st_size, stat.st_mtime_ns, str(source.path.resolve()))
+
+
+class ContentHasher:
+    """SHA-256 of a stream, updated on a worker thread (hashlib releases the GIL)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterctl-hash")
+        self._pending = None
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._hash.update, data)
+
+    def hexdigest(self) -> str:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._pool.shutdown(wait=True)
+        return self._hash.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_lines(data: bytes, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
+    """Number the lines of `data` (which ends with a newline or at end of input).
+
+    Each line keeps its terminator; SQL strips it where the text is shown. The Arrow
+    array points into `data` without copying it.
+    """
+    view = np.frombuffer(data, dtype=np.uint8)
+    if scratch is not None and scratch.size >= view.size:
+        is_newline = np.equal(view, 10, out=scratch[: view.size])
+    else:
+        is_newline = view == 10
+    ends = np.flatnonzero(is_newline)
+    count = ends.size + (0 if (ends.size and ends[-1] == view.size - 1) or view.size == 0 else 1)
+    offsets = np.empty(count + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1 : ends.size + 1] = ends + 1
+    offsets[count] = view.size
+    lines = pa.Array.from_buffers(
+        pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    numbers = pa.array(np.arange(first_line_no, first_line_no + count, dtype=np.int64))
+    return pa.table({"line_no": numbers, "raw": lines})
+
+
+@dataclass
+class ReadProgress:
+    """Bytes consumed so far, for progress reporting."""
+
+    bytes_read: int = 0
+
+
+class LineReader:
+    """Chunks of numbered lines from a JSONL stream (plain, gzip, or standard input)."""
+
+    def __init__(self, source: Source, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.source = source
+        self.chunk_bytes = chunk_bytes
+        self.hasher = ContentHasher()
+        self.format = FORMAT_JSONL
+        self.lines_seen = 0
+        self.compressed_bytes_read = 0
+
+    def _open(self) -> tuple[BinaryIO, Callable[[], int]]:
+        if self.source.path is None:
+            raw: BinaryIO = sys.stdin.buffer
+        else:
+            raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        if head == GZIP_MAGIC:
+            self.format = FORMAT_JSONL_GZ
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            return stream, raw.tell if hasattr(raw, "tell") and raw.seekable() else (lambda: 0)
+        return raw, lambda: 0
+
+    def chunks(self) -> Iterator[tuple[pa.Table, int]]:
+        """Yield (lines, input bytes consumed by this chunk)."""
+        stream, _ = self._open()
+        scratch = np.empty(self.chunk_bytes + (1 << 20), dtype=np.bool_)
+        carry = b""
+        first = True
+        next_line = 1
+        try:
+            while True:
+                try:
+                    block = stream.read(self.chunk_bytes)
+                except (OSError, EOFError, gzip.BadGzipFile) as error:
+                    raise InputNotFoundError(f"{self.source.name}: cannot be read: {error}") from error
+                if block:
+                    self.hasher.update(block)
+                if first and block:
+                    first = False
+                    if block.startswith(UTF8_BOM):
+                        block = block[len(UTF8_BOM) :]
+                data = carry + block if carry else block
+                if block:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:
+                        carry = data
+                        continue
+                    carry = data[cut:]
+                    data = data[:cut] if cut < len(data) else data
+                else:
+                    carry = b""
+                if not data:
+                    break
+                table = split_lines(data, next_line, scratch)
+                next_line += table.num_rows
+                yield table, len(data)
+                if not block:
+                    break
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+            if self.source.path is not None and stream is not sys.stdin.buffer:
+                pass
+
+    def content_sha256(self) -> str:
+        return self.hasher.hexdigest()
+
+
+def sniff_format(source: Source) -> str:
+    """jsonl, jsonl.gz or parquet, from the first bytes (not the name)."""
+    if source.path is None:
+        return FORMAT_JSONL
+    with open(source.path, "rb") as handle:
+        head = handle.read(4)
+    if head == PARQUET_MAGIC:
+        return FORMAT_PARQUET
+    if head[:2] == GZIP_MAGIC:
+        return FORMAT_JSONL_GZ
+    return FORMAT_JSONL
+
+
+def spool_stdin() -> Path:
+    """Copy standard input to a temporary file (Parquet needs to seek)."""
+    handle, name = tempfile.mkstemp(prefix="meterctl-stdin-")
+    with os.fdopen(handle, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 8 << 20)
+    return Path(name)
+
+
+class ParquetReader:
+    """Batches of Parquet rows, numbered from 1, with their columns as stored."""
+
+    format = FORMAT_PARQUET
+
+    def __init__(self, source: Source, batch_rows: int = PARQUET_BATCH_ROWS) -> None:
+        assert source.path is not None
+        self.source = source
+        self.batch_rows = batch_rows
+        self._sha = None
+
+    def chunks(self) -> Iterator[tuple[pa.Table, int]]:
+        try:
+            parquet = pq.ParquetFile(self.source.path)
+        except (OSError, pa.ArrowException) as error:
+            raise InputNotFoundError(f"{self.source.name}: cannot be read as Parquet: {error}") from error
+        total = parquet.metadata.num_rows or 1
+        size = self.source.path.stat().st_size
+        next_row = 1
+        try:
+            for batch in parquet.iter_batches(batch_size=self.batch_rows):
+                count = batch.num_rows
+                numbers = pa.array(np.arange(next_row, next_row + count, dtype=np.int64))
+                table = pa.Table.from_batches([batch]).append_column("__line_no", numbers)
+                next_row += count
+                yield table, size * count // total
+        except (OSError, pa.ArrowException) as error:
+            raise InputNotFoundError(f"{self.source.name}: cannot be read as Parquet: {error}") from error
+
+    def content_sha256(self) -> str:
+        if self._sha is None:
+            self._sha = sha256_file(self.source.path)
+        return self._sha

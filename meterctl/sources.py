@@ -1,0 +1,86 @@
+"""Turning the PATH arguments of `ingest` into concrete inputs, before anything is read.
+
+A path may be a file, a directory (its supported files, recursively, in name order),
+a glob (expanded here for shells that did not), or `-` for standard input. Every
+argument is resolved up front so that a missing file stops the run before any write.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meterctl.errors import InputNotFoundError
+
+STDIN = "-"
+SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file on disk or standard input."""
+
+    name: str  # as the user will recognise it: the path as given, or '-'
+    path: Path | None  # None for standard input
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+
+def _supported(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(suffix) for suffix in SUPPORTED_SUFFIXES)
+
+
+def _check_readable(path: Path, shown: str) -> None:
+    if not os.access(path, os.R_OK):
+        raise InputNotFoundError(f"{shown}: cannot be read (permission denied)")
+
+
+def resolve_sources(arguments: list[str]) -> list[Source]:
+    """Expand arguments into sources, in order, each file once."""
+    if not arguments:
+        raise InputNotFoundError("no input given: name files, directories, globs or '-'")
+    sources: list[Source] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, shown: str) -> None:
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        _check_readable(path, shown)
+        seen.add(resolved)
+        sources.append(Source(shown, path))
+
+    for argument in arguments:
+        if argument == STDIN:
+            if any(s.is_stdin for s in sources):
+                continue
+            sources.append(Source(STDIN, None))
+            continue
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _supported(p))
+            if not found:
+                raise InputNotFoundError(
+                    f"{argument}: directory holds no {', '.join(SUPPORTED_SUFFIXES)} files"
+                )
+            for file in found:
+                add(file, str(file))
+        elif path.is_file():
+            add(path, argument)
+        elif glob.has_magic(argument):
+            matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise InputNotFoundError(f"{argument}: no file matches this pattern")
+            for file in files:
+                add(file, str(file))
+        elif path.exists():
+            raise InputNotFoundError(f"{argument}: not a regular file")
+        else:
+            raise InputNotFoundError(f"{argument}: no such file or directory")
+    return sources

@@ -1,0 +1,138 @@
+"""The DuckDB store: opening it, waiting for the lock, numbered schema migrations.
+
+All state lives in one DuckDB file. DuckDB lets one process write a file at a time;
+a second process gets an IO error when it tries to take the lock, which we turn
+into `StoreLockedError` (exit 75), optionally after retrying for `wait` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from meterctl.errors import OutputError, StoreLockedError
+
+DEFAULT_DB = "meterctl.duckdb"
+ENV_DB = "METERCTL_DB"
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
+
+
+def migrations() -> tuple[Migration, ...]:
+    """The numbered migrations shipped in `meterctl/sql/migrations`, in order."""
+    found = []
+    for entry in resources.files("meterctl.sql.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    return tuple(found)
+
+
+def _is_lock_error(error: duckdb.Error) -> bool:
+    text = str(error)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    # Session settings that make results independent of the machine running them:
+    # UTC for every TIMESTAMPTZ rendering and date_trunc.
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open the store, retrying for up to `wait` seconds while another process holds it.
+
+    A read-only open of a file that does not exist yet creates and migrates it first
+    (so that `status` on a fresh path reports an empty store instead of failing).
+    """
+    if read_only and not path.exists():
+        read_only = False
+    if not read_only:
+        parent = path.resolve().parent
+        if not parent.is_dir():
+            raise OutputError(f"{path}: cannot create the database: directory {parent} does not exist")
+    deadline = time.monotonic() + max(wait, 0.0)
+    delay = 0.05
+    while True:
+        try:
+            con = _connect_once(path, read_only)
+            break
+        except duckdb.IOException as error:
+            if not _is_lock_error(error):
+                raise OutputError(f"{path}: cannot open the database: {error}") from error
+            if time.monotonic() >= deadline:
+                hint = " (waited %gs)" % wait if wait > 0 else "; use --wait SECONDS to retry"
+                raise StoreLockedError(
+                    f"{path}: database is locked by another meterctl process{hint}"
+                ) from None
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.01)))
+            delay = min(delay * 2, 1.0)
+    if not read_only:
+        migrate(con)
+    return con
+
+
+@contextmanager
+def open_store(path: Path, *, read_only: bool = False, wait: float = 0.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, wait=wait)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    if not exists:
+        return set()
+    return {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration not yet recorded; each one in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    done = applied_versions(con)
+    applied = []
+    for migration in migrations():
+        if migration.version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(migration.sql)
+            con.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now())",
+                [migration.version, migration.name],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
