@@ -290,7 +290,7 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
             "SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM stage"
         ).fetchall()[0]
         _run(con, "classify_stage", params)
-        outcome_counts = dict(con.execute("SELECT outcome, count(*) FROM classified GROUP BY ALL").fetchall())
+        outcome_counts = dict(con.execute("SELECT outcome, count(*) FROM repeats GROUP BY ALL").fetchall())
         for statement in sql.statements("insert_outcomes"):
             if "INTO conflicts" in statement and not outcome_counts.get("conflict"):
                 continue
@@ -302,7 +302,7 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
     counts.read += staged
     counts.blank_lines += chunk.num_rows - staged
     counts.dead_lettered += dead
-    counts.accepted += outcome_counts.get("accepted", 0)
+    counts.accepted += staged - dead - outcome_counts.get("duplicate", 0) - outcome_counts.get("conflict", 0)
     counts.duplicates += outcome_counts.get("duplicate", 0)
     counts.conflicts += outcome_counts.get("conflict", 0)
 

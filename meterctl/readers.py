@@ -61,11 +61,16 @@ class ContentHasher:
         self._pending = None
         self.size = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: memoryview | bytes) -> None:
+        """Hash `data` in the background; it must stay unchanged until `wait()` returns."""
         self.size += len(data)
+        self.wait()
+        self._pending = self._pool.submit(self._hash.update, data)
+
+    def wait(self) -> None:
         if self._pending is not None:
             self._pending.result()
-        self._pending = self._pool.submit(self._hash.update, data)
+            self._pending = None
 
     def hexdigest(self) -> str:
         if self._pending is not None:
@@ -83,7 +88,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def split_lines(data: bytes, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
+def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
     """Number the lines of `data` (which ends with a newline or at end of input).
 
     Each line keeps its terminator; SQL strips it where the text is shown. The Arrow
@@ -125,59 +130,71 @@ class LineReader:
         self.lines_seen = 0
         self.compressed_bytes_read = 0
 
-    def _open(self) -> tuple[BinaryIO, Callable[[], int]]:
+    def _open(self) -> BinaryIO:
         if self.source.path is None:
             raw: BinaryIO = sys.stdin.buffer
         else:
             raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-        if head == GZIP_MAGIC:
+        if hasattr(raw, "peek") and raw.peek(2)[:2] == GZIP_MAGIC:
             self.format = FORMAT_JSONL_GZ
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-            return stream, raw.tell if hasattr(raw, "tell") and raw.seekable() else (lambda: 0)
-        return raw, lambda: 0
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return raw
 
     def chunks(self) -> Iterator[tuple[pa.Table, int]]:
-        """Yield (lines, input bytes consumed by this chunk)."""
-        stream, _ = self._open()
-        scratch = np.empty(self.chunk_bytes + (1 << 20), dtype=np.bool_)
-        carry = b""
-        first = True
+        """Yield (numbered lines, bytes consumed), each chunk ending on a line boundary.
+
+        One buffer is reused: a chunk's Arrow arrays point into it, so the caller must be
+        done with a chunk before asking for the next (DuckDB copies what it keeps).
+        """
+        stream = self._open()
+        capacity = self.chunk_bytes
+        buffer = bytearray(capacity)
+        scratch = np.empty(capacity, dtype=np.bool_)
+        filled = 0  # bytes at the front of `buffer`: the carried partial line, then new data
         next_line = 1
+        at_start = True
+        eof = False
         try:
-            while True:
-                try:
-                    block = stream.read(self.chunk_bytes)
-                except (OSError, EOFError, gzip.BadGzipFile) as error:
-                    raise InputNotFoundError(f"{self.source.name}: cannot be read: {error}") from error
-                if block:
-                    self.hasher.update(block)
-                if first and block:
-                    first = False
-                    if block.startswith(UTF8_BOM):
-                        block = block[len(UTF8_BOM) :]
-                data = carry + block if carry else block
-                if block:
-                    cut = data.rfind(b"\n") + 1
-                    if cut == 0:
-                        carry = data
-                        continue
-                    carry = data[cut:]
-                    data = data[:cut] if cut < len(data) else data
+            while not eof:
+                if filled == capacity:  # one line longer than the buffer: grow it
+                    capacity *= 2
+                    buffer = buffer + bytearray(capacity - len(buffer))
+                    scratch = np.empty(capacity, dtype=np.bool_)
+                view = memoryview(buffer)
+                start = filled
+                while filled < capacity:
+                    try:
+                        got = stream.readinto(view[filled:])
+                    except (OSError, EOFError, gzip.BadGzipFile) as error:
+                        raise InputNotFoundError(f"{self.source.name}: cannot be read: {error}") from error
+                    if not got:
+                        eof = True
+                        break
+                    filled += got
+                self.hasher.update(view[start:filled])
+                begin = 0
+                if at_start and filled >= len(UTF8_BOM) and view[: len(UTF8_BOM)] == UTF8_BOM:
+                    begin = len(UTF8_BOM)
+                at_start = at_start and filled == 0
+                if eof:
+                    cut = filled
                 else:
-                    carry = b""
-                if not data:
-                    break
-                table = split_lines(data, next_line, scratch)
-                next_line += table.num_rows
-                yield table, len(data)
-                if not block:
-                    break
+                    cut = buffer.rfind(b"\n", begin, filled) + 1
+                    if cut == 0:
+                        continue
+                if cut > begin:
+                    table = split_lines(view[begin:cut], next_line, scratch)
+                    next_line += table.num_rows
+                    yield table, cut - begin
+                    del table
+                # The hash of this chunk must be done before its bytes are overwritten.
+                self.hasher.wait()
+                rest = filled - cut
+                buffer[:rest] = buffer[cut:filled]
+                filled = rest
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-            if self.source.path is not None and stream is not sys.stdin.buffer:
-                pass
 
     def content_sha256(self) -> str:
         return self.hasher.hexdigest()

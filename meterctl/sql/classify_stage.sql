@@ -1,42 +1,54 @@
 -- Decide the fate of every valid line in `stage` against what is stored.
 --
--- For each event_id the reference payload is the stored one (the first accepted version
--- stays billed) or, for a new id, that of its first line in this chunk. The first line
--- of a new id is accepted; any other line with the reference hash is an identical
--- duplicate, and one with another hash is a conflict.
+-- Most lines carry an id seen for the first time: they are accepted without further work.
+-- Only ids that repeat inside the chunk or are already stored get a reference version: the
+-- stored one (the first accepted version stays billed) or else the id's first line in this
+-- chunk. A repeat whose canonical payload equals the reference is an identical duplicate;
+-- any other is a conflict.
 --
--- The join reads only (event_id, payload_hash, batch_id, line_no) of the stored events; the
--- hash table is built on the chunk's ids, so memory follows the chunk, not the history.
-CREATE OR REPLACE TEMP TABLE classified AS
-WITH firsts AS (
-    SELECT event_id, min(line_no) AS first_line, arg_min(payload_hash, line_no) AS first_hash
-    FROM stage
-    WHERE reason IS NULL
-    GROUP BY event_id
-),
-reference AS (
-    SELECT
-        f.event_id,
-        f.first_line,
-        s.event_id IS NOT NULL AS is_stored,
-        coalesce(s.payload_hash, f.first_hash) AS ref_hash,
-        coalesce(s.batch_id, $batch_id) AS ref_batch_id,
-        coalesce(s.line_no, f.first_line) AS ref_line_no
-    FROM firsts AS f
-    LEFT JOIN events AS s ON s.event_id = f.event_id
-)
+-- The join with `events` builds its hash table on the chunk's ids and reads only the key
+-- column of the stored events; the payloads of the few matches are fetched afterwards.
+CREATE OR REPLACE TEMP TABLE keyed AS
+SELECT event_id, min(line_no) AS first_line, count(*) AS copies
+FROM stage
+WHERE reason IS NULL
+GROUP BY event_id;
+
+CREATE OR REPLACE TEMP TABLE refs AS
 SELECT
-    st.line_no,
-    st.payload_hash,
-    r.ref_hash,
-    r.ref_batch_id,
-    r.ref_line_no,
-    st.event_id,
+    k.event_id, k.first_line, true AS is_stored,
+    e.customer_id, e.event_name, e.ts, e.quantity, e.properties,
+    e.batch_id AS ref_batch_id, e.line_no AS ref_line_no
+FROM keyed AS k
+JOIN events AS e ON e.event_id = k.event_id;
+
+INSERT INTO refs
+SELECT
+    k.event_id, k.first_line, false AS is_stored,
+    s.customer_id, s.event_name, s.ts, s.quantity, s.properties,
+    $batch_id AS ref_batch_id, s.line_no AS ref_line_no
+FROM keyed AS k
+JOIN stage AS s ON s.line_no = k.first_line
+WHERE k.copies > 1
+  AND k.event_id NOT IN (SELECT event_id FROM refs);
+
+-- Lines whose id has a reference and that are not themselves the accepted first line.
+CREATE OR REPLACE TEMP TABLE repeats AS
+SELECT
+    s.line_no, s.event_id, r.ref_batch_id, r.ref_line_no,
     CASE
-        WHEN NOT r.is_stored AND st.line_no = r.first_line THEN 'accepted'
-        WHEN st.payload_hash = r.ref_hash THEN 'duplicate'
+        WHEN s.customer_id = r.customer_id AND s.event_name = r.event_name AND s.ts = r.ts
+             AND s.quantity IS NOT DISTINCT FROM r.quantity
+             AND (s.properties IS NOT DISTINCT FROM r.properties
+                  OR mc_canonical_object(s.properties) IS NOT DISTINCT FROM mc_canonical_object(r.properties))
+            THEN 'duplicate'
         ELSE 'conflict'
-    END AS outcome
-FROM stage AS st
-JOIN reference AS r ON r.event_id = st.event_id
-WHERE st.reason IS NULL
+    END AS outcome,
+    CASE WHEN outcome = 'conflict'
+         THEN mc_payload_hash(r.customer_id, r.event_name, r.ts, r.quantity, r.properties) END AS billed_hash,
+    CASE WHEN outcome = 'conflict'
+         THEN mc_payload_hash(s.customer_id, s.event_name, s.ts, s.quantity, s.properties) END AS new_hash
+FROM stage AS s
+JOIN refs AS r ON r.event_id = s.event_id
+WHERE s.reason IS NULL
+  AND (r.is_stored OR s.line_no <> r.first_line);

@@ -1,19 +1,18 @@
 -- Write the outcome of one classified chunk. Parameters: $batch_id, $now.
 INSERT INTO events
-SELECT st.event_id, st.customer_id, st.event_name, st.ts, st.quantity, st.properties,
-       st.payload_hash, $batch_id, st.line_no
-FROM classified AS c
-JOIN stage AS st ON st.line_no = c.line_no
-WHERE c.outcome = 'accepted';
+SELECT s.event_id, s.customer_id, s.event_name, s.ts, s.quantity, s.properties, $batch_id, s.line_no
+FROM stage AS s
+WHERE s.reason IS NULL
+  AND s.line_no NOT IN (SELECT line_no FROM repeats);
 
 INSERT INTO conflicts
 SELECT
-    (SELECT coalesce(max(conflict_id), 0) FROM conflicts) + row_number() OVER (ORDER BY c.line_no),
-    c.event_id, c.ref_hash, c.ref_batch_id, c.ref_line_no, c.payload_hash, $batch_id, c.line_no,
+    (SELECT coalesce(max(conflict_id), 0) FROM conflicts) + row_number() OVER (ORDER BY r.line_no),
+    r.event_id, r.billed_hash, r.ref_batch_id, r.ref_line_no, r.new_hash, $batch_id, r.line_no,
     regexp_replace(l.txt, '\r?\n$', ''), $now
-FROM classified AS c
-JOIN chunk_lines AS l ON l.line_no = c.line_no
-WHERE c.outcome = 'conflict';
+FROM repeats AS r
+JOIN chunk_lines AS l ON l.line_no = r.line_no
+WHERE r.outcome = 'conflict';
 
 INSERT INTO dead_letters
 SELECT

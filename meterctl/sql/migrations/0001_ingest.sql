@@ -2,10 +2,6 @@
 -- Every table here is append-only. No PRIMARY KEY / UNIQUE constraints: they make bulk
 -- loads several times slower; deduplication joins each batch against what is stored.
 
-CREATE SEQUENCE batch_id_seq START 1;
-CREATE SEQUENCE dead_letter_id_seq START 1;
-CREATE SEQUENCE conflict_id_seq START 1;
-
 -- One row per input file that was ingested (committed together with its effects).
 CREATE TABLE ingest_batches (
     batch_id        BIGINT NOT NULL,
@@ -33,7 +29,6 @@ CREATE TABLE events (
     ts              TIMESTAMPTZ NOT NULL,
     quantity        DECIMAL(38, 18),       -- NULL when the event carries none
     properties      JSON,                  -- NULL when absent or empty
-    payload_hash    UBIGINT NOT NULL,      -- lower 64 bits of md5(canonical payload)
     batch_id        BIGINT NOT NULL,
     line_no         BIGINT NOT NULL
 );
@@ -41,10 +36,10 @@ CREATE TABLE events (
 CREATE TABLE conflicts (
     conflict_id         BIGINT NOT NULL,
     event_id            VARCHAR NOT NULL,
-    billed_hash         UBIGINT NOT NULL,  -- the version that stays billed
+    billed_hash         VARCHAR NOT NULL,  -- md5 of the canonical payload that stays billed
     billed_batch_id     BIGINT NOT NULL,
     billed_line_no      BIGINT NOT NULL,
-    new_hash            UBIGINT NOT NULL,  -- the version that was refused
+    new_hash            VARCHAR NOT NULL,  -- md5 of the canonical payload that was refused
     batch_id            BIGINT NOT NULL,
     line_no             BIGINT NOT NULL,
     raw                 VARCHAR NOT NULL,

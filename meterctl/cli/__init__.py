@@ -1,0 +1,61 @@
+"""The `meterctl` command line: parse, call the library, render. Exit codes in errors.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from meterctl import __version__
+from meterctl.cli.ingest_cmd import ingest_command
+from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
+from meterctl.errors import MeterctlError
+
+app = typer.Typer(
+    name="meterctl",
+    help="Usage-based billing from the command line: ingest usage events, rate them, invoice them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"meterctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """meterctl: usage-event logs in, auditable invoices out."""
+
+
+app.command("ingest")(ingest_command)
+app.command("status")(status_command)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(conflicts_app, name="conflicts")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: expected failures become one line on stderr and their exit code."""
+    try:
+        app(args=argv, prog_name="meterctl", standalone_mode=True)
+    except MeterctlError as error:
+        print(f"meterctl: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("meterctl: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # a bug: keep the traceback for the report
+        if os.environ.get("METERCTL_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(f"meterctl: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+            print("(set METERCTL_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        sys.exit(1)

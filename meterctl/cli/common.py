@@ -1,0 +1,63 @@
+"""What every command shares: the database options, output helpers, durations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from meterctl.errors import UsageError
+from meterctl.store import DEFAULT_DB, ENV_DB
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar=ENV_DB, help="DuckDB file holding meterctl's state (created on first use)."),
+]
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", min=0, metavar="SECONDS", help="If another meterctl holds the database, retry this long."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+DEFAULT_DB_PATH = Path(DEFAULT_DB)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=False)
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """'300', '300s', '5m', '2h', '90d' → timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{option}: '{text}' is not a duration (use e.g. 300s, 5m, 2h, 90d)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])

@@ -1,0 +1,138 @@
+"""`meterctl ingest`: thin face on `meterctl.ingest.ingest`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from meterctl import store
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, stderr_console
+from meterctl.errors import DataError
+from meterctl.ingest import DEFAULT_MAX_FUTURE, IngestOptions, IngestResult, ingest
+from meterctl.sources import resolve_sources
+
+
+class RichProgress:
+    """A progress bar per file on stderr (only used when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+            console=stderr_console(), transient=True,
+        )
+        self._task = None
+
+    def __enter__(self) -> RichProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def start_file(self, name: str, total_bytes: int | None) -> None:
+        self._task = self._progress.add_task(name, total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def end_file(self) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+
+
+def result_document(result: IngestResult) -> dict:
+    def counts(item) -> dict:
+        return {
+            "read": item.read,
+            "accepted": item.accepted,
+            "duplicates": item.duplicates,
+            "conflicts": item.conflicts,
+            "dead_lettered": item.dead_lettered,
+            "blank_lines": item.blank_lines,
+        }
+
+    return {
+        **counts(result),
+        "skipped_files": result.skipped_files,
+        "seconds": round(result.seconds, 3),
+        "ingest_time": result.ingest_time.isoformat().replace("+00:00", "Z"),
+        "files": [
+            {
+                "source": f.source,
+                "format": f.format,
+                **counts(f),
+                "skipped_files": int(f.skipped),
+                "skipped": f.skipped,
+                "skip_reason": f.skip_reason,
+                "batch_id": f.batch_id,
+                "content_sha256": f.content_sha256,
+                "seconds": round(f.seconds, 3),
+            }
+            for f in result.files
+        ],
+    }
+
+
+def render_summary(result: IngestResult) -> None:
+    table = Table(title="ingest", title_justify="left")
+    table.add_column("file")
+    for name in ("read", "accepted", "duplicates", "conflicts", "dead-lettered"):
+        table.add_column(name, justify="right")
+    table.add_column("note")
+    for f in result.files:
+        note = f"skipped: {f.skip_reason}" if f.skipped else (f"batch {f.batch_id}" if f.batch_id else "")
+        if f.blank_lines:
+            note += f", {f.blank_lines} blank line(s)"
+        table.add_row(f.source, *(str(v) for v in (f.read, f.accepted, f.duplicates, f.conflicts, f.dead_lettered)), note)
+    if len(result.files) > 1:
+        table.add_row(
+            "total",
+            *(str(v) for v in (result.read, result.accepted, result.duplicates, result.conflicts, result.dead_lettered)),
+            f"{result.skipped_files} skipped" if result.skipped_files else "",
+            style="bold",
+        )
+    console = stderr_console()
+    console.print(table)
+    console.print(f"{result.seconds:.2f}s")
+    if result.conflicts:
+        console.print("conflicts kept: see 'meterctl conflicts list'", style="yellow")
+    if result.dead_lettered:
+        console.print("dead letters kept: see 'meterctl dlq list'", style="yellow")
+
+
+def ingest_command(
+    paths: Annotated[list[str], typer.Argument(help="Files (.jsonl, .ndjson, .jsonl.gz, .parquet), directories, globs, or - for stdin.", show_default=False)],
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 65 if any line was a conflict or dead-lettered.")] = False,
+    max_future: Annotated[str, typer.Option("--max-future", metavar="DURATION", help="Reject timestamps later than ingest time plus this.")] = f"{int(DEFAULT_MAX_FUTURE.total_seconds())}s",
+    max_age: Annotated[str | None, typer.Option("--max-age", metavar="DURATION", help="Reject timestamps older than this (default: no lower bound).")] = None,
+) -> None:
+    """Ingest usage-event files: validate, deduplicate, dead-letter what is bad."""
+    options = IngestOptions(
+        max_future=parse_duration(max_future, "--max-future"),
+        max_age=parse_duration(max_age, "--max-age") if max_age else None,
+    )
+    sources = resolve_sources(paths)
+    with store.open_store(db, wait=wait) as con:
+        if sys.stderr.isatty():
+            with RichProgress() as progress:
+                result = ingest(con, sources, options, progress)
+        else:
+            result = ingest(con, sources, options)
+    if as_json:
+        print_json(result_document(result))
+    else:
+        render_summary(result)
+    if strict and (result.conflicts or result.dead_lettered):
+        raise DataError(
+            f"--strict: {result.conflicts} conflict(s) and {result.dead_lettered} dead letter(s) "
+            "(they are stored; see 'meterctl conflicts list' and 'meterctl dlq list')"
+        )

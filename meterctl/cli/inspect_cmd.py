@@ -1,0 +1,119 @@
+"""`meterctl status`, `meterctl dlq list|show`, `meterctl conflicts list`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from meterctl import inspect, store
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stdout_console
+
+LimitOption = Annotated[int, typer.Option("--limit", min=0, help="At most this many rows (0 = all).")]
+
+dlq_app = typer.Typer(help="Dead letters: input lines that failed validation, with the reason and raw text.", no_args_is_help=True)
+conflicts_app = typer.Typer(help="Conflicts: resends of an event_id with a different payload.", no_args_is_help=True)
+
+
+def _clip(text: str, width: int = 60) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_command(db: DbOption = store.default_db_path(), wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+    """Counts, time range and the last ingests."""
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        result = inspect.status(con)
+    if as_json:
+        print_json(result)
+        return
+    console = stdout_console()
+    console.print(f"database        {db}")
+    console.print(f"events          {result.events}  ({result.customers} customers)")
+    for name, count in result.event_names:
+        console.print(f"  {name:<14}{count}")
+    console.print(f"time range      {result.first_event_at or '-'} … {result.last_event_at or '-'}")
+    console.print(f"lines read      {result.lines_read} in {result.batches} batch(es)")
+    console.print(f"duplicates      {result.duplicates}")
+    console.print(f"conflicts       {result.conflicts}")
+    console.print(f"dead letters    {result.dead_letters}")
+    if result.last_ingests:
+        table = Table(title="last ingests", title_justify="left")
+        for column in ("batch", "source", "finished", "read", "accepted", "dup", "conflicts", "dead"):
+            table.add_column(column, justify="right" if column not in ("source", "finished") else "left")
+        for b in result.last_ingests:
+            table.add_row(str(b.batch_id), b.source, b.finished_at, *(str(v) for v in (b.read, b.accepted, b.duplicates, b.conflicts, b.dead_lettered)))
+        console.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+    limit: LimitOption = 100,
+    batch: Annotated[int | None, typer.Option("--batch", help="Only this ingest batch.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only reasons containing this text.")] = None,
+) -> None:
+    """List dead letters, oldest first."""
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        rows = inspect.dead_letters(con, limit=limit or None, batch_id=batch, reason_contains=reason)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table()
+    for column in ("id", "source", "line", "reason", "raw"):
+        table.add_column(column, justify="right" if column in ("id", "line") else "left")
+    for d in rows:
+        table.add_row(str(d.dead_letter_id), d.source, str(d.line_no), d.reason, _clip(d.raw))
+    stdout_console().print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    dead_letter_id: Annotated[int, typer.Argument(metavar="ID")],
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one dead letter in full, raw text included."""
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        d = inspect.dead_letter(con, dead_letter_id)
+    if as_json:
+        print_json(d)
+        return
+    console = stdout_console()
+    console.print(f"dead letter {d.dead_letter_id}")
+    console.print(f"source      {d.source}:{d.line_no} (batch {d.batch_id})")
+    console.print(f"reason      {d.reason}")
+    console.print(f"event_id    {d.event_id or '-'}")
+    console.print(f"created at  {d.created_at}")
+    console.print("raw:")
+    console.out(d.raw, highlight=False)
+
+
+@conflicts_app.command("list")
+def conflicts_list(
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+    limit: LimitOption = 100,
+    event_id: Annotated[str | None, typer.Option("--event-id", help="Only this event id.")] = None,
+) -> None:
+    """List conflicting resends; the first accepted version stays billed."""
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        rows = inspect.conflicts(con, limit=limit or None, event_id=event_id)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table()
+    for column in ("id", "event_id", "billed (source:line, hash)", "refused (source:line, hash)"):
+        table.add_column(column)
+    for c in rows:
+        table.add_row(
+            str(c.conflict_id), c.event_id,
+            f"{c.billed_source}:{c.billed_line_no} {c.billed_hash[:12]}",
+            f"{c.source}:{c.line_no} {c.new_hash[:12]}",
+        )
+    stdout_console().print(table)
