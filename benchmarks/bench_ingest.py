@@ -1,0 +1,166 @@
+"""Ingest benchmarks for issue #2, as ratios against baselines measured in the same run.
+
+1. 2M events (~400 MB, 2% resends, 0.1% malformed) into an empty store, against plain
+   DuckDB loading the same file with one row per event_id:
+   CREATE TABLE t AS SELECT DISTINCT ON (event_id) * FROM read_json(...).
+2. 1M new events into a store already holding 20M events, against the same file into
+   an empty store (the cost of deduplication must not grow with the stored history).
+3. Peak memory (max RSS) of `meterctl ingest` on a 10M-event file.
+
+Every measurement runs in a fresh subprocess; each timing is the best of --repeat runs.
+Data files are generated once into --data-dir and reused.
+
+    python benchmarks/bench_ingest.py [--scale 1.0] [--data-dir bench-data] [--only ratio,history,memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from generate_events import generate  # noqa: E402
+
+BASELINE = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE t AS SELECT DISTINCT ON (event_id) * FROM read_json(?, format='newline_delimited', ignore_errors=true)", [sys.argv[2]])
+con.close()
+"""
+
+# Fill the store with `n` events directly through SQL (setup, not measured). Their ids are
+# 'evt_<12 digits>_old': they sort between the benchmark file's 'evt_<12 digits>' ids.
+PREFILL = """
+import duckdb, sys
+from pathlib import Path
+from meterctl import store
+n = int(sys.argv[2])
+con = store.connect(Path(sys.argv[1]))
+con.execute("BEGIN")
+con.execute('''INSERT INTO ingest_batches VALUES (1, 'prefill', NULL, 'jsonl', 'prefill', 0, NULL, now(), now(), ?, 0, ?, 0, 0, 0, 'bench')''', [n, n])
+con.execute('''
+    INSERT INTO events
+    SELECT 'evt_' || lpad(CAST(i AS VARCHAR), 12, '0') || '_old', 'cus_' || lpad(CAST(i % 1000 AS VARCHAR), 6, '0'),
+           (['api_call', 'llm_tokens', 'gpu_heartbeat', 'storage_report'])[1 + i % 4],
+           TIMESTAMPTZ '2026-09-01 00:00:00+00' + to_seconds(i % 2592000),
+           CAST(1 + i % 5000 AS DECIMAL(38, 18)), CAST('{"model":"embed","region":"eu"}' AS JSON), 1, i + 1
+    FROM range(?) t(i)''', [n])
+con.execute("COMMIT")
+con.execute("CHECKPOINT")
+con.close()
+"""
+
+
+def run(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def fresh(path: Path) -> Path:
+    for suffix in ("", ".wal", ".tmp"):
+        p = Path(str(path) + suffix)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    return path
+
+
+def meterctl(db: Path, *files: Path) -> list[str]:
+    return [sys.executable, "-m", "meterctl", "ingest", "--db", str(db), "--json", *map(str, files)]
+
+
+def best(repeat: int, prepare, argv_for) -> float:
+    times = []
+    for _ in range(repeat):
+        argv = argv_for(prepare())
+        times.append(run(argv))
+    return min(times)
+
+
+def ensure(path: Path, events: int, **kw) -> Path:
+    if not path.exists():
+        print(f"generating {path} ({events} events)…", file=sys.stderr)
+        generate(path, events, **kw)
+    return path
+
+
+def bench_ratio(data: Path, work: Path, scale: float, repeat: int) -> dict:
+    events = ensure(data / f"events-{int(2_000_000 * scale)}.jsonl", int(2_000_000 * scale))
+    db = work / "ratio.duckdb"
+    baseline = best(repeat, lambda: fresh(db), lambda d: [sys.executable, "-c", BASELINE, str(d), str(events)])
+    ours = best(repeat, lambda: fresh(db), lambda d: meterctl(d, events))
+    return {"events": int(2_000_000 * scale), "baseline_s": round(baseline, 3), "meterctl_s": round(ours, 3),
+            "ratio": round(ours / baseline, 3), "target": 1.5}
+
+
+def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
+    n_new, n_old = int(1_000_000 * scale), int(20_000_000 * scale)
+    # Same id prefix as the stored events, so new ids interleave with stored ones (as random
+    # ids would) and no zone map can skip the stored history.
+    events = ensure(data / f"new-{n_new}.jsonl", n_new, seed=7)
+    template = data / f"store-{n_old}.duckdb"
+    if not template.exists():
+        print(f"prefilling {template} with {n_old} events…", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", PREFILL, str(fresh(template)), str(n_old)], check=True)
+    empty_db, full_db = work / "empty.duckdb", work / "full.duckdb"
+
+    def copy_template() -> Path:
+        fresh(full_db)
+        shutil.copyfile(template, full_db)
+        return full_db
+
+    empty = best(repeat, lambda: fresh(empty_db), lambda d: meterctl(d, events))
+    full = best(repeat, copy_template, lambda d: meterctl(d, events))
+    return {"new_events": n_new, "stored_events": n_old, "empty_store_s": round(empty, 3),
+            "full_store_s": round(full, 3), "ratio": round(full / empty, 3), "target": 1.5}
+
+
+def bench_memory(data: Path, work: Path, scale: float) -> dict:
+    n = int(10_000_000 * scale)
+    events = ensure(data / f"events-{n}.jsonl", n, seed=3)
+    db = fresh(work / "memory.duckdb")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds = run(meterctl(db, events))
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kib <= before:
+        print("warning: an earlier child had a higher peak; run --only memory alone", file=sys.stderr)
+    return {"events": n, "file_mb": round(events.stat().st_size / 2**20), "seconds": round(seconds, 2),
+            "peak_rss_mib": round(peak_kib / 1024), "target_mib": 2048}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every event count (e.g. 0.01 for a smoke run)")
+    parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="ratio,history,memory")
+    args = parser.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    work = args.data_dir / "work"
+    work.mkdir(exist_ok=True)
+    wanted = set(args.only.split(","))
+    report = {}
+    # Memory first: RUSAGE_CHILDREN keeps the largest child seen so far.
+    if "memory" in wanted:
+        report["memory_10m"] = bench_memory(args.data_dir, work, args.scale)
+    if "ratio" in wanted:
+        report["ingest_vs_duckdb"] = bench_ratio(args.data_dir, work, args.scale, args.repeat)
+    if "history" in wanted:
+        report["history_20m"] = bench_history(args.data_dir, work, args.scale, args.repeat)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
