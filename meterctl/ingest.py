@@ -286,6 +286,7 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
         else:
             con.execute(sql.load("chunk_lines"))
         _run(con, "stage_lines", params)
+        _make_invalid_utf8_readable(con, chunk)
         staged, dead = con.execute(
             "SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM stage"
         ).fetchall()[0]
@@ -305,6 +306,28 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
     counts.accepted += staged - dead - outcome_counts.get("duplicate", 0) - outcome_counts.get("conflict", 0)
     counts.duplicates += outcome_counts.get("duplicate", 0)
     counts.conflicts += outcome_counts.get("conflict", 0)
+
+
+def _make_invalid_utf8_readable(con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> None:
+    """Show a line that is not valid UTF-8 as text with only its bad bytes escaped.
+
+    DuckDB can only render the whole line as an escaped BLOB; such lines are rare, so
+    Python decodes just those few with 'backslashreplace'.
+    """
+    bad = [row[0] for row in con.execute("SELECT line_no FROM stage WHERE reason = 'not valid UTF-8'").fetchall()]
+    if not bad:
+        return
+    first = chunk.column("line_no")[0].as_py()
+    raws = chunk.column("raw").take(pa.array([n - first for n in bad])).to_pylist()
+    fixed = pa.table({
+        "line_no": pa.array(bad, pa.int64()),
+        "raw": pa.array([r.decode("utf-8", "backslashreplace") for r in raws], pa.large_string()),
+    })
+    con.register("readable_lines", fixed)
+    try:
+        con.execute("UPDATE stage SET raw = r.raw FROM readable_lines AS r WHERE stage.line_no = r.line_no")
+    finally:
+        con.unregister("readable_lines")
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:

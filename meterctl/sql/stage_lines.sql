@@ -48,7 +48,7 @@ cloud AS (
         CASE WHEN NOT is_ce THEN v[1] END AS j_event_id,
         CASE WHEN is_ce THEN v[8] END AS j_ce_id,
         CASE WHEN is_ce THEN v[9] END AS j_ce_source,
-        CASE WHEN is_ce THEN coalesce(v[11], v[16]) ELSE v[2] END AS j_customer,
+        CASE WHEN is_ce THEN CASE WHEN mc_absent(v[11]) THEN v[16] ELSE v[11] END ELSE v[2] END AS j_customer,
         CASE WHEN is_ce THEN v[10] ELSE v[3] END AS j_name,
         CASE WHEN is_ce THEN v[12] ELSE v[4] END AS j_ts,
         CASE WHEN is_ce THEN v[14] ELSE v[5] END AS j_quantity,

@@ -1,0 +1,96 @@
+"""Shared fixtures: a fresh store, a fixed ingest time, helpers to write event files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from meterctl import store
+from meterctl.cli import app
+from meterctl.ingest import IngestOptions, IngestResult, ingest
+from meterctl.sources import resolve_sources
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_data"
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+def event(event_id: str, **fields) -> dict:
+    """A valid event; keyword arguments override or add fields (None removes one)."""
+    record = {
+        "event_id": event_id,
+        "customer_id": "cus_1",
+        "event_name": "api_call",
+        "timestamp": "2026-10-05T10:00:00Z",
+        "quantity": 1,
+    }
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def jsonl(*records: dict | str) -> str:
+    """Lines of a JSONL file: dicts are serialised, strings are written as they are."""
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+@pytest.fixture
+def con(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = store.connect(db)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write('a.jsonl', text_or_bytes) -> Path"""
+
+    def _write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8", newline="")
+        else:
+            path.write_bytes(content)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def run_ingest(con):
+    """Ingest paths into the fixture store with a fixed ingest time."""
+
+    def _run(*paths: Path | str, **options) -> IngestResult:
+        opts = IngestOptions(now=NOW, **options)
+        return ingest(con, resolve_sources([str(p) for p in paths]), opts)
+
+    return _run
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def _invoke(*args: str, input: str | bytes | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return _invoke
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None):
+    return con.execute(query, params or []).fetchall()[0][0]
+
+
+def balanced(result: IngestResult) -> bool:
+    return all(f.balanced for f in result.files)

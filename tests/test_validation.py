@@ -1,0 +1,194 @@
+"""Every record that fails the event contract lands in dead_letters with a reason and its raw text."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import balanced, event, jsonl, scalar
+
+
+def dead_letters(con):
+    return con.execute("SELECT line_no, reason, raw FROM dead_letters ORDER BY line_no").fetchall()
+
+
+def ingest_one(write, run_ingest, line: dict | str):
+    path = write("one.jsonl", jsonl(line))
+    result = run_ingest(path)
+    assert balanced(result)
+    return result.files[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"event_id": "e1", "customer_id": "c"', "malformed JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('"just a string"', "not a JSON object"),
+        ("null", "not a JSON object"),
+        (event("e1", customer_id=None), "missing required field 'customer_id'"),
+        (event("e1", event_name=None), "missing required field 'event_name'"),
+        (event("e1", timestamp=None), "missing required field 'timestamp'"),
+        (event(None), "missing required field 'event_id'"),
+        (event(42), "field 'event_id' must be a string"),
+        (event("e1", customer_id=7), "field 'customer_id' must be a string"),
+        (event("e1", customer_id=""), "field 'customer_id' must not be empty"),
+        (event("e1", event_name=["x"]), "field 'event_name' must be a string"),
+        (event("e1", timestamp="2026-10-05"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp="2026-02-30T00:00:00Z"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp="yesterday"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp="2026-10-05T10:00:00 Europe/Paris"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp=True), "must be an RFC 3339 string or an epoch number"),
+        (event("e1", timestamp="2099-01-01T00:00:00Z"), "after the ingest time"),
+        (event("e1", quantity="lots"), "is not a finite decimal number"),
+        (event("e1", quantity="1_000"), "is not a finite decimal number"),
+        (event("e1", quantity="0x10"), "is not a finite decimal number"),
+        (event("e1", quantity="NaN"), "is not a finite decimal number"),
+        ('{"event_id":"e1","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z","quantity":NaN}',
+         "is not a finite decimal number"),
+        ('{"event_id":"e1","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z","quantity":Infinity}',
+         "is not a finite decimal number"),
+        ('{"event_id":"e1","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z","quantity":1e400}',
+         "is not a finite decimal number"),
+        (event("e1", quantity="1e-30"), "would be rounded"),
+        (event("e1", quantity="0.1234567890123456789"), "would be rounded"),
+        (event("e1", quantity="123456789012345678901"), "is not a finite decimal number"),
+        (event("e1", quantity=True), "quantity must be a number or a numeric string, got BOOLEAN"),
+        (event("e1", quantity={"v": 1}), "quantity must be a number or a numeric string, got OBJECT"),
+        (event("e1", properties=["model"]), "field 'properties' must be a JSON object, got ARRAY"),
+        (event("e1", properties="gpt"), "field 'properties' must be a JSON object"),
+    ],
+)
+def test_a_bad_record_is_dead_lettered_with_its_reason_and_raw_text(write, run_ingest, con, line, reason):
+    outcome = ingest_one(write, run_ingest, line)
+    assert (outcome.read, outcome.accepted, outcome.dead_lettered) == (1, 0, 1)
+    [(line_no, stored_reason, raw)] = dead_letters(con)
+    assert line_no == 1
+    assert reason in stored_reason
+    assert raw == (line if isinstance(line, str) else json.dumps(line))
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected_utc"),
+    [
+        ("2026-10-05T10:00:00Z", "2026-10-05 10:00:00"),
+        ("2026-10-05T12:00:00+02:00", "2026-10-05 10:00:00"),
+        ("2026-10-05T05:30:00-0430", "2026-10-05 10:00:00"),
+        ("2026-10-05T10:00:00", "2026-10-05 10:00:00"),  # no offset = UTC
+        ("2026-10-05 10:00:00Z", "2026-10-05 10:00:00"),
+        ("2026-10-05t10:00:00z", "2026-10-05 10:00:00"),
+        ("2026-10-05T10:00:00.123456Z", "2026-10-05 10:00:00.123456"),
+        (1791194400, "2026-10-05 10:00:00"),  # epoch seconds
+        (1791194400123, "2026-10-05 10:00:00.123"),  # epoch milliseconds
+        (1791194400.5, "2026-10-05 10:00:00.5"),
+        ("1850-01-01T00:00:00Z", "1850-01-01 00:00:00"),  # no lower bound by default
+    ],
+)
+def test_timestamps_are_read_as_instants(write, run_ingest, con, timestamp, expected_utc):
+    outcome = ingest_one(write, run_ingest, event("e1", timestamp=timestamp))
+    assert outcome.accepted == 1
+    stored = scalar(con, "SELECT strftime(ts, '%Y-%m-%d %H:%M:%S.%f') FROM events")
+    assert stored.rstrip("0").rstrip(".") == expected_utc.rstrip("0").rstrip(".") or stored.startswith(expected_utc)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        (5, Decimal("5")),
+        ("5", Decimal("5")),
+        (0.0004, Decimal("0.0004")),
+        ("0.000000000000000001", Decimal("1E-18")),
+        ("12345678901234567890.123456789012345678", Decimal("12345678901234567890.123456789012345678")),
+        ("-2.5", Decimal("-2.5")),
+        ("1e3", Decimal("1000")),
+        ("1.50000000000000000000000", Decimal("1.5")),
+        (None, None),
+    ],
+)
+def test_quantities_are_exact_decimals(write, run_ingest, con, quantity, expected):
+    outcome = ingest_one(write, run_ingest, event("e1", quantity=quantity))
+    assert outcome.accepted == 1
+    assert scalar(con, "SELECT quantity FROM events") == expected
+
+
+def test_a_timestamp_just_inside_the_future_bound_is_accepted(write, run_ingest, con):
+    path = write(
+        "f.jsonl",
+        jsonl(
+            event("ok", timestamp="2026-11-23T12:04:59Z"),
+            event("late", timestamp="2026-11-23T12:05:01Z"),
+        ),
+    )
+    result = run_ingest(path)
+    assert (result.accepted, result.dead_lettered) == (1, 1)
+    assert scalar(con, "SELECT event_id FROM events") == "ok"
+
+
+def test_max_age_rejects_old_events_only_when_asked(write, run_ingest, con):
+    path = write("old.jsonl", jsonl(event("old", timestamp="2020-01-01T00:00:00Z"), event("new")))
+    result = run_ingest(path, max_age=timedelta(days=365))
+    assert (result.accepted, result.dead_lettered) == (1, 1)
+    assert "older than the maximum age" in dead_letters(con)[0][1]
+
+
+def test_invalid_utf8_is_kept_with_its_bytes_escaped(write, run_ingest, con):
+    good = jsonl(event("e1")).encode()
+    path = write("bad.jsonl", good + b'{"event_id":"e2","customer_id":"\xff\xfe"}\n')
+    result = run_ingest(path)
+    assert (result.read, result.accepted, result.dead_lettered) == (2, 1, 1)
+    [(line_no, reason, raw)] = dead_letters(con)
+    assert (line_no, reason) == (2, "not valid UTF-8")
+    assert raw == '{"event_id":"e2","customer_id":"\\xff\\xfe"}'
+
+
+def test_bom_crlf_and_blank_lines(write, run_ingest, con):
+    text = "\ufeff" + json.dumps(event("e1")) + "\r\n\r\n   \n" + json.dumps(event("e2")) + "\r\n\n"
+    result = run_ingest(write("crlf.jsonl", text))
+    assert (result.read, result.accepted, result.blank_lines, result.dead_lettered) == (2, 2, 3, 0)
+    assert con.execute("SELECT event_id, line_no FROM events ORDER BY 1").fetchall() == [("e1", 1), ("e2", 4)]
+
+
+def test_a_last_line_without_newline_is_read(write, run_ingest):
+    result = run_ingest(write("nonl.jsonl", jsonl(event("e1")) + json.dumps(event("e2"))))
+    assert (result.read, result.accepted) == (2, 2)
+
+
+def test_an_empty_file_reads_nothing(write, run_ingest):
+    result = run_ingest(write("empty.jsonl", ""))
+    assert (result.read, result.accepted, result.skipped_files) == (0, 0, 0)
+
+
+def test_properties_are_kept_and_extra_fields_ignored(write, run_ingest, con):
+    record = event("e1", properties={"model": "gpt-large", "region": "eu", "n": 3}, extra="ignored")
+    ingest_one(write, run_ingest, record)
+    assert json.loads(scalar(con, "SELECT properties FROM events")) == {"model": "gpt-large", "region": "eu", "n": 3}
+
+
+def test_cloudevents_map_onto_the_contract(write, run_ingest, con):
+    cloud = {
+        "specversion": "1.0", "id": "42", "source": "/edge/eu", "type": "llm_tokens",
+        "subject": "cus_9", "time": "2026-10-05T10:00:00Z",
+        "data": {"quantity": 1200, "properties": {"model": "embed"}},
+    }
+    flat_data = {**cloud, "id": "43", "data": {"quantity": "7", "model": "gpt", "customer_id": "x"}}
+    no_subject = {**cloud, "id": "44", "subject": None, "data": {"customer_id": "cus_8"}}
+    bad_source = {**cloud, "id": "45", "source": "has space"}
+    no_id = {k: v for k, v in cloud.items() if k != "id"}
+    result = run_ingest(write("ce.jsonl", jsonl(cloud, flat_data, no_subject, bad_source, no_id)))
+    assert (result.read, result.accepted, result.dead_lettered) == (5, 3, 2)
+    rows = con.execute(
+        "SELECT event_id, customer_id, event_name, quantity, CAST(properties AS VARCHAR) FROM events ORDER BY line_no"
+    ).fetchall()
+    assert rows == [
+        ("/edge/eu 42", "cus_9", "llm_tokens", Decimal("1200"), '{"model":"embed"}'),
+        ("/edge/eu 43", "cus_9", "llm_tokens", Decimal("7"), '{"model":"gpt"}'),
+        ("/edge/eu 44", "cus_8", "llm_tokens", None, None),
+    ]
+    reasons = [r for _, r, _ in dead_letters(con)]
+    assert reasons == [
+        "CloudEvent: field 'source' must be a URI-reference without whitespace",
+        "CloudEvent: missing required field 'id'",
+    ]
