@@ -26,8 +26,10 @@ from meterctl.readers import (
     DEFAULT_CHUNK_BYTES,
     FORMAT_PARQUET,
     LineReader,
+    PARQUET_MAGIC,
     ParquetReader,
     file_info,
+    stdin_bytes,
     sha256_file,
     sniff_format,
     spool_stdin,
@@ -194,10 +196,7 @@ def _ingest_source(
 
 
 def _stdin_is_parquet() -> bool:
-    import sys
-
-    stream = sys.stdin.buffer
-    return hasattr(stream, "peek") and stream.peek(4)[:4] == b"PAR1"
+    return stdin_bytes().peek(4)[:4] == PARQUET_MAGIC
 
 
 @dataclass

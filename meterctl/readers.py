@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import sys
@@ -132,7 +133,7 @@ class LineReader:
 
     def _open(self) -> BinaryIO:
         if self.source.path is None:
-            raw: BinaryIO = sys.stdin.buffer
+            raw: BinaryIO = stdin_bytes()
         else:
             raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
         if hasattr(raw, "peek") and raw.peek(2)[:2] == GZIP_MAGIC:
@@ -193,11 +194,20 @@ class LineReader:
                 buffer[:rest] = buffer[cut:filled]
                 filled = rest
         finally:
-            if stream is not sys.stdin.buffer:
+            if self.source.path is not None:
                 stream.close()
 
     def content_sha256(self) -> str:
         return self.hasher.hexdigest()
+
+
+def stdin_bytes() -> BinaryIO:
+    """Standard input as a peekable byte stream (test runners hand over plain BytesIO)."""
+    stream = sys.stdin.buffer
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+        sys.stdin = io.TextIOWrapper(stream)  # later readers share the same buffer
+    return stream
 
 
 def sniff_format(source: Source) -> str:
@@ -217,7 +227,7 @@ def spool_stdin() -> Path:
     """Copy standard input to a temporary file (Parquet needs to seek)."""
     handle, name = tempfile.mkstemp(prefix="meterctl-stdin-")
     with os.fdopen(handle, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 8 << 20)
+        shutil.copyfileobj(stdin_bytes(), out, 8 << 20)
     return Path(name)
 
 

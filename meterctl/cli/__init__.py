@@ -7,13 +7,26 @@ import sys
 import traceback
 
 import typer
+from typer.core import TyperGroup
 
 from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
 from meterctl.errors import MeterctlError
 
+class _MeterctlGroup(TyperGroup):
+    """Turns an expected failure anywhere below into one stderr line and its exit code."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except MeterctlError as error:
+            typer.echo(f"meterctl: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_MeterctlGroup,
     name="meterctl",
     help="Usage-based billing from the command line: ingest usage events, rate them, invoice them.",
     no_args_is_help=True,

@@ -1,0 +1,142 @@
+"""The command line: exit codes, --json documents, stdout for data and stderr for the rest."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from tests.conftest import SAMPLE, event, jsonl
+
+COUNT_KEYS = {"read", "accepted", "duplicates", "conflicts", "dead_lettered", "skipped_files", "seconds"}
+
+
+def test_ingest_json_reports_per_file_and_in_total(cli, db, write):
+    a = write("a.jsonl", jsonl(event("e1"), event("e1"), event("e2", quantity=3), event("e2", quantity=4)))
+    b = write("b.jsonl", jsonl("{oops", event("e3")))
+    result = cli("ingest", "--db", db, "--json", a, b)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert COUNT_KEYS <= document.keys()
+    assert all(COUNT_KEYS <= f.keys() for f in document["files"])
+    assert [f["source"] for f in document["files"]] == [str(a), str(b)]
+    for key in ("read", "accepted", "duplicates", "conflicts", "dead_lettered"):
+        assert document[key] == sum(f[key] for f in document["files"])
+    assert (document["read"], document["accepted"], document["duplicates"], document["conflicts"], document["dead_lettered"]) == (6, 3, 1, 1, 1)
+
+
+def test_ingest_summary_goes_to_stderr_not_stdout(cli, db, write):
+    result = cli("ingest", "--db", db, write("a.jsonl", jsonl(event("e1"))))
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "accepted" in result.stderr
+
+
+def test_strict_exits_65_but_keeps_what_it_read(cli, db, write):
+    path = write("a.jsonl", jsonl(event("e1"), "not json"))
+    result = cli("ingest", "--db", db, "--strict", path)
+    assert result.exit_code == 65
+    assert "--strict" in result.stderr
+    status = json.loads(cli("status", "--db", db, "--json").stdout)
+    assert (status["events"], status["dead_letters"]) == (1, 1)
+
+
+def test_strict_passes_on_clean_input(cli, db, write):
+    assert cli("ingest", "--db", db, "--strict", write("a.jsonl", jsonl(event("e1")))).exit_code == 0
+
+
+def test_a_missing_input_exits_66_before_anything_is_written(cli, db, write, tmp_path):
+    good = write("a.jsonl", jsonl(event("e1")))
+    result = cli("ingest", "--db", db, good, tmp_path / "nope.jsonl")
+    assert result.exit_code == 66
+    assert "nope.jsonl: no such file or directory" in result.stderr
+    assert "Traceback" not in result.output
+    assert json.loads(cli("status", "--db", db, "--json").stdout)["events"] == 0
+
+
+def test_a_glob_that_matches_nothing_exits_66(cli, db, tmp_path):
+    result = cli("ingest", "--db", db, str(tmp_path / "*.jsonl"))
+    assert result.exit_code == 66
+    assert "no file matches" in result.stderr
+
+
+def test_globs_are_expanded(cli, db, write, tmp_path):
+    write("d/x1.jsonl", jsonl(event("e1")))
+    write("d/x2.jsonl", jsonl(event("e2")))
+    result = cli("ingest", "--db", db, "--json", str(tmp_path / "d" / "x*.jsonl"))
+    assert json.loads(result.stdout)["accepted"] == 2
+
+
+def test_standard_input_plain_and_gzipped(cli, db):
+    plain = cli("ingest", "--db", db, "--json", "-", input=jsonl(event("e1"), event("e2")))
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout)["files"][0]["source"] == "-"
+    zipped = cli("ingest", "--db", db, "--json", "-", input=gzip.compress(jsonl(event("e3")).encode()))
+    assert json.loads(zipped.stdout)["accepted"] == 1
+    again = cli("ingest", "--db", db, "--json", "-", input=jsonl(event("e1"), event("e2")))
+    assert json.loads(again.stdout)["skipped_files"] == 1
+
+
+def test_a_bad_duration_is_a_usage_error(cli, db, write):
+    result = cli("ingest", "--db", db, "--max-future", "soon", write("a.jsonl", jsonl(event("e1"))))
+    assert result.exit_code == 2
+    assert "--max-future" in result.stderr
+
+
+def test_a_db_in_a_missing_directory_exits_73(cli, tmp_path, write):
+    result = cli("ingest", "--db", tmp_path / "no" / "such" / "x.duckdb", write("a.jsonl", jsonl(event("e1"))))
+    assert result.exit_code == 73
+
+
+def test_db_from_the_environment(cli, tmp_path, write, monkeypatch):
+    db = tmp_path / "env.duckdb"
+    monkeypatch.setenv("METERCTL_DB", str(db))
+    assert cli("ingest", write("a.jsonl", jsonl(event("e1")))).exit_code == 0
+    assert db.exists()
+
+
+def test_dlq_list_and_show(cli, db, write):
+    cli("ingest", "--db", db, write("a.jsonl", jsonl(event("e1"), '{"event_id": "e2"', event("e3", quantity="x"))))
+    listed = json.loads(cli("dlq", "list", "--db", db, "--json").stdout)
+    assert [(d["line_no"], d["reason"]) for d in listed] == [
+        (2, "malformed JSON"),
+        (3, 'quantity "x" is not a finite decimal number that fits DECIMAL(38, 18)'),
+    ]
+    shown = json.loads(cli("dlq", "show", str(listed[0]["dead_letter_id"]), "--db", db, "--json").stdout)
+    assert shown["raw"] == '{"event_id": "e2"'
+    assert shown["source"].endswith("a.jsonl")
+    filtered = json.loads(cli("dlq", "list", "--db", db, "--json", "--reason", "QUANTITY").stdout)
+    assert len(filtered) == 1
+    table = cli("dlq", "list", "--db", db)
+    assert table.exit_code == 0 and "malformed JSON" in table.stdout
+
+
+def test_dlq_show_of_an_unknown_id(cli, db):
+    result = cli("dlq", "show", "999", "--db", db)
+    assert result.exit_code == 65
+    assert "dead letter 999 does not exist" in result.stderr
+
+
+def test_conflicts_list(cli, db, write):
+    cli("ingest", "--db", db, write("a.jsonl", jsonl(event("e1", quantity=1))))
+    cli("ingest", "--db", db, write("b.jsonl", jsonl(event("e1", quantity=2))))
+    [conflict] = json.loads(cli("conflicts", "list", "--db", db, "--json").stdout)
+    assert conflict["event_id"] == "e1"
+    assert conflict["billed_source"].endswith("a.jsonl") and conflict["source"].endswith("b.jsonl")
+    assert conflict["billed_hash"] != conflict["new_hash"]
+    assert "e1" in cli("conflicts", "list", "--db", db).stdout
+
+
+def test_status_on_the_sample_month(cli, db):
+    cli("ingest", "--db", db, SAMPLE / "events-2026-10.jsonl")
+    status = json.loads(cli("status", "--db", db, "--json").stdout)
+    expected = json.loads((SAMPLE / "events-2026-10.expected.json").read_text())["expected"]
+    assert status["events"] == expected["accepted"]
+    assert status["dead_letters"] == expected["dead_lettered"]
+    assert status["first_event_at"].startswith("2026-10-01")
+    assert status["last_ingests"][0]["source"].endswith("events-2026-10.jsonl")
+    assert cli("status", "--db", db).exit_code == 0
+
+
+def test_version_and_help(cli):
+    assert cli("--version").stdout.startswith("meterctl ")
+    assert "ingest" in cli("--help").stdout
