@@ -29,12 +29,18 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 DEFAULT_DB_PATH = Path(DEFAULT_DB)
 
 
+# Tables written to a file or a pipe are read later, in logs: do not squeeze them to 80 columns.
+_PIPE_WIDTH = 160
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=False)
+    width = None if sys.stderr.isatty() else _PIPE_WIDTH
+    return Console(stderr=True, highlight=False, soft_wrap=False, width=width)
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() else _PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,0 +1,135 @@
+"""Real processes: a second writer, concurrent ingests, and kill -9 at several moments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import event, jsonl
+
+HOLD_LOCK = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.readline()
+con.close()
+"""
+
+
+def meterctl(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "meterctl", *map(str, args)], capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def start_meterctl(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "meterctl", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture
+def lock_holder(db):
+    meterctl("status", "--db", db)  # create and migrate the store first
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    yield holder
+    if holder.poll() is None:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+
+
+def test_a_second_writer_gets_one_line_and_exit_75(db, write, lock_holder):
+    result = meterctl("ingest", "--db", db, write("a.jsonl", jsonl(event("e1"))))
+    assert result.returncode == 75
+    assert result.stderr.strip().count("\n") == 0
+    assert "locked by another meterctl process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wait_retries_until_the_lock_is_released(db, write, lock_holder):
+    waiting = start_meterctl("ingest", "--db", db, "--json", "--wait", "60", write("a.jsonl", jsonl(event("e1"))))
+    time.sleep(1.5)
+    assert waiting.poll() is None  # still waiting for the lock
+    lock_holder.stdin.write("\n")
+    lock_holder.stdin.flush()
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["accepted"] == 1
+
+
+def test_two_concurrent_ingests_both_finish_with_wait(db, write):
+    a = write("a.jsonl", jsonl(*[event(f"a{i}") for i in range(2000)], event("shared")))
+    b = write("b.jsonl", jsonl(*[event(f"b{i}") for i in range(2000)], event("shared")))
+    procs = [start_meterctl("ingest", "--db", db, "--json", "--wait", "60", p) for p in (a, b)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    documents = [json.loads(out) for out, _ in outputs]
+    assert sum(d["accepted"] for d in documents) == 4001
+    assert sum(d["duplicates"] for d in documents) == 1
+
+
+def _make_files(directory: Path, count: int = 4, per_file: int = 25_000) -> list[Path]:
+    directory.mkdir()
+    files = []
+    for k in range(count):
+        records = [event(f"f{k}-{i}", quantity=i % 97, properties={"model": "embed"}) for i in range(per_file)]
+        records += [event(f"f{(k + 1) % count}-{i}", quantity=i % 97, properties={"model": "embed"}) for i in range(0, 500)]
+        records += ["{truncated", event(f"f{k}-0", quantity=12345)]
+        path = directory / f"part-{k}.jsonl"
+        path.write_text(jsonl(*records))
+        files.append(path)
+    return files
+
+
+def _snapshot(db: Path) -> dict:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        per_batch = con.execute(
+            "SELECT b.source, b.accepted, (SELECT count(*) FROM events e WHERE e.batch_id = b.batch_id) FROM ingest_batches b"
+        ).fetchall()
+        # Atomicity: what a batch says it accepted is exactly what it left in the store.
+        assert all(claimed == stored for _, claimed, stored in per_batch), per_batch
+        return {
+            "events": con.execute("SELECT count(*), count(DISTINCT event_id), sum(quantity) FROM events").fetchall(),
+            "dead": con.execute("SELECT count(*) FROM dead_letters").fetchall(),
+            "conflicts": con.execute("SELECT count(*) FROM conflicts").fetchall(),
+            "totals": con.execute(
+                "SELECT sum(lines_read), sum(accepted), sum(duplicates), sum(conflicts), sum(dead_lettered) FROM ingest_batches"
+            ).fetchall(),
+            "orphans": con.execute(
+                "SELECT count(*) FROM events WHERE batch_id NOT IN (SELECT batch_id FROM ingest_batches)"
+            ).fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def test_kill_9_at_any_moment_then_rerun_reaches_the_same_totals(tmp_path):
+    files = _make_files(tmp_path / "in")
+    reference_db = tmp_path / "reference.duckdb"
+    assert meterctl("ingest", "--db", reference_db, *files).returncode == 0
+    reference = _snapshot(reference_db)
+    assert reference["orphans"] == [(0,)]
+
+    for delay in (0.2, 0.7, 1.2, 1.8, 2.5, 3.5):
+        db = tmp_path / f"killed-{delay}.duckdb"
+        proc = start_meterctl("ingest", "--db", db, *files)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if db.exists():
+            partial = _snapshot(db)  # whole files only, never part of one
+            assert partial["orphans"] == [(0,)]
+        rerun = meterctl("ingest", "--db", db, *files)
+        assert rerun.returncode == 0, rerun.stderr
+        assert _snapshot(db) == reference, f"after kill at {delay}s"
