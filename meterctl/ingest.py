@@ -20,7 +20,6 @@ import duckdb
 import pyarrow as pa
 
 from meterctl import __version__, sql
-from meterctl.errors import InputNotFoundError
 from meterctl.progress import NullProgress, Progress
 from meterctl.readers import (
     DEFAULT_CHUNK_BYTES,
@@ -353,9 +352,3 @@ def _parquet_lines_view(schema: pa.Schema) -> str:
         "NULL::VARCHAR AS raw "
         f"FROM (SELECT *{replace} FROM chunk)"
     )
-
-
-def check_readable(sources: Sequence[Source]) -> None:
-    for source in sources:
-        if source.path is not None and not source.path.is_file():
-            raise InputNotFoundError(f"{source.name}: no such file")

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,13 +113,6 @@ def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarra
     return pa.table({"line_no": numbers, "raw": lines})
 
 
-@dataclass
-class ReadProgress:
-    """Bytes consumed so far, for progress reporting."""
-
-    bytes_read: int = 0
-
-
 class LineReader:
     """Chunks of numbered lines from a JSONL stream (plain, gzip, or standard input)."""
 
@@ -128,8 +121,6 @@ class LineReader:
         self.chunk_bytes = chunk_bytes
         self.hasher = ContentHasher()
         self.format = FORMAT_JSONL
-        self.lines_seen = 0
-        self.compressed_bytes_read = 0
 
     def _open(self) -> BinaryIO:
         if self.source.path is None:

@@ -140,3 +140,20 @@ def test_status_on_the_sample_month(cli, db):
 def test_version_and_help(cli):
     assert cli("--version").stdout.startswith("meterctl ")
     assert "ingest" in cli("--help").stdout
+
+
+def test_an_unreadable_file_exits_66_and_keeps_the_files_before_it(cli, db, write):
+    good = write("a.jsonl", jsonl(event("e1")))
+    whole = gzip.compress(jsonl(*[event(f"z{i}") for i in range(2000)]).encode())
+    truncated = write("b.jsonl.gz", whole[: len(whole) // 2])
+    result = cli("ingest", "--db", db, good, truncated)
+    assert result.exit_code == 66
+    assert "b.jsonl.gz: cannot be read" in result.stderr
+    status = json.loads(cli("status", "--db", db, "--json").stdout)
+    assert (status["events"], status["batches"]) == (1, 1)  # nothing of the broken file
+
+
+def test_a_corrupt_parquet_file_exits_66(cli, db, write):
+    result = cli("ingest", "--db", db, write("bad.parquet", b"PAR1 this is not parquet"))
+    assert result.exit_code == 66
+    assert "cannot be read as Parquet" in result.stderr
