@@ -279,12 +279,20 @@ def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts) -> None:
+    if fmt != FORMAT_PARQUET:
+        chunk = _with_text(chunk)
+    # DuckDB scans an Arrow table one record batch per thread: several batches keep every
+    # core busy (a single batch would be read by one thread).
+    chunk = pa.Table.from_batches(chunk.to_batches(max_chunksize=_SCAN_BATCH_ROWS), chunk.schema)
     con.register("chunk", chunk)
     try:
         if fmt == FORMAT_PARQUET:
             con.execute(_parquet_lines_view(chunk.schema))
+        elif "txt" in chunk.column_names:
+            con.execute(_VALID_TEXT_VIEW)
         else:
             con.execute(sql.load("chunk_lines"))
+        _run(con, "stage_fast", params)
         _run(con, "stage_lines", params)
         staged, dead = con.execute(
             "SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM stage"
@@ -307,6 +315,26 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
     counts.conflicts += outcome_counts.get("conflict", 0)
 
 
+# A chunk that is valid UTF-8 as a whole is read as text directly (Arrow checks the whole
+# buffer at once, much faster than decoding line by line in SQL).
+_SCAN_BATCH_ROWS = 1 << 16
+_VALID_TEXT_VIEW = "CREATE OR REPLACE TEMP VIEW chunk_text AS SELECT line_no, txt, NULL::VARCHAR AS raw FROM chunk"
+
+
+def _with_text(chunk: pa.Table) -> pa.Table:
+    """Add `txt`, the lines as UTF-8 text sharing the bytes of `raw`, when they are all valid."""
+    raw = chunk.column("raw")
+    pieces = []
+    for piece in raw.chunks:
+        text = pa.Array.from_buffers(pa.large_string(), len(piece), piece.buffers(), piece.null_count, piece.offset)
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return chunk
+        pieces.append(text)
+    return chunk.append_column("txt", pa.chunked_array(pieces, pa.large_string()))
+
+
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:
     for statement in sql.statements(name):
         con.execute(statement, sql.bind(statement, params))
@@ -326,7 +354,7 @@ def _parquet_lines_view(schema: pa.Schema) -> str:
     ]
     replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
     return (
-        "CREATE OR REPLACE TEMP VIEW chunk_lines AS "
+        "CREATE OR REPLACE TEMP VIEW chunk_text AS "
         "SELECT __line_no AS line_no, CAST(to_json(struct_pack(*COLUMNS(* EXCLUDE (__line_no)))) AS VARCHAR) AS txt, "
         "NULL::VARCHAR AS raw "
         f"FROM (SELECT *{replace} FROM chunk)"
