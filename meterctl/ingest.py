@@ -218,6 +218,17 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
         "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
     }
     counts = _Counts()
+    # Row order inside the work tables and `events` carries no meaning (every ordering is
+    # explicit, by line number); not preserving it lets DuckDB write them in parallel.
+    preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _ingest_file(con, source, fmt, reader, info, params, counts, progress, started)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+
+
+def _ingest_file(con, source, fmt, reader, info, params, counts, progress, started) -> FileOutcome:
     con.execute("BEGIN TRANSACTION")
     try:
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ingest_batches").fetchall()[0][0]
@@ -242,7 +253,7 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
                 "sha": sha,
                 "size": info.size_bytes if info.size_bytes is not None else getattr(reader, "hasher").size,
                 "mtime": info.mtime_ns,
-                "now": now,
+                "now": params["now"],
                 "read": counts.read,
                 "blank": counts.blank_lines,
                 "accepted": counts.accepted,

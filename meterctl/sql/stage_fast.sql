@@ -15,15 +15,19 @@ CREATE OR REPLACE TEMP TABLE fast AS
 WITH parsed AS (
     SELECT
         line_no, txt, raw,
-        CASE WHEN starts_with(txt, '{') AND json_valid(txt) AND NOT contains(txt, '"specversion"')
+        CASE WHEN starts_with(txt, '{') AND json_valid(txt)
              THEN json_transform(txt,
-                '{"event_id":"JSON","customer_id":"JSON","event_name":"JSON","timestamp":"JSON","quantity":"JSON","properties":"JSON"}')
+                '{"event_id":"JSON","customer_id":"JSON","event_name":"JSON","timestamp":"JSON","quantity":"JSON","properties":"JSON","specversion":"JSON"}')
         END AS f
     FROM chunk_text
 ),
 fields AS (
     SELECT
         line_no, txt, raw,
+        -- A top-level "specversion" makes the line a CloudEvent candidate: left to stage_lines.sql.
+        -- (That file reads a line that only mentions "specversion" elsewhere with json_extract, and
+        -- json_transform takes out the same values, the first of duplicate keys included.)
+        f IS NOT NULL AND f.specversion IS NULL AS plain,
         f.event_id AS j_event_id, f.customer_id AS j_customer, f.event_name AS j_name,
         f."timestamp" AS j_ts, f.quantity AS j_quantity, f.properties AS j_properties
     FROM parsed
@@ -34,10 +38,12 @@ valued AS (
         CASE WHEN starts_with(j_event_id, '"') THEN j_event_id ->> '$' END AS event_id,
         CASE WHEN starts_with(j_customer, '"') THEN j_customer ->> '$' END AS customer_id,
         CASE WHEN starts_with(j_name, '"') THEN j_name ->> '$' END AS event_name,
-        -- mc_rfc3339 of a string without escapes: the same shape test on the quoted text.
-        CASE WHEN length(j_ts) BETWEEN 18 AND 42
-                  AND regexp_full_match(j_ts, '"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}[^A-Ya-y"\\]*"')
-             THEN TRY_CAST(upper(j_ts[2:-2]) AS TIMESTAMPTZ)
+        -- mc_rfc3339 of the string inside the quotes, for the common shapes only: the pattern
+        -- implies mc_rfc3339's shape test, and leaves no escape and no lower-case letter, so
+        -- the string is the quoted text as it is and upper() would not change it.
+        CASE WHEN strlen(j_ts) BETWEEN 18 AND 42
+                  AND regexp_full_match(j_ts, '"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+Z -]*"')
+             THEN TRY_CAST(substring(j_ts, 2, strlen(j_ts) - 2) AS TIMESTAMPTZ)
         END AS ts,
         -- A plain JSON number shorter than 20 characters without exponent always fits.
         CASE WHEN NOT starts_with(j_quantity, '"') AND length(j_quantity) < 20
@@ -50,7 +56,7 @@ judged AS (
     SELECT
         *,
         coalesce(
-            event_id IS NOT NULL AND (length(j_event_id) >= 16 OR trim(event_id) <> '')
+            plain AND event_id IS NOT NULL AND (length(j_event_id) >= 16 OR trim(event_id) <> '')
             AND customer_id IS NOT NULL AND (length(j_customer) >= 16 OR trim(customer_id) <> '')
             AND event_name IS NOT NULL AND (length(j_name) >= 16 OR trim(event_name) <> '')
             AND ts IS NOT NULL
