@@ -216,6 +216,17 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
         "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
     }
     counts = _Counts()
+    # Row order inside the work tables and `events` carries no meaning (every ordering is
+    # explicit, by line number); not preserving it lets DuckDB write them in parallel.
+    preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _ingest_file(con, source, fmt, reader, info, params, counts, progress, started)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+
+
+def _ingest_file(con, source, fmt, reader, info, params, counts, progress, started) -> FileOutcome:
     con.execute("BEGIN TRANSACTION")
     try:
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ingest_batches").fetchall()[0][0]
@@ -240,7 +251,7 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
                 "sha": sha,
                 "size": info.size_bytes if info.size_bytes is not None else getattr(reader, "hasher").size,
                 "mtime": info.mtime_ns,
-                "now": now,
+                "now": params["now"],
                 "read": counts.read,
                 "blank": counts.blank_lines,
                 "accepted": counts.accepted,
@@ -277,12 +288,20 @@ def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts) -> None:
+    if fmt != FORMAT_PARQUET:
+        chunk = _with_text(chunk)
+    # DuckDB scans an Arrow table one record batch per thread: several batches keep every
+    # core busy (a single batch would be read by one thread).
+    chunk = pa.Table.from_batches(chunk.to_batches(max_chunksize=_SCAN_BATCH_ROWS), chunk.schema)
     con.register("chunk", chunk)
     try:
         if fmt == FORMAT_PARQUET:
             con.execute(_parquet_lines_view(chunk.schema))
+        elif "txt" in chunk.column_names:
+            con.execute(_VALID_TEXT_VIEW)
         else:
             con.execute(sql.load("chunk_lines"))
+        _run(con, "stage_fast", params)
         _run(con, "stage_lines", params)
         _make_invalid_utf8_readable(con, chunk)
         staged, dead = con.execute(
@@ -323,9 +342,30 @@ def _make_invalid_utf8_readable(con: duckdb.DuckDBPyConnection, chunk: pa.Table)
     })
     con.register("readable_lines", fixed)
     try:
-        con.execute("UPDATE stage SET raw = r.raw FROM readable_lines AS r WHERE stage.line_no = r.line_no")
+        # Lines that are not UTF-8 never take the fast path: they sit in `slow_stage`.
+        con.execute("UPDATE slow_stage SET raw = r.raw FROM readable_lines AS r WHERE slow_stage.line_no = r.line_no")
     finally:
         con.unregister("readable_lines")
+
+
+# A chunk that is valid UTF-8 as a whole is read as text directly (Arrow checks the whole
+# buffer at once, much faster than decoding line by line in SQL).
+_SCAN_BATCH_ROWS = 1 << 16
+_VALID_TEXT_VIEW = "CREATE OR REPLACE TEMP VIEW chunk_text AS SELECT line_no, txt, NULL::VARCHAR AS raw FROM chunk"
+
+
+def _with_text(chunk: pa.Table) -> pa.Table:
+    """Add `txt`, the lines as UTF-8 text sharing the bytes of `raw`, when they are all valid."""
+    raw = chunk.column("raw")
+    pieces = []
+    for piece in raw.chunks:
+        text = pa.Array.from_buffers(pa.large_string(), len(piece), piece.buffers(), piece.null_count, piece.offset)
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return chunk
+        pieces.append(text)
+    return chunk.append_column("txt", pa.chunked_array(pieces, pa.large_string()))
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:
@@ -347,7 +387,7 @@ def _parquet_lines_view(schema: pa.Schema) -> str:
     ]
     replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
     return (
-        "CREATE OR REPLACE TEMP VIEW chunk_lines AS "
+        "CREATE OR REPLACE TEMP VIEW chunk_text AS "
         "SELECT __line_no AS line_no, CAST(to_json(struct_pack(*COLUMNS(* EXCLUDE (__line_no)))) AS VARCHAR) AS txt, "
         "NULL::VARCHAR AS raw "
         f"FROM (SELECT *{replace} FROM chunk)"

@@ -11,7 +11,7 @@ SELECT
     r.event_id, r.billed_hash, r.ref_batch_id, r.ref_line_no, r.new_hash, $batch_id, r.line_no,
     regexp_replace(l.txt, '\r?\n$', ''), $now
 FROM repeats AS r
-JOIN chunk_lines AS l ON l.line_no = r.line_no
+JOIN chunk_text AS l ON l.line_no = r.line_no
 WHERE r.outcome = 'conflict';
 
 INSERT INTO dead_letters

@@ -1,14 +1,14 @@
 -- Validate and normalise one chunk of input lines.
 --
--- Input: `chunk_lines(line_no BIGINT, txt VARCHAR, raw VARCHAR)`: `txt` is NULL for a line
--- that is not valid UTF-8 (`raw` then holds it with its bytes escaped); blank lines are
--- already left out. Parameters: $now (ingest time), $max_future_seconds, $max_age_seconds
+-- Input: `chunk_lines(line_no BIGINT, txt VARCHAR, raw VARCHAR)`, the lines stage_fast.sql
+-- did not settle: `txt` is NULL for a line that is not valid UTF-8 (`raw` then holds it with
+-- its bytes escaped); blank lines are already left out. Parameters: $now (ingest time), $max_future_seconds, $max_age_seconds
 -- (NULL = no lower bound).
 --
--- Output: one row per line, with either `reason` (why it goes to the dead letters, with
+-- Output: `slow_stage`, one row per line, with either `reason` (why it goes to the dead letters, with
 -- its raw text) or the normalised event. Every JSON document is parsed once to check it
 -- and once to take its fields out; the rest works on the small extracted values.
-CREATE OR REPLACE TEMP TABLE stage AS
+CREATE OR REPLACE TEMP TABLE slow_stage AS
 WITH checked AS (
     SELECT
         line_no, txt, raw,
@@ -153,4 +153,15 @@ SELECT
     CASE WHEN reason IS NULL THEN quantity END AS quantity,
     CASE WHEN reason IS NULL AND NOT mc_absent(j_properties) AND j_properties <> '{}'
          THEN CAST(j_properties AS JSON) END AS properties
-FROM judged
+FROM judged;
+
+-- Every non-blank line of the chunk: the fast path's clean lines and the rest.
+CREATE OR REPLACE TEMP VIEW stage AS
+SELECT
+    line_no, NULL::VARCHAR AS reason, NULL::VARCHAR AS raw,
+    event_id, customer_id, event_name, ts, quantity, properties
+FROM fast
+WHERE clean
+UNION ALL
+SELECT line_no, reason, raw, event_id, customer_id, event_name, ts, quantity, properties
+FROM slow_stage;
