@@ -290,11 +290,6 @@ def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts) -> None:
-    if fmt != FORMAT_PARQUET:
-        chunk = _with_text(chunk)
-    # DuckDB scans an Arrow table one record batch per thread: several batches keep every
-    # core busy (a single batch would be read by one thread).
-    chunk = pa.Table.from_batches(chunk.to_batches(max_chunksize=_SCAN_BATCH_ROWS), chunk.schema)
     con.register("chunk", chunk)
     try:
         if fmt == FORMAT_PARQUET:
@@ -326,24 +321,9 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
     counts.conflicts += outcome_counts.get("conflict", 0)
 
 
-# A chunk that is valid UTF-8 as a whole is read as text directly (Arrow checks the whole
-# buffer at once, much faster than decoding line by line in SQL).
-_SCAN_BATCH_ROWS = 1 << 16
+# A chunk that is valid UTF-8 as a whole comes with `txt`, the same bytes as text (see
+# readers.split_lines); otherwise chunk_lines.sql decodes it line by line.
 _VALID_TEXT_VIEW = "CREATE OR REPLACE TEMP VIEW chunk_text AS SELECT line_no, txt, NULL::VARCHAR AS raw FROM chunk"
-
-
-def _with_text(chunk: pa.Table) -> pa.Table:
-    """Add `txt`, the lines as UTF-8 text sharing the bytes of `raw`, when they are all valid."""
-    raw = chunk.column("raw")
-    pieces = []
-    for piece in raw.chunks:
-        text = pa.Array.from_buffers(pa.large_string(), len(piece), piece.buffers(), piece.null_count, piece.offset)
-        try:
-            text.validate(full=True)
-        except pa.ArrowInvalid:
-            return chunk
-        pieces.append(text)
-    return chunk.append_column("txt", pa.chunked_array(pieces, pa.large_string()))
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:

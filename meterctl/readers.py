@@ -28,6 +28,7 @@ from meterctl.sources import Source
 
 DEFAULT_CHUNK_BYTES = 128 << 20
 PARQUET_BATCH_ROWS = 250_000
+SCAN_BATCH_ROWS = 1 << 16
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -92,7 +93,8 @@ def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarra
     """Number the lines of `data` (which ends with a newline or at end of input).
 
     Each line keeps its terminator; SQL strips it where the text is shown. The Arrow
-    array points into `data` without copying it.
+    arrays point into `data` without copying it: `raw` (binary) always, and `txt` (the
+    same bytes as a string) when every line is valid UTF-8.
     """
     view = np.frombuffer(data, dtype=np.uint8)
     if scratch is not None and scratch.size >= view.size:
@@ -109,7 +111,18 @@ def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarra
         pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
     numbers = pa.array(np.arange(first_line_no, first_line_no + count, dtype=np.int64))
-    return pa.table({"line_no": numbers, "raw": lines})
+    columns = {"line_no": numbers, "raw": lines}
+    # The same bytes as text, when the whole chunk is valid UTF-8 (checked in one pass).
+    text = pa.Array.from_buffers(pa.large_string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+        columns["txt"] = text
+    except pa.ArrowInvalid:
+        pass
+    table = pa.table(columns)
+    # DuckDB scans an Arrow table one record batch per thread: several batches keep every
+    # core busy (a single batch would be read by one thread).
+    return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
 
 
 @dataclass
@@ -245,6 +258,7 @@ class ParquetReader:
                 count = batch.num_rows
                 numbers = pa.array(np.arange(next_row, next_row + count, dtype=np.int64))
                 table = pa.Table.from_batches([batch]).append_column("__line_no", numbers)
+                table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
                 next_row += count
                 yield table, size * count // total
         except (OSError, pa.ArrowException) as error:
