@@ -160,7 +160,7 @@ class LineReader:
         done with a chunk before asking for the next (DuckDB copies what it keeps).
         """
         stream = self._open()
-        capacity = self.chunk_bytes
+        capacity = self._chunk_capacity()
         buffer = bytearray(capacity)
         scratch = np.empty(capacity, dtype=np.bool_)
         filled = 0  # bytes at the front of `buffer`: the carried partial line, then new data
@@ -208,6 +208,20 @@ class LineReader:
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
+
+    def _chunk_capacity(self) -> int:
+        """The buffer size: `chunk_bytes`, evened out over a plain file of known size.
+
+        Each chunk is checked against every event stored before it, so a small last chunk
+        costs nearly as much as a full one: a file of 3.05 chunks is read in 3 slightly
+        larger chunks instead (at most 1.5 x `chunk_bytes`, plus 1/64 of it as room for the
+        partial lines carried from one chunk to the next).
+        """
+        if self.source.path is None or self.format != FORMAT_JSONL:
+            return self.chunk_bytes
+        size = self.source.path.stat().st_size
+        count = max(1, round(size / self.chunk_bytes))
+        return -(-size // count) + self.chunk_bytes // 64
 
     def content_sha256(self) -> str:
         return self.hasher.hexdigest()
