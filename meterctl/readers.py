@@ -21,7 +21,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from meterctl.errors import InputNotFoundError
 from meterctl.sources import Source
@@ -261,6 +260,8 @@ class ParquetReader:
 
     def chunks(self) -> Iterator[tuple[pa.Table, int]]:
         try:
+            import pyarrow.parquet as pq  # only Parquet input needs it (start-up time)
+
             parquet = pq.ParquetFile(self.source.path)
         except (OSError, pa.ArrowException) as error:
             raise InputNotFoundError(f"{self.source.name}: cannot be read as Parquet: {error}") from error
