@@ -12,7 +12,8 @@ in exactly one place:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -218,14 +219,40 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
         "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
     }
     counts = _Counts()
-    # Row order inside the work tables and `events` carries no meaning (every ordering is
-    # explicit, by line number); not preserving it lets DuckDB write them in parallel.
-    preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with _ingest_settings(con):
         return _ingest_file(con, source, fmt, reader, info, params, counts, progress, started)
+
+
+# DuckDB's own memory during an ingest. By default DuckDB may use 80% of the RAM and keeps
+# the written blocks of a large transaction cached: a 10M-event file reached a peak RSS of
+# several GiB. With this limit it evicts them (they are already in the database file) and
+# the peak stays near 1.5 GiB (the limit, plus the chunk buffer and Python/Arrow). Work
+# tables hold one chunk, so the limit costs no time.
+INGEST_MEMORY_LIMIT = "1GB"
+
+
+@contextmanager
+def _ingest_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Session settings for an ingest, put back as they were afterwards."""
+    settings = {
+        # Row order inside the work tables and `events` carries no meaning (every ordering
+        # is explicit, by line number); not preserving it lets DuckDB write them in parallel.
+        "preserve_insertion_order": "false",
+        "memory_limit": INGEST_MEMORY_LIMIT,
+    }
+    before = {name: _setting_text(con, name) for name in settings}
+    for name, value in settings.items():
+        con.execute(f"SET {name} = '{value}'")
+    try:
+        yield
     finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+        for name, value in before.items():
+            con.execute(f"SET {name} = '{value}'")
+
+
+def _setting_text(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    value = con.execute("SELECT CAST(current_setting(?) AS VARCHAR)", [name]).fetchall()[0][0]
+    return str(value).replace("'", "''")
 
 
 def _ingest_file(con, source, fmt, reader, info, params, counts, progress, started) -> FileOutcome:
