@@ -47,6 +47,9 @@ class IngestOptions:
     max_age: timedelta | None = None
     now: datetime | None = None  # the ingest time; defaults to the wall clock at the start
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    # False sends every line through the full rule set (stage_lines.sql) instead of settling
+    # clean lines on the fast path first: same outcome, slower; tests compare the two.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
         "now": now,
         "max_future_seconds": int(options.max_future.total_seconds()),
         "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
+        "fast_path": options.fast_path,
     }
     counts = _Counts()
     with _ingest_settings(con):
