@@ -12,7 +12,8 @@ in exactly one place:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +48,9 @@ class IngestOptions:
     max_age: timedelta | None = None
     now: datetime | None = None  # the ingest time; defaults to the wall clock at the start
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    # False sends every line through the full rule set (stage_lines.sql) instead of settling
+    # clean lines on the fast path first: same outcome, slower; tests compare the two.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -214,16 +218,35 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
         "now": now,
         "max_future_seconds": int(options.max_future.total_seconds()),
         "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
+        "fast_path": options.fast_path,
     }
     counts = _Counts()
-    # Row order inside the work tables and `events` carries no meaning (every ordering is
-    # explicit, by line number); not preserving it lets DuckDB write them in parallel.
-    preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with _ingest_settings(con):
         return _ingest_file(con, source, fmt, reader, info, params, counts, progress, started)
+
+
+@contextmanager
+def _ingest_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Session settings for an ingest, put back as they were afterwards."""
+    settings = {
+        # Row order inside the work tables and `events` carries no meaning (every ordering
+        # is explicit, by line number); not preserving it lets DuckDB write them in parallel.
+        "preserve_insertion_order": "false",
+    }
+    # DuckDB's memory is capped for every connection in store.connect (METERCTL_MEMORY_LIMIT).
+    before = {name: _setting_text(con, name) for name in settings}
+    for name, value in settings.items():
+        con.execute(f"SET {name} = '{value}'")
+    try:
+        yield
     finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+        for name, value in before.items():
+            con.execute(f"SET {name} = '{value}'")
+
+
+def _setting_text(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    value = con.execute("SELECT CAST(current_setting(?) AS VARCHAR)", [name]).fetchall()[0][0]
+    return str(value).replace("'", "''")
 
 
 def _ingest_file(con, source, fmt, reader, info, params, counts, progress, started) -> FileOutcome:
@@ -288,11 +311,6 @@ def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts) -> None:
-    if fmt != FORMAT_PARQUET:
-        chunk = _with_text(chunk)
-    # DuckDB scans an Arrow table one record batch per thread: several batches keep every
-    # core busy (a single batch would be read by one thread).
-    chunk = pa.Table.from_batches(chunk.to_batches(max_chunksize=_SCAN_BATCH_ROWS), chunk.schema)
     con.register("chunk", chunk)
     try:
         if fmt == FORMAT_PARQUET:
@@ -348,24 +366,9 @@ def _make_invalid_utf8_readable(con: duckdb.DuckDBPyConnection, chunk: pa.Table)
         con.unregister("readable_lines")
 
 
-# A chunk that is valid UTF-8 as a whole is read as text directly (Arrow checks the whole
-# buffer at once, much faster than decoding line by line in SQL).
-_SCAN_BATCH_ROWS = 1 << 16
+# A chunk that is valid UTF-8 as a whole comes with `txt`, the same bytes as text (see
+# readers.split_lines); otherwise chunk_lines.sql decodes it line by line.
 _VALID_TEXT_VIEW = "CREATE OR REPLACE TEMP VIEW chunk_text AS SELECT line_no, txt, NULL::VARCHAR AS raw FROM chunk"
-
-
-def _with_text(chunk: pa.Table) -> pa.Table:
-    """Add `txt`, the lines as UTF-8 text sharing the bytes of `raw`, when they are all valid."""
-    raw = chunk.column("raw")
-    pieces = []
-    for piece in raw.chunks:
-        text = pa.Array.from_buffers(pa.large_string(), len(piece), piece.buffers(), piece.null_count, piece.offset)
-        try:
-            text.validate(full=True)
-        except pa.ArrowInvalid:
-            return chunk
-        pieces.append(text)
-    return chunk.append_column("txt", pa.chunked_array(pieces, pa.large_string()))
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:

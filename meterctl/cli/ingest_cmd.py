@@ -6,8 +6,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, stderr_console
@@ -20,6 +18,9 @@ class RichProgress:
     """A progress bar per file on stderr (only used when stderr is a terminal)."""
 
     def __init__(self) -> None:
+        # Imported here: start-up time counts for every run, and most runs have no terminal.
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
             console=stderr_console(), transient=True,
@@ -80,6 +81,8 @@ def result_document(result: IngestResult) -> dict:
 
 
 def render_summary(result: IngestResult) -> None:
+    from rich.table import Table
+
     table = Table(title="ingest", title_justify="left")
     table.add_column("file")
     for name in ("read", "accepted", "duplicates", "conflicts", "dead-lettered"):

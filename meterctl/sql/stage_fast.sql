@@ -2,7 +2,8 @@
 --
 -- Input: `chunk_text(line_no BIGINT, txt VARCHAR, raw VARCHAR)` for every line of the chunk
 -- (`txt` NULL for a line that is not valid UTF-8, `raw` then holds it with its bytes
--- escaped). Parameters: $now, $max_future_seconds, $max_age_seconds (NULL = no lower bound).
+-- escaped). Parameters: $now, $max_future_seconds, $max_age_seconds (NULL = no lower bound),
+-- $fast_path (false leaves every line to stage_lines.sql).
 --
 -- Most lines are plain, well-formed events. For those, one parse takes out the fields and a
 -- few cheap tests prove that the full rule set of stage_lines.sql would accept the line
@@ -56,7 +57,7 @@ judged AS (
     SELECT
         *,
         coalesce(
-            plain AND event_id IS NOT NULL AND (length(j_event_id) >= 16 OR trim(event_id) <> '')
+            $fast_path AND plain AND event_id IS NOT NULL AND (length(j_event_id) >= 16 OR trim(event_id) <> '')
             AND customer_id IS NOT NULL AND (length(j_customer) >= 16 OR trim(customer_id) <> '')
             AND event_name IS NOT NULL AND (length(j_name) >= 16 OR trim(event_name) <> '')
             AND ts IS NOT NULL
