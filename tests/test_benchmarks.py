@@ -1,0 +1,24 @@
+"""The benchmark script runs end to end (slow: `pytest -m slow`; full size: run it directly)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_ingest_benchmark_runs_at_small_scale(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_ingest.py"), "--scale", "0.02", "--repeat", "1",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["memory_10m"]["peak_rss_mib"] < report["memory_10m"]["target_mib"]
+    assert report["ingest_vs_duckdb"]["ratio"] > 0
+    assert report["history_20m"]["stored_events"] == 400_000
