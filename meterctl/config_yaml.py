@@ -1,0 +1,150 @@
+"""YAML for configuration: exact numbers, line numbers for every key, every problem at once.
+
+Numbers are built from their source text (a float never appears: `0.0004` becomes
+Decimal('0.0004')), duplicate keys are errors, and each value remembers the line it was
+written on so that a validation error can say `file:line key: message`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from meterctl.errors import ConfigError, InputNotFoundError
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigProblems(ConfigError):
+    """One or more configuration problems, each naming file, line and key."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed YAML file: plain Python data plus the line of every key path."""
+
+    file: str
+    data: Any
+    lines: dict[PathKey, int]
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        path = tuple(path)
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def problem(self, path: Sequence[str | int], message: str) -> Problem:
+        return Problem(self.file, self.line_of(path), format_key(path), message)
+
+
+def format_key(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey, int], problems: list, file: str) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _build(loader, key_node, path + ("<key>",), {}, problems, file)
+            if not isinstance(key, (str, int)):
+                problems.append(Problem(file, key_node.start_mark.line + 1, format_key(path), "keys must be strings"))
+                continue
+            key = str(key)
+            if key in result:
+                problems.append(Problem(file, key_node.start_mark.line + 1, format_key(path + (key,)), "duplicate key"))
+                continue
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _build(loader, value_node, path + (key,), lines, problems, file)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, path + (i,), lines, problems, file) for i, item in enumerate(node.value)]
+    if node.tag == "tag:yaml.org,2002:float":
+        text = node.value.replace("_", "")
+        if text.lower().lstrip("+-") in (".inf", ".nan"):
+            problems.append(Problem(file, node.start_mark.line + 1, format_key(path), f"{node.value} is not a finite number"))
+            return None
+        return Decimal(text)
+    return loader.construct_object(node, deep=True)
+
+
+def load_document(path: Path) -> Document:
+    """Parse one YAML file; syntax errors and duplicate keys raise ConfigProblems."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigProblems([Problem(file, None, "", f"cannot be read: {error}")]) from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        message = getattr(error, "problem", None) or str(error)
+        raise ConfigProblems([Problem(file, line, "", f"not valid YAML: {message}")]) from None
+    finally:
+        loader.dispose()
+    lines: dict[PathKey, int] = {}
+    problems: list[Problem] = []
+    data = _build(loader, node, (), lines, problems, file) if node is not None else None
+    if problems:
+        raise ConfigProblems(problems)
+    return Document(file, data, lines)
+
+
+def validation_problems(document: Document, error: ValidationError, prefix: PathKey = ()) -> list[Problem]:
+    """Pydantic errors as file:line key: message problems."""
+    found = []
+    for item in error.errors(include_url=False):
+        loc = prefix + tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] == "value_error" and "error" in item.get("ctx", {}):
+            message = str(item["ctx"]["error"])
+        found.append(document.problem(loc, message))
+    return found
+
+
+def validate(document: Document, model: type[BaseModel], data: Any = None, prefix: PathKey = ()) -> BaseModel:
+    try:
+        return model.model_validate(document.data if data is None else data)
+    except ValidationError as error:
+        raise ConfigProblems(validation_problems(document, error, prefix)) from None

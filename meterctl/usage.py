@@ -1,0 +1,309 @@
+"""Stored events → usage per customer × meter × window (× dimension values).
+
+Windows are half-open [start, end) in a time zone: `hour` windows follow the local clock
+(an hour of a +05:30 zone starts at :30 UTC; the repeated hour of a DST fall-back is two
+windows, one per offset), `day` and `month` windows start at local midnight, DST days
+included. One SQL statement per meter aggregates all customers at once; Python only loops
+over meters.
+
+Events whose meter value is missing or not a number are *unmeterable*: they are counted and
+reported, never treated as zero. For duration meters, an event without a session is
+unmeterable.
+
+Duration rule: within a session, the time from one event to the next counts when the two
+are at most `heartbeat_gap_seconds` apart, or when the later one is the meter's stop
+event; nothing counts after a stop. A span that crosses a window edge is split at the edge,
+so no second is counted twice. A session whose last event is not a stop and lies within the
+gap of the end of the range is reported as open (it may still be running).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+import duckdb
+
+from meterctl import sql
+from meterctl.errors import UsageError
+from meterctl.ingest import install_macros
+from meterctl.meters import Meter
+
+Window = Literal["hour", "day", "month"]
+WINDOWS: tuple[str, ...] = ("hour", "day", "month")
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    customer_id: str
+    meter: str
+    window_start: str
+    window_end: str
+    dimensions: dict[str, str | None]
+    value: Decimal
+
+
+@dataclass(frozen=True)
+class Unmeterable:
+    customer_id: str
+    meter: str
+    events: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    customer_id: str
+    meter: str
+    session: str
+    last_event_at: str
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    window: str
+    tz: str
+    start: str
+    end: str
+    rows: tuple[UsageRow, ...]
+    unmeterable: tuple[Unmeterable, ...]
+    open_sessions: tuple[OpenSession, ...]
+
+
+def exact(value: Decimal | int) -> Decimal:
+    """The same number without trailing zeros and never in exponent form (10, not 1E+1)."""
+    text = format(Decimal(value).normalize(), "f")
+    return Decimal(text)
+
+
+def _property(path: str) -> str:
+    return path.removeprefix("properties.")
+
+
+def _filter_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _query(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> list[tuple]:
+    return con.execute(statement, sql.bind(statement, params)).fetchall()
+
+
+def _window_sql(window: str, instant: str) -> tuple[str, str]:
+    """SQL for the start and end instants of the window holding `instant` (in $tz)."""
+    local = f"({instant} AT TIME ZONE $tz)"
+    if window == "hour":
+        # Floor the local clock to the hour and apply the same offset back.
+        start = f"({instant} - to_microseconds(epoch_us({local}) % 3600000000))"
+        return start, f"({start} + INTERVAL 1 HOUR)"
+    start_local = f"date_trunc('{window}', {local})"
+    return (
+        f"({start_local} AT TIME ZONE $tz)",
+        f"(({start_local} + INTERVAL 1 {window.upper()}) AT TIME ZONE $tz)",
+    )
+
+
+def _selection(meter: Meter, params: dict, event_names_sql: str) -> tuple[str, list[str]]:
+    """WHERE clause and dimension expressions for a meter; values go into params."""
+    where = [
+        event_names_sql,
+        "ts >= CAST($start AS TIMESTAMPTZ) - to_seconds(CAST($lookback AS BIGINT))",
+        "ts < CAST($end AS TIMESTAMPTZ)",
+        "($customers IS NULL OR list_contains($customers, customer_id))",
+    ]
+    for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
+        values = allowed if isinstance(allowed, list) else [allowed]
+        params[f"fk{index}"] = _property(key)
+        params[f"fv{index}"] = [_filter_text(v) for v in values]
+        where.append(f"list_contains($fv{index}, properties ->> $fk{index})")
+    dims = []
+    for index, key in enumerate(meter.group_by):
+        params[f"gk{index}"] = _property(key)
+        dims.append(f"properties ->> $gk{index}")
+    return " AND ".join(where), dims
+
+
+def _value_sql(meter: Meter, params: dict) -> str:
+    if meter.value == "quantity":
+        return "quantity"
+    params["vk"] = _property(meter.value or "")
+    if meter.aggregation == "count_unique":
+        return "properties ->> $vk"
+    text = "(properties ->> $vk)"
+    return f"CASE WHEN mc_is_decimal_text({text}) THEN TRY_CAST({text} AS DECIMAL(38, 18)) END"
+
+
+_AGGREGATE = {
+    "sum": "sum(v)",
+    "max": "max(v)",
+    "min": "min(v)",
+    "latest": "arg_max(v, (ts, event_id))",
+    "count_unique": "CAST(count(DISTINCT v) AS DECIMAL(38, 18))",
+    "count": "CAST(count(*) AS DECIMAL(38, 18))",
+}
+
+
+def _plain_meter(con, meter: Meter, window: str, params: dict):
+    where, dims = _selection(meter, params, "event_name = $event_name")
+    value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params)
+    w_start, w_end = _window_sql(window, "ts")
+    dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
+    dim_names = "".join(f", d{i}" for i in range(len(dims)))
+    selected = f"""
+        SELECT customer_id, ts, event_id, {value} AS v{dim_cols}
+        FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ)
+    """
+    metered = "true" if meter.aggregation == "count" else "v IS NOT NULL"
+    rows = _query(
+        con,
+        f"""
+        WITH selected AS ({selected})
+        SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'),
+               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[], {_AGGREGATE[meter.aggregation]}
+        FROM selected WHERE {metered}
+        GROUP BY customer_id, {w_start}, {w_end}{dim_names}
+        """,
+        params,
+    )
+    unmeterable = []
+    if meter.aggregation != "count":
+        unmeterable = _query(
+            con,
+            f"WITH selected AS ({selected}) SELECT customer_id, count(*) FROM selected WHERE v IS NULL GROUP BY ALL",
+            params,
+        )
+    return rows, unmeterable, []
+
+
+def _duration_meter(con, meter: Meter, window: str, params: dict):
+    params["gap"] = meter.heartbeat_gap_seconds
+    params["stop_event"] = meter.stop_event
+    params["sk"] = _property(meter.session or "")
+    names = "(event_name = $event_name OR event_name = $stop_event)"
+    where, dims = _selection(meter, params, names)
+    dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
+    dim_list = "".join(f", d{i}" for i in range(len(dims)))
+    a_start, _ = _window_sql(window, "a")
+    step = f"INTERVAL 1 {window.upper()}"
+    spans_sql = f"""
+        WITH selected AS (
+            SELECT customer_id, ts, event_id, properties ->> $sk AS session,
+                   coalesce(event_name = $stop_event, false) AS is_stop{dim_cols}
+            FROM events WHERE {where}
+        ),
+        ordered AS (
+            SELECT *, lag(ts) OVER w AS prev_ts, lag(is_stop) OVER w AS prev_stop
+            FROM selected WHERE session IS NOT NULL
+            WINDOW w AS (PARTITION BY customer_id, session{dim_list} ORDER BY ts, event_id)
+        ),
+        spans AS (
+            SELECT customer_id, session{dim_list},
+                   greatest(prev_ts, CAST($start AS TIMESTAMPTZ)) AS a, ts AS b
+            FROM ordered
+            WHERE prev_ts IS NOT NULL AND NOT prev_stop
+              AND (is_stop OR ts - prev_ts <= to_seconds(CAST($gap AS BIGINT)))
+              AND ts > CAST($start AS TIMESTAMPTZ)
+        ),
+        pieces AS (
+            SELECT s.*, w.ws AS w_start
+            FROM spans AS s,
+                 LATERAL (SELECT unnest(generate_series({a_start} AT TIME ZONE $tz, b AT TIME ZONE $tz, {step})) AT TIME ZONE $tz AS ws) AS w
+        ),
+        bounded AS (
+            SELECT *, CASE WHEN '{window}' = 'hour' THEN w_start + INTERVAL 1 HOUR
+                           ELSE ((w_start AT TIME ZONE $tz) + {step}) AT TIME ZONE $tz END AS w_end
+            FROM pieces
+        )
+        SELECT customer_id, strftime(w_start, '{_ISO}'), strftime(w_end, '{_ISO}'),
+               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[],
+               CAST(sum(epoch_us(least(b, w_end)) - epoch_us(greatest(a, w_start))) AS DECIMAL(38, 18)) / 1000000
+        FROM bounded
+        WHERE least(b, w_end) > greatest(a, w_start)
+        GROUP BY customer_id, w_start, w_end{dim_list}
+    """
+    rows = _query(con, spans_sql, params)
+    unmeterable = _query(
+        con,
+        f"SELECT customer_id, count(*) FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) "
+        "AND (properties ->> $sk) IS NULL GROUP BY ALL",
+        params,
+    )
+    open_sessions = _query(
+        con,
+        f"""
+        SELECT customer_id, session, strftime(max(ts), '{_ISO}')
+        FROM (SELECT customer_id, ts, properties ->> $sk AS session,
+                     coalesce(event_name = $stop_event, false) AS is_stop, event_id
+              FROM events WHERE {where})
+        WHERE session IS NOT NULL
+        GROUP BY customer_id, session
+        HAVING NOT arg_max(is_stop, (ts, event_id))
+           AND max(ts) > CAST($end AS TIMESTAMPTZ) - to_seconds(CAST($gap AS BIGINT))
+        ORDER BY ALL
+        """,
+        params,
+    )
+    return rows, unmeterable, open_sessions
+
+
+def usage(
+    con: duckdb.DuckDBPyConnection,
+    meters: Sequence[Meter],
+    *,
+    window: str,
+    start: datetime,
+    end: datetime,
+    tz: str = "UTC",
+    customers: Sequence[str] | None = None,
+) -> UsageResult:
+    """Usage of each meter per customer × window in [start, end)."""
+    if window not in WINDOWS:
+        raise UsageError(f"--window must be one of {', '.join(WINDOWS)}, not '{window}'")
+    if start >= end:
+        raise UsageError("--from must be before --to")
+    _check_time_zone(con, tz)
+    install_macros(con)
+    rows: list[UsageRow] = []
+    unmeterable: list[Unmeterable] = []
+    open_sessions: list[OpenSession] = []
+    for meter in meters:
+        params: dict = {
+            "event_name": meter.event_name,
+            "start": start,
+            "end": end,
+            "tz": tz,
+            "customers": list(customers) if customers else None,
+            "lookback": meter.heartbeat_gap_seconds if meter.aggregation == "duration" else 0,
+        }
+        compute = _duration_meter if meter.aggregation == "duration" else _plain_meter
+        found, unmetered, opened = compute(con, meter, window, params)
+        keys = meter.dimension_keys
+        rows.extend(
+            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)), exact(value))
+            for customer, ws, we, dims, value in found
+        )
+        reason = "no session property" if meter.aggregation == "duration" else f"{meter.value} missing or not a number"
+        unmeterable.extend(Unmeterable(customer, meter.name, count, reason) for customer, count in unmetered)
+        open_sessions.extend(OpenSession(c, meter.name, s, last) for c, s, last in opened)
+    rows.sort(key=lambda r: (r.customer_id, r.meter, r.window_start, tuple((k, v or "") for k, v in r.dimensions.items())))
+    unmeterable.sort(key=lambda u: (u.customer_id, u.meter))
+    return UsageResult(
+        window=window,
+        tz=tz,
+        start=start.strftime(_ISO),
+        end=end.strftime(_ISO),
+        rows=tuple(rows),
+        unmeterable=tuple(unmeterable),
+        open_sessions=tuple(open_sessions),
+    )
+
+
+def _check_time_zone(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    known = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [tz]).fetchall()[0][0]
+    if not known:
+        raise UsageError(f"--tz: unknown time zone '{tz}' (use an IANA name such as Europe/Paris)")
