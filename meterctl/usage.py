@@ -44,7 +44,8 @@ class UsageRow:
     window_start: str
     window_end: str
     dimensions: dict[str, str | None]
-    value: Decimal
+    value: Decimal | None  # None: every event of this window was unmeterable
+    unmeterable: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ _AGGREGATE = {
     "sum": "sum(v)",
     "max": "max(v)",
     "min": "min(v)",
-    "latest": "arg_max(v, (ts, event_id))",
+    "latest": "arg_max(v, (ts, event_id)) FILTER (v IS NOT NULL)",
     "count_unique": "CAST(count(DISTINCT v) AS DECIMAL(38, 18))",
     "count": "CAST(count(*) AS DECIMAL(38, 18))",
 }
@@ -154,30 +155,26 @@ def _plain_meter(con, meter: Meter, window: str, params: dict):
     w_start, w_end = _window_sql(window, "ts")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_names = "".join(f", d{i}" for i in range(len(dims)))
-    selected = f"""
-        SELECT customer_id, ts, event_id, {value} AS v{dim_cols}
-        FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ)
-    """
-    metered = "true" if meter.aggregation == "count" else "v IS NOT NULL"
+    unmetered = "0" if meter.aggregation == "count" else "count(*) FILTER (v IS NULL)"
+    # A window whose events are all unmeterable still appears, with no value.
+    aggregate = _AGGREGATE[meter.aggregation]
+    if meter.aggregation != "count":
+        aggregate = f"CASE WHEN count(v) > 0 THEN {aggregate} END"
     rows = _query(
         con,
         f"""
-        WITH selected AS ({selected})
+        WITH selected AS (
+            SELECT customer_id, ts, event_id, {value} AS v{dim_cols}
+            FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ)
+        )
         SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'),
-               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[], {_AGGREGATE[meter.aggregation]}
-        FROM selected WHERE {metered}
+               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[], {aggregate}, {unmetered}
+        FROM selected
         GROUP BY customer_id, {w_start}, {w_end}{dim_names}
         """,
         params,
     )
-    unmeterable = []
-    if meter.aggregation != "count":
-        unmeterable = _query(
-            con,
-            f"WITH selected AS ({selected}) SELECT customer_id, count(*) FROM selected WHERE v IS NULL GROUP BY ALL",
-            params,
-        )
-    return rows, unmeterable, []
+    return rows, []
 
 
 def _duration_meter(con, meter: Meter, window: str, params: dict):
@@ -221,16 +218,20 @@ def _duration_meter(con, meter: Meter, window: str, params: dict):
         )
         SELECT customer_id, strftime(w_start, '{_ISO}'), strftime(w_end, '{_ISO}'),
                [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[],
-               CAST(sum(epoch_us(least(b, w_end)) - epoch_us(greatest(a, w_start))) AS DECIMAL(38, 18)) / 1000000
+               -- DECIMAL division would give a DOUBLE: multiply by an exact 10^-6 instead.
+               CAST(sum(epoch_us(least(b, w_end)) - epoch_us(greatest(a, w_start))) AS DECIMAL(38, 6)) * CAST(0.000001 AS DECIMAL(7, 6)),
+               0
         FROM bounded
         WHERE least(b, w_end) > greatest(a, w_start)
         GROUP BY customer_id, w_start, w_end{dim_list}
     """
     rows = _query(con, spans_sql, params)
-    unmeterable = _query(
+    w_start, w_end = _window_sql(window, "ts")
+    rows += _query(
         con,
-        f"SELECT customer_id, count(*) FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) "
-        "AND (properties ->> $sk) IS NULL GROUP BY ALL",
+        f"SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'), "
+        f"[{', '.join(dims)}]::VARCHAR[], NULL, count(*) FROM events "
+        f"WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) AND (properties ->> $sk) IS NULL GROUP BY ALL",
         params,
     )
     open_sessions = _query(
@@ -248,7 +249,7 @@ def _duration_meter(con, meter: Meter, window: str, params: dict):
         """,
         params,
     )
-    return rows, unmeterable, open_sessions
+    return rows, open_sessions
 
 
 def usage(
@@ -281,14 +282,19 @@ def usage(
             "lookback": meter.heartbeat_gap_seconds if meter.aggregation == "duration" else 0,
         }
         compute = _duration_meter if meter.aggregation == "duration" else _plain_meter
-        found, unmetered, opened = compute(con, meter, window, params)
+        found, opened = compute(con, meter, window, params)
         keys = meter.dimension_keys
         rows.extend(
-            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)), exact(value))
-            for customer, ws, we, dims, value in found
+            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)),
+                     None if value is None else exact(value), int(unmetered))
+            for customer, ws, we, dims, value, unmetered in found
         )
         reason = "no session property" if meter.aggregation == "duration" else f"{meter.value} missing or not a number"
-        unmeterable.extend(Unmeterable(customer, meter.name, count, reason) for customer, count in unmetered)
+        per_customer: dict[str, int] = {}
+        for customer, *_rest, unmetered in found:
+            if unmetered:
+                per_customer[customer] = per_customer.get(customer, 0) + int(unmetered)
+        unmeterable.extend(Unmeterable(c, meter.name, n, reason) for c, n in per_customer.items())
         open_sessions.extend(OpenSession(c, meter.name, s, last) for c, s, last in opened)
     rows.sort(key=lambda r: (r.customer_id, r.meter, r.window_start, tuple((k, v or "") for k, v in r.dimensions.items())))
     unmeterable.sort(key=lambda u: (u.customer_id, u.meter))

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
+from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
 
 class _MeterctlGroup(TyperGroup):
@@ -53,6 +54,8 @@ app.command("ingest")(ingest_command)
 app.command("status")(status_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(conflicts_app, name="conflicts")
+app.command("usage")(usage_command)
+app.add_typer(config_app, name="config")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,173 @@
+"""`meterctl usage` and `meterctl config validate`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+from rich.table import Table
+
+from meterctl import store
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.errors import OutputError, UsageError
+from meterctl.meters import config_dir, load_meters
+from meterctl.usage import WINDOWS, UsageResult, usage
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--pricebooks", envvar="METERCTL_PRICEBOOKS", help="Configuration directory (meters.yaml, pricebooks). Default ./pricebooks."),
+]
+
+config_app = typer.Typer(help="Check the configuration directory.", no_args_is_help=True)
+
+
+@config_app.command("validate")
+def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List every problem in the configuration at once (exit 78 if there is any)."""
+    directory = config_dir(pricebooks)
+    meters = load_meters(directory)
+    if as_json:
+        print_json({"directory": str(directory), "meters": [m.name for m in meters], "problems": []})
+    else:
+        stderr_console().print(f"{directory}: {len(meters)} meter(s), no problems")
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz: unknown time zone '{tz}' (use an IANA name such as Europe/Paris)") from None
+
+
+def _instant(text: str | None, zone: ZoneInfo, option: str, default: datetime) -> datetime:
+    if text is None:
+        return default
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), zone)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option}: '{text}' is not a date (2026-10-01) or date-time (2026-10-01T12:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _document(result: UsageResult) -> list[dict]:
+    return [
+        {
+            "customer_id": r.customer_id,
+            "meter": r.meter,
+            "window_start": r.window_start,
+            "window_end": r.window_end,
+            "dimensions": r.dimensions,
+            "value": None if r.value is None else format(r.value, "f"),
+            "unmeterable": r.unmeterable,
+        }
+        for r in result.rows
+    ]
+
+
+def _write_atomically(path: Path, write) -> None:
+    directory = path.resolve().parent
+    if not directory.is_dir():
+        raise OutputError(f"{path}: directory {directory} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot be written: {error}") from error
+
+
+def _write_csv(result: UsageResult, path: Path) -> None:
+    keys = sorted({k for r in result.rows for k in r.dimensions})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["customer_id", "meter", "window_start", "window_end", *keys, "value", "unmeterable"])
+    for r in result.rows:
+        writer.writerow([r.customer_id, r.meter, r.window_start, r.window_end,
+                         *(r.dimensions.get(k) or "" for k in keys),
+                         "" if r.value is None else format(r.value, "f"), r.unmeterable])
+    _write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def _write_parquet(result: UsageResult, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "customer_id": [r.customer_id for r in result.rows],
+        "meter": [r.meter for r in result.rows],
+        "window_start": pa.array([datetime.fromisoformat(r.window_start) for r in result.rows], pa.timestamp("us", "UTC")),
+        "window_end": pa.array([datetime.fromisoformat(r.window_end) for r in result.rows], pa.timestamp("us", "UTC")),
+        "dimensions": pa.array([list(r.dimensions.items()) for r in result.rows], pa.map_(pa.string(), pa.string())),
+        "value": pa.array([r.value for r in result.rows], pa.decimal128(38, 18)),
+        "unmeterable": pa.array([r.unmeterable for r in result.rows], pa.int64()),
+    })
+    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def usage_command(
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    pricebooks: ConfigOption = None,
+    as_json: JsonOption = False,
+    window: Annotated[str, typer.Option("--window", help=f"One of {', '.join(WINDOWS)}.")] = "day",
+    start: Annotated[str | None, typer.Option("--from", help="Start (date or date-time, in --tz); default: start of this month.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End, exclusive; default: start of next month.")] = None,
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of the windows.")] = "UTC",
+    customer: Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")] = None,
+    meter: Annotated[list[str] | None, typer.Option("--meter", help="Only this meter (repeatable).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet (with -o).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
+) -> None:
+    """Usage per customer × meter × window."""
+    zone = _zone(tz)
+    today = datetime.now(zone).date().replace(day=1)
+    month_start = datetime.combine(today, time(), zone)
+    next_month = datetime.combine((today + timedelta(days=32)).replace(day=1), time(), zone)
+    begin = _instant(start, zone, "--from", month_start)
+    finish = _instant(end, zone, "--to", next_month)
+    if fmt not in (None, "csv", "parquet"):
+        raise UsageError(f"--format must be csv or parquet, not '{fmt}'")
+    if fmt and output is None:
+        raise UsageError("--format needs -o FILE")
+    meters = load_meters(config_dir(pricebooks))
+    if meter:
+        unknown = sorted(set(meter) - {m.name for m in meters})
+        if unknown:
+            raise UsageError(f"--meter: unknown meter(s) {', '.join(unknown)} (see meters.yaml)")
+        meters = tuple(m for m in meters if m.name in meter)
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        result = usage(con, meters, window=window, start=begin, end=finish, tz=tz, customers=customer)
+    console = stderr_console()
+    for u in result.unmeterable:
+        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter}: {u.reason}", style="yellow")
+    for s in result.open_sessions:
+        console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
+    if output is not None:
+        (_write_parquet if (fmt or output.suffix.lstrip(".")) == "parquet" else _write_csv)(result, output)
+        if as_json:
+            print_json(_document(result))
+        return
+    if as_json:
+        print_json(_document(result))
+        return
+    table = Table()
+    for column in ("customer", "meter", "window start", "window end", "dimensions", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for r in result.rows:
+        dims = ", ".join(f"{k}={v}" for k, v in r.dimensions.items())
+        table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else format(r.value, "f"))
+    stdout_console().print(table)
+
+
+
