@@ -1,0 +1,193 @@
+"""Usage per customer × meter × window: every aggregation, filters, dimensions, time zones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meterctl import store
+from meterctl.ingest import IngestOptions, ingest
+from meterctl.meters import Meter
+from meterctl.sources import resolve_sources
+from meterctl.usage import usage
+from tests.conftest import NOW, event, jsonl
+
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def meter(**fields) -> Meter:
+    return Meter(**{"name": "m", "event_name": "api_call", "aggregation": "count", **fields})
+
+
+def values(result) -> dict:
+    return {(r.customer_id, r.window_start, tuple(r.dimensions.values())): r.value for r in result.rows}
+
+
+def load(write, run_ingest, *records):
+    run_ingest(write("events.jsonl", jsonl(*records)))
+
+
+def test_count_and_sum_per_day_with_dimensions(write, run_ingest, con):
+    load(write, run_ingest,
+         event("a", quantity=5, properties={"model": "big"}),
+         event("b", quantity="2.5", properties={"model": "big"}),
+         event("c", quantity=1, properties={"model": "small"}),
+         event("d", quantity=1, timestamp="2026-10-06T01:00:00Z"),
+         event("e", customer_id="cus_2", quantity=7))
+    counts = usage(con, [meter()], window="day", start=OCT, end=NOV)
+    assert values(counts) == {
+        ("cus_1", "2026-10-05T00:00:00Z", ()): 3,
+        ("cus_1", "2026-10-06T00:00:00Z", ()): 1,
+        ("cus_2", "2026-10-05T00:00:00Z", ()): 1,
+    }
+    sums = usage(con, [meter(aggregation="sum", value="quantity", group_by=("model",))], window="month", start=OCT, end=NOV)
+    assert values(sums) == {
+        ("cus_1", "2026-10-01T00:00:00Z", ("big",)): Decimal("7.5"),
+        ("cus_1", "2026-10-01T00:00:00Z", ("small",)): 1,
+        ("cus_1", "2026-10-01T00:00:00Z", (None,)): 1,
+        ("cus_2", "2026-10-01T00:00:00Z", (None,)): 7,
+    }
+
+
+def test_max_min_latest_and_count_unique(write, run_ingest, con):
+    load(write, run_ingest,
+         event("a", event_name="storage", timestamp="2026-10-05T01:00:00Z", properties={"gb": 12.75, "user": "u1"}),
+         event("b", event_name="storage", timestamp="2026-10-05T03:00:00Z", properties={"gb": "3.5", "user": "u2"}),
+         event("c", event_name="storage", timestamp="2026-10-05T02:00:00Z", properties={"gb": 20, "user": "u1"}))
+    common = {"event_name": "storage", "value": "properties.gb"}
+    got = {
+        agg: values(usage(con, [meter(aggregation=agg, **common)], window="day", start=OCT, end=NOV))
+        for agg in ("max", "min", "latest")
+    }
+    day = ("cus_1", "2026-10-05T00:00:00Z", ())
+    assert (got["max"][day], got["min"][day], got["latest"][day]) == (20, Decimal("3.5"), Decimal("3.5"))
+    unique = usage(con, [meter(aggregation="count_unique", event_name="storage", value="properties.user")],
+                   window="day", start=OCT, end=NOV)
+    assert values(unique)[day] == 2
+
+
+def test_filters_select_events_by_property(write, run_ingest, con):
+    load(write, run_ingest,
+         event("a", properties={"region": "us"}), event("b", properties={"region": "eu"}),
+         event("c", properties={"region": "ap"}), event("d"))
+    result = usage(con, [meter(filters={"region": ["us", "eu"]})], window="month", start=OCT, end=NOV)
+    assert [r.value for r in result.rows] == [2]
+
+
+def test_unmeterable_events_are_reported_never_zero(write, run_ingest, con):
+    load(write, run_ingest,
+         event("a", event_name="storage", properties={"gb": 4}),
+         event("b", event_name="storage", properties={"gb": "lots"}),
+         event("c", event_name="storage"),
+         event("d", event_name="storage", customer_id="cus_2", properties={"gb": "n/a"}))
+    result = usage(con, [meter(aggregation="sum", event_name="storage", value="properties.gb")],
+                   window="month", start=OCT, end=NOV)
+    assert [(r.customer_id, r.value, r.unmeterable) for r in result.rows] == [("cus_1", 4, 2), ("cus_2", None, 1)]
+    assert [(u.customer_id, u.events) for u in result.unmeterable] == [("cus_1", 2), ("cus_2", 1)]
+
+
+def test_day_windows_follow_the_time_zone_across_dst(write, run_ingest, con):
+    # New York leaves daylight saving time on 2026-11-01: that local day lasts 25 hours.
+    load(write, run_ingest,
+         event("a", timestamp="2026-11-01T04:30:00Z"),  # 00:30 EDT, Nov 1
+         event("b", timestamp="2026-11-02T04:30:00Z"),  # 23:30 EST, still Nov 1
+         event("c", timestamp="2026-11-02T05:30:00Z"))  # 00:30 EST, Nov 2
+    result = usage(con, [meter()], window="day", start=datetime(2026, 10, 31, tzinfo=UTC),
+                   end=datetime(2026, 11, 3, tzinfo=UTC), tz="America/New_York")
+    assert [(r.window_start, r.window_end, r.value) for r in result.rows] == [
+        ("2026-11-01T04:00:00Z", "2026-11-02T05:00:00Z", 2),
+        ("2026-11-02T05:00:00Z", "2026-11-03T05:00:00Z", 1),
+    ]
+
+
+def test_hour_windows_follow_the_local_clock(write, run_ingest, con):
+    load(write, run_ingest, event("a", timestamp="2026-10-05T10:10:00Z"), event("b", timestamp="2026-10-05T10:40:00Z"))
+    result = usage(con, [meter()], window="hour", start=OCT, end=NOV, tz="Asia/Kolkata")  # UTC+05:30
+    assert [(r.window_start, r.value) for r in result.rows] == [("2026-10-05T09:30:00Z", 1), ("2026-10-05T10:30:00Z", 1)]
+
+
+def heartbeat(event_id: str, at: str, job: str = "j1", **fields):
+    return event(event_id, event_name="gpu", timestamp=at, quantity=None, properties={"job_id": job}, **fields)
+
+
+GPU = {"name": "gpu_seconds", "event_name": "gpu", "aggregation": "duration", "session": "properties.job_id",
+       "heartbeat_gap_seconds": 60}
+
+
+def test_heartbeats_merge_into_running_time_split_at_window_edges(write, run_ingest, con):
+    load(write, run_ingest,
+         heartbeat("h1", "2026-10-05T09:59:00Z"), heartbeat("h2", "2026-10-05T09:59:30Z"),
+         heartbeat("h3", "2026-10-05T10:00:30Z"),   # crosses the 10:00 edge: 30 s before, 30 s after
+         heartbeat("h4", "2026-10-05T10:05:00Z"),   # 270 s gap > 60 s: a new run starts
+         heartbeat("h5", "2026-10-05T10:05:20Z"),
+         heartbeat("x1", "2026-10-05T10:00:00Z", job="j2"),
+         event("nojob", event_name="gpu", timestamp="2026-10-05T10:00:00Z", quantity=None))
+    result = usage(con, [Meter(**GPU)], window="hour", start=OCT, end=NOV)
+    assert [(r.window_start, r.value, r.unmeterable) for r in result.rows] == [
+        ("2026-10-05T09:00:00Z", 60, 0),
+        ("2026-10-05T10:00:00Z", 50, 0),
+        ("2026-10-05T10:00:00Z", None, 1),
+    ]
+
+
+def test_a_stop_event_ends_a_session_and_open_sessions_are_reported(write, run_ingest, con):
+    load(write, run_ingest,
+         heartbeat("s1", "2026-10-05T10:00:00Z"),
+         event("s2", event_name="gpu_stop", timestamp="2026-10-05T10:10:00Z", quantity=None, properties={"job_id": "j1"}),
+         heartbeat("s3", "2026-10-05T10:10:30Z"),
+         heartbeat("o1", "2026-10-31T23:59:30Z", job="open"))
+    result = usage(con, [Meter(**GPU, stop_event="gpu_stop")], window="month", start=OCT, end=NOV)
+    assert [r.value for r in result.rows] == [600]  # start → stop counts whole; nothing after the stop
+    # j1 ended with a stop long before the end of the range; only the last job may still run.
+    assert [(s.session, s.last_event_at) for s in result.open_sessions] == [("open", "2026-10-31T23:59:30Z")]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=31 * 24 * 3600 - 1), min_size=1, max_size=30),
+    quantities=st.lists(st.decimals(min_value=0, max_value=10**6, places=6, allow_nan=False), min_size=30, max_size=30),
+    tz=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+)
+def test_hourly_windows_add_up_to_the_whole_range(tmp_path, offsets, quantities, tz):
+    db = tmp_path / "h.duckdb"
+    db.unlink(missing_ok=True)
+    path = tmp_path / "h.jsonl"
+    records = [event(f"e{i}", timestamp=(OCT + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ"), quantity=str(q))
+               for i, (s, q) in enumerate(zip(offsets, quantities))]
+    path.write_text(jsonl(*records))
+    con = store.connect(db)
+    try:
+        ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW))
+        summed = meter(aggregation="sum", value="quantity")
+        hourly = usage(con, [summed, meter(name="n")], window="hour", start=OCT, end=NOV, tz=tz)
+        total = {name: sum(r.value for r in hourly.rows if r.meter == name) for name in ("m", "n")}
+        assert total["m"] == sum(quantities[: len(offsets)])
+        assert total["n"] == len(offsets)
+    finally:
+        con.close()
+
+
+def test_usage_command_json_csv_and_errors(cli, db, write, tmp_path):
+    from tests.conftest import REPO
+
+    cli("ingest", "--db", db, write("e.jsonl", jsonl(event("a", event_name="llm_tokens", quantity=10, properties={"model": "embed"}))))
+    args = ["usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--from", "2026-10-01", "--to", "2026-11-01"]
+    result = cli(*args, "--json", "--meter", "tokens", "--window", "month")
+    assert result.exit_code == 0, result.output
+    import json
+
+    [row] = json.loads(result.stdout)
+    assert {k: row[k] for k in ("customer_id", "meter", "window_start", "window_end", "dimensions", "value")} == {
+        "customer_id": "cus_1", "meter": "tokens", "window_start": "2026-10-01T00:00:00Z",
+        "window_end": "2026-11-01T00:00:00Z", "dimensions": {"model": "embed"}, "value": "10",
+    }
+    out = tmp_path / "usage.csv"
+    assert cli(*args, "--meter", "tokens", "--format", "csv", "-o", out).exit_code == 0
+    assert out.read_text().splitlines()[1].startswith("cus_1,tokens,2026-10-05T00:00:00Z,2026-10-06T00:00:00Z,embed,10")
+    assert cli(*args, "--tz", "Mars/Olympus").exit_code == 2
+    assert cli(*args, "--meter", "nope").exit_code == 2
+    assert cli(*args, "--window", "week").exit_code == 2
