@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
+from meterctl.cli.customers_cmd import customers_app
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
 from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
@@ -56,6 +57,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(conflicts_app, name="conflicts")
 app.command("usage")(usage_command)
 app.add_typer(config_app, name="config")
+app.add_typer(customers_app, name="customers")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,240 @@
+"""Customers and subscriptions, imported from YAML or CSV exported from a CRM.
+
+Re-importing the same data changes nothing; a changed customer gets a new version, and
+the old versions stay readable.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
+from meterctl.errors import InputNotFoundError, NotFoundError
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class SubscriptionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: StrictStr = Field(min_length=1)
+    start: date
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubscriptionModel:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start (subscriptions are half-open [start, end))")
+        return self
+
+
+class CustomerModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1)
+    currency: StrictStr
+    timezone: StrictStr
+    billing: Literal["calendar", "anniversary"] = "calendar"
+    subscriptions: tuple[SubscriptionModel, ...] = Field(min_length=1)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be an ISO 4217 code such as USD, EUR or JPY")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> CustomerModel:
+        ordered = sorted(self.subscriptions, key=lambda s: s.start)
+        # An open-ended subscription runs until the next one starts (a plan change).
+        for before, after in zip(ordered, ordered[1:]):
+            if before.start == after.start or (before.end is not None and before.end > after.start):
+                raise ValueError(f"subscriptions overlap: {before.plan} from {before.start} and {after.plan} from {after.start}")
+        return self
+
+    def canonical(self) -> dict:
+        subs = sorted(self.subscriptions, key=lambda s: s.start)
+        return {
+            "name": self.name, "currency": self.currency, "timezone": self.timezone, "billing": self.billing,
+            "subscriptions": [{"plan": s.plan, "start": s.start.isoformat(), "end": s.end.isoformat() if s.end else None} for s in subs],
+        }
+
+
+class CustomersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: tuple[CustomerModel, ...]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    source: str
+    customers: int
+    added: int
+    changed: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class CustomerVersion:
+    customer_id: str
+    version: int
+    name: str
+    currency: str
+    timezone: str
+    billing: str
+    subscriptions: list[dict]
+    source: str
+    imported_at: str
+
+
+_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end")
+
+
+def _read_csv(path: Path) -> tuple[Document, list]:
+    """One row per subscription; customer columns repeat. Becomes the YAML shape."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        unknown = [c for c in header if c not in _CSV_COLUMNS]
+        missing = [c for c in ("id", "name", "currency", "timezone", "plan", "start") if c not in header]
+        if unknown or missing:
+            text = "; ".join(filter(None, [
+                f"unknown column(s) {', '.join(unknown)}" if unknown else "",
+                f"missing column(s) {', '.join(missing)}" if missing else "",
+            ]))
+            raise ConfigProblems([Problem(str(path), 1, "", f"{text} (columns: {', '.join(_CSV_COLUMNS)})")])
+        customers: dict[str, dict] = {}
+        lines: dict = {}
+        for row in reader:
+            line = reader.line_num
+            cid = row["id"]
+            if cid not in customers:
+                index = len(customers)
+                customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
+                if row.get("billing"):
+                    customers[cid]["billing"] = row["billing"]
+                customers[cid]["subscriptions"] = []
+                for key in ("", "id", "name", "currency", "timezone", "billing", "subscriptions"):
+                    lines[("customers", index) + ((key,) if key else ())] = line
+            index = list(customers).index(cid)
+            sub_index = len(customers[cid]["subscriptions"])
+            sub = {"plan": row["plan"], "start": row["start"]}
+            if row.get("end"):
+                sub["end"] = row["end"]
+            customers[cid]["subscriptions"].append(sub)
+            lines[("customers", index, "subscriptions", sub_index)] = line
+    document = Document(str(path), {"customers": list(customers.values())}, lines)
+    return document, []
+
+
+def load_customers(path: Path) -> tuple[CustomerModel, ...]:
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".csv":
+        document, _ = _read_csv(path)
+    else:
+        document = load_document(path)
+    parsed = validate(document, CustomersFile)
+    seen: dict[str, int] = {}
+    problems = []
+    for index, customer in enumerate(parsed.customers):
+        if customer.id in seen:
+            problems.append(document.problem(("customers", index, "id"), f"customer '{customer.id}' appears twice"))
+        seen.setdefault(customer.id, index)
+    if problems:
+        raise ConfigProblems(problems)
+    return parsed.customers
+
+
+def import_customers(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult:
+    """Add a version for every new or changed customer; unchanged ones are left alone."""
+    customers = load_customers(path)
+    rows = []
+    for c in customers:
+        record = c.canonical()
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        rows.append((c.id, record["name"], c.currency, c.timezone, c.billing,
+                     json.dumps(record["subscriptions"]), hashlib.sha256(text.encode()).hexdigest()))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE incoming (customer_id VARCHAR, name VARCHAR, currency VARCHAR, "
+                    "timezone VARCHAR, billing VARCHAR, subscriptions VARCHAR, content_sha256 VARCHAR)")
+        con.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        added, changed = con.execute(
+            """
+            WITH latest AS (
+                SELECT customer_id, max(version) AS version, arg_max(content_sha256, version) AS sha
+                FROM customer_versions GROUP BY customer_id
+            )
+            SELECT count(*) FILTER (l.customer_id IS NULL), count(*) FILTER (l.sha <> i.content_sha256)
+            FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
+            """
+        ).fetchall()[0]
+        con.execute(
+            """
+            INSERT INTO customer_versions
+            WITH latest AS (
+                SELECT customer_id, max(version) AS version, arg_max(content_sha256, version) AS sha
+                FROM customer_versions GROUP BY customer_id
+            )
+            SELECT i.customer_id, coalesce(l.version, 0) + 1, i.name, i.currency, i.timezone, i.billing,
+                   CAST(i.subscriptions AS JSON), i.content_sha256, ?, now()
+            FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
+            WHERE l.customer_id IS NULL OR l.sha <> i.content_sha256
+            """,
+            [str(path)],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed)
+
+
+_SELECT = """
+    SELECT customer_id, version, name, currency, timezone, billing, CAST(subscriptions AS VARCHAR), source,
+           strftime(imported_at, '%Y-%m-%dT%H:%M:%SZ')
+    FROM customer_versions
+"""
+
+
+def _version(row: tuple) -> CustomerVersion:
+    *head, subs, source, imported = row
+    return CustomerVersion(*head, json.loads(subs), source, imported)
+
+
+def list_customers(con: duckdb.DuckDBPyConnection) -> tuple[CustomerVersion, ...]:
+    rows = con.execute(_SELECT + " QUALIFY version = max(version) OVER (PARTITION BY customer_id) ORDER BY customer_id").fetchall()
+    return tuple(_version(r) for r in rows)
+
+
+def customer_history(con: duckdb.DuckDBPyConnection, customer_id: str) -> tuple[CustomerVersion, ...]:
+    rows = con.execute(_SELECT + " WHERE customer_id = ? ORDER BY version DESC", [customer_id]).fetchall()
+    if not rows:
+        raise NotFoundError(f"customer '{customer_id}' does not exist (see 'meterctl customers list')")
+    return tuple(_version(r) for r in rows)
+
+

@@ -1,0 +1,85 @@
+"""Customers import: strict files, idempotent re-imports, history kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meterctl.config_yaml import ConfigProblems
+from meterctl.customers import customer_history, import_customers, list_customers, load_customers
+from tests.conftest import SAMPLE
+
+ACME = """customers:
+  - id: cus_1
+    name: Acme Corp
+    currency: USD
+    timezone: America/New_York
+    billing: calendar
+    subscriptions:
+      - {plan: pro, start: 2026-09-14}
+      - {plan: scale, start: 2026-11-20}
+"""
+
+
+def test_reimporting_the_same_file_changes_nothing(con):
+    first = import_customers(con, SAMPLE / "customers.yaml")
+    second = import_customers(con, SAMPLE / "customers.yaml")
+    assert (first.added, second.added, second.changed, second.unchanged) == (50, 0, 0, 50)
+    assert con.execute("SELECT count(*) FROM customer_versions").fetchall()[0][0] == 50
+
+
+def test_a_change_is_a_new_version_and_the_old_one_stays(con, write):
+    import_customers(con, write("c.yaml", ACME))
+    result = import_customers(con, write("c.yaml", ACME.replace("Acme Corp", "Acme Inc")))
+    assert (result.added, result.changed) == (0, 1)
+    history = customer_history(con, "cus_1")
+    assert [(v.version, v.name) for v in history] == [(2, "Acme Inc"), (1, "Acme Corp")]
+    assert list_customers(con)[0].subscriptions == [
+        {"plan": "pro", "start": "2026-09-14", "end": None},
+        {"plan": "scale", "start": "2026-11-20", "end": None},
+    ]
+
+
+def test_csv_with_the_same_columns(con, write):
+    path = write("c.csv", "id,name,currency,timezone,billing,plan,start,end\n"
+                          "cus_1,Acme Corp,USD,America/New_York,calendar,pro,2026-09-14,\n"
+                          "cus_1,Acme Corp,USD,America/New_York,calendar,scale,2026-11-20,\n")
+    yaml_path = write("c.yaml", ACME)
+    assert load_customers(path) == load_customers(yaml_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (ACME.replace("currency: USD", "currency: usd"), ":4 customers[0].currency: must be an ISO 4217 code"),
+        (ACME.replace("America/New_York", "Mars/Base"), ":5 customers[0].timezone: unknown time zone 'Mars/Base'"),
+        (ACME.replace("billing: calendar", "biling: calendar"), ":6 customers[0].biling: unknown key (check the spelling)"),
+        (ACME.replace("start: 2026-11-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
+        (ACME.replace("{plan: pro, start: 2026-09-14}", "{plan: pro, start: 2026-09-14, end: 2026-09-01}"),
+         ":8 customers[0].subscriptions[0]: end must be after start"),
+    ],
+)
+def test_bad_customer_files_name_file_line_and_key(write, text, expected):
+    path = write("c.yaml", text)
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(path)
+    assert any(str(p).startswith(f"{path}{expected}") for p in caught.value.problems), caught.value.problems
+
+
+def test_bad_csv_columns(write):
+    path = write("c.csv", "id,name,curency\n")
+    with pytest.raises(ConfigProblems, match="unknown column"):
+        load_customers(path)
+
+
+def test_customers_commands(cli, db, write):
+    bad = write("bad.yaml", ACME.replace("currency: USD", "currency: dollars"))
+    result = cli("customers", "import", "--db", db, bad)
+    assert result.exit_code == 78 and "currency" in result.stderr
+    assert cli("customers", "import", "--db", db, write("c.yaml", ACME)).exit_code == 0
+    [listed] = json.loads(cli("customers", "list", "--db", db, "--json").stdout)
+    assert (listed["customer_id"], listed["version"]) == ("cus_1", 1)
+    shown = json.loads(cli("customers", "show", "cus_1", "--db", db, "--json").stdout)
+    assert shown["customer"]["name"] == "Acme Corp"
+    assert cli("customers", "show", "nobody", "--db", db).exit_code == 65
