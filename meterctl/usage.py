@@ -171,6 +171,7 @@ def _plain_meter(con, meter: Meter, window: str, params: dict):
                [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[], {aggregate}, {unmetered}
         FROM selected
         GROUP BY customer_id, {w_start}, {w_end}{dim_names}
+        ORDER BY ALL
         """,
         params,
     )
@@ -225,7 +226,7 @@ def _duration_meter(con, meter: Meter, window: str, params: dict):
         WHERE least(b, w_end) > greatest(a, w_start)
         GROUP BY customer_id, w_start, w_end{dim_list}
     """
-    rows = _query(con, spans_sql, params)
+    rows = _query(con, spans_sql + " ORDER BY ALL", params)
     w_start, w_end = _window_sql(window, "ts")
     rows += _query(
         con,
@@ -285,8 +286,7 @@ def usage(
         found, opened = compute(con, meter, window, params)
         keys = meter.dimension_keys
         rows.extend(
-            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)),
-                     None if value is None else exact(value), int(unmetered))
+            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)), value, unmetered)
             for customer, ws, we, dims, value, unmetered in found
         )
         reason = "no session property" if meter.aggregation == "duration" else f"{meter.value} missing or not a number"
@@ -296,7 +296,7 @@ def usage(
                 per_customer[customer] = per_customer.get(customer, 0) + int(unmetered)
         unmeterable.extend(Unmeterable(c, meter.name, n, reason) for c, n in per_customer.items())
         open_sessions.extend(OpenSession(c, meter.name, s, last) for c, s, last in opened)
-    rows.sort(key=lambda r: (r.customer_id, r.meter, r.window_start, tuple((k, v or "") for k, v in r.dimensions.items())))
+    # Rows come ordered by SQL: meter (as configured), then customer, window, dimensions.
     unmeterable.sort(key=lambda u: (u.customer_id, u.meter))
     return UsageResult(
         window=window,

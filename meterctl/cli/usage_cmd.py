@@ -18,7 +18,7 @@ from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
 from meterctl.errors import OutputError, UsageError
 from meterctl.meters import config_dir, load_meters
-from meterctl.usage import WINDOWS, UsageResult, usage
+from meterctl.usage import WINDOWS, UsageResult, exact, usage
 
 ConfigOption = Annotated[
     Path | None,
@@ -66,7 +66,7 @@ def _document(result: UsageResult) -> list[dict]:
             "window_start": r.window_start,
             "window_end": r.window_end,
             "dimensions": r.dimensions,
-            "value": None if r.value is None else format(r.value, "f"),
+            "value": None if r.value is None else format(exact(r.value), "f"),
             "unmeterable": r.unmeterable,
         }
         for r in result.rows
@@ -95,7 +95,7 @@ def _write_csv(result: UsageResult, path: Path) -> None:
     for r in result.rows:
         writer.writerow([r.customer_id, r.meter, r.window_start, r.window_end,
                          *(r.dimensions.get(k) or "" for k in keys),
-                         "" if r.value is None else format(r.value, "f"), r.unmeterable])
+                         "" if r.value is None else format(exact(r.value), "f"), r.unmeterable])
     _write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
@@ -166,7 +166,7 @@ def usage_command(
         table.add_column(column, justify="right" if column == "value" else "left")
     for r in result.rows:
         dims = ", ".join(f"{k}={v}" for k, v in r.dimensions.items())
-        table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else format(r.value, "f"))
+        table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else format(exact(r.value), "f"))
     stdout_console().print(table)
 
 
