@@ -109,33 +109,33 @@ def _window_sql(window: str, instant: str) -> tuple[str, str]:
     )
 
 
-def _selection(meter: Meter, params: dict, event_names_sql: str) -> tuple[str, list[str]]:
-    """WHERE clause and dimension expressions for a meter; values go into params."""
+def _selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback: bool = False) -> tuple[str, list[str]]:
+    """WHERE clause and dimension expressions for a meter; values go into params as $<p>…."""
     where = [
         event_names_sql,
-        "ts >= CAST($start AS TIMESTAMPTZ) - to_seconds(CAST($lookback AS BIGINT))",
+        "ts >= CAST($start AS TIMESTAMPTZ)" + (f" - to_seconds(CAST(${p}gap AS BIGINT))" if lookback else ""),
         "ts < CAST($end AS TIMESTAMPTZ)",
         "($customers IS NULL OR list_contains($customers, customer_id))",
     ]
     for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
         values = allowed if isinstance(allowed, list) else [allowed]
-        params[f"fk{index}"] = _property(key)
-        params[f"fv{index}"] = [_filter_text(v) for v in values]
-        where.append(f"list_contains($fv{index}, properties ->> $fk{index})")
+        params[f"{p}fk{index}"] = _property(key)
+        params[f"{p}fv{index}"] = [_filter_text(v) for v in values]
+        where.append(f"list_contains(${p}fv{index}, properties ->> ${p}fk{index})")
     dims = []
     for index, key in enumerate(meter.group_by):
-        params[f"gk{index}"] = _property(key)
-        dims.append(f"properties ->> $gk{index}")
+        params[f"{p}gk{index}"] = _property(key)
+        dims.append(f"properties ->> ${p}gk{index}")
     return " AND ".join(where), dims
 
 
-def _value_sql(meter: Meter, params: dict) -> str:
+def _value_sql(meter: Meter, params: dict, p: str) -> str:
     if meter.value == "quantity":
         return "quantity"
-    params["vk"] = _property(meter.value or "")
+    params[f"{p}vk"] = _property(meter.value or "")
     if meter.aggregation == "count_unique":
-        return "properties ->> $vk"
-    text = "(properties ->> $vk)"
+        return f"properties ->> ${p}vk"
+    text = f"(properties ->> ${p}vk)"
     return f"CASE WHEN mc_is_decimal_text({text}) THEN TRY_CAST({text} AS DECIMAL(38, 18)) END"
 
 
@@ -149,9 +149,12 @@ _AGGREGATE = {
 }
 
 
-def _plain_meter(con, meter: Meter, window: str, params: dict):
-    where, dims = _selection(meter, params, "event_name = $event_name")
-    value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params)
+def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str:
+    """One SELECT giving (meter_index, customer_id, window_start, window_end, dims, value, unmeterable)."""
+    p = f"m{index}_"
+    params[f"{p}event_name"] = meter.event_name
+    where, dims = _selection(meter, params, p, f"event_name = ${p}event_name")
+    value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params, p)
     w_start, w_end = _window_sql(window, "ts")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_names = "".join(f", d{i}" for i in range(len(dims)))
@@ -160,38 +163,35 @@ def _plain_meter(con, meter: Meter, window: str, params: dict):
     aggregate = _AGGREGATE[meter.aggregation]
     if meter.aggregation != "count":
         aggregate = f"CASE WHEN count(v) > 0 THEN {aggregate} END"
-    rows = _query(
-        con,
-        f"""
-        WITH selected AS (
+    return f"""
+        SELECT {index} AS meter_index, customer_id, strftime({w_start}, '{_ISO}') AS window_start,
+               strftime({w_end}, '{_ISO}') AS window_end,
+               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[] AS dims,
+               CAST({aggregate} AS DECIMAL(38, 18)) AS value, CAST({unmetered} AS BIGINT) AS unmeterable
+        FROM (
             SELECT customer_id, ts, event_id, {value} AS v{dim_cols}
-            FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ)
+            FROM events WHERE {where}
         )
-        SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'),
-               [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[], {aggregate}, {unmetered}
-        FROM selected
         GROUP BY customer_id, {w_start}, {w_end}{dim_names}
-        ORDER BY ALL
-        """,
-        params,
-    )
-    return rows, []
+    """
 
 
-def _duration_meter(con, meter: Meter, window: str, params: dict):
-    params["gap"] = meter.heartbeat_gap_seconds
-    params["stop_event"] = meter.stop_event
-    params["sk"] = _property(meter.session or "")
-    names = "(event_name = $event_name OR event_name = $stop_event)"
-    where, dims = _selection(meter, params, names)
+def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
+    p = f"m{index}_"
+    params[f"{p}event_name"] = meter.event_name
+    params[f"{p}gap"] = meter.heartbeat_gap_seconds
+    params[f"{p}stop_event"] = meter.stop_event
+    params[f"{p}sk"] = _property(meter.session or "")
+    names = f"(event_name = ${p}event_name OR event_name = ${p}stop_event)"
+    where, dims = _selection(meter, params, p, names, lookback=True)
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_list = "".join(f", d{i}" for i in range(len(dims)))
     a_start, _ = _window_sql(window, "a")
     step = f"INTERVAL 1 {window.upper()}"
     spans_sql = f"""
         WITH selected AS (
-            SELECT customer_id, ts, event_id, properties ->> $sk AS session,
-                   coalesce(event_name = $stop_event, false) AS is_stop{dim_cols}
+            SELECT customer_id, ts, event_id, properties ->> ${p}sk AS session,
+                   coalesce(event_name = ${p}stop_event, false) AS is_stop{dim_cols}
             FROM events WHERE {where}
         ),
         ordered AS (
@@ -204,7 +204,7 @@ def _duration_meter(con, meter: Meter, window: str, params: dict):
                    greatest(prev_ts, CAST($start AS TIMESTAMPTZ)) AS a, ts AS b
             FROM ordered
             WHERE prev_ts IS NOT NULL AND NOT prev_stop
-              AND (is_stop OR ts - prev_ts <= to_seconds(CAST($gap AS BIGINT)))
+              AND (is_stop OR ts - prev_ts <= to_seconds(CAST(${p}gap AS BIGINT)))
               AND ts > CAST($start AS TIMESTAMPTZ)
         ),
         pieces AS (
@@ -232,20 +232,20 @@ def _duration_meter(con, meter: Meter, window: str, params: dict):
         con,
         f"SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'), "
         f"[{', '.join(dims)}]::VARCHAR[], NULL, count(*) FROM events "
-        f"WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) AND (properties ->> $sk) IS NULL GROUP BY ALL",
+        f"WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) AND (properties ->> ${p}sk) IS NULL GROUP BY ALL",
         params,
     )
     open_sessions = _query(
         con,
         f"""
         SELECT customer_id, session, strftime(max(ts), '{_ISO}')
-        FROM (SELECT customer_id, ts, properties ->> $sk AS session,
-                     coalesce(event_name = $stop_event, false) AS is_stop, event_id
+        FROM (SELECT customer_id, ts, properties ->> ${p}sk AS session,
+                     coalesce(event_name = ${p}stop_event, false) AS is_stop, event_id
               FROM events WHERE {where})
         WHERE session IS NOT NULL
         GROUP BY customer_id, session
         HAVING NOT arg_max(is_stop, (ts, event_id))
-           AND max(ts) > CAST($end AS TIMESTAMPTZ) - to_seconds(CAST($gap AS BIGINT))
+           AND max(ts) > CAST($end AS TIMESTAMPTZ) - to_seconds(CAST(${p}gap AS BIGINT))
         ORDER BY ALL
         """,
         params,
@@ -270,32 +270,40 @@ def usage(
         raise UsageError("--from must be before --to")
     _check_time_zone(con, tz)
     install_macros(con)
-    rows: list[UsageRow] = []
-    unmeterable: list[Unmeterable] = []
-    open_sessions: list[OpenSession] = []
-    for meter in meters:
-        params: dict = {
-            "event_name": meter.event_name,
-            "start": start,
-            "end": end,
-            "tz": tz,
-            "customers": list(customers) if customers else None,
-            "lookback": meter.heartbeat_gap_seconds if meter.aggregation == "duration" else 0,
-        }
-        compute = _duration_meter if meter.aggregation == "duration" else _plain_meter
-        found, opened = compute(con, meter, window, params)
-        keys = meter.dimension_keys
-        rows.extend(
-            UsageRow(customer, meter.name, ws, we, dict(zip(keys, dims)), value, unmetered)
-            for customer, ws, we, dims, value, unmetered in found
-        )
-        reason = "no session property" if meter.aggregation == "duration" else f"{meter.value} missing or not a number"
-        per_customer: dict[str, int] = {}
-        for customer, *_rest, unmetered in found:
-            if unmetered:
-                per_customer[customer] = per_customer.get(customer, 0) + int(unmetered)
-        unmeterable.extend(Unmeterable(c, meter.name, n, reason) for c, n in per_customer.items())
-        open_sessions.extend(OpenSession(c, meter.name, s, last) for c, s, last in opened)
+    params: dict = {"start": start, "end": end, "tz": tz, "customers": list(customers) if customers else None}
+    found: list[tuple] = []
+    opened: list[tuple] = []
+    # Every count/sum/max/... meter in one statement (DuckDB runs the branches in parallel
+    # and Python receives one ordered result); duration meters need their own.
+    plain = [_plain_meter_sql(m, i, window, params) for i, m in enumerate(meters) if m.aggregation != "duration"]
+    if plain:
+        statement = " UNION ALL ".join(f"({q})" for q in plain) + " ORDER BY ALL"
+        # Through Arrow, column by column: about a third of the cost of fetching tuples.
+        table = con.sql(statement, params=sql.bind(statement, params)).to_arrow_table()
+        found += zip(*(table.column(i).to_pylist() for i in range(table.num_columns)))
+    for index, meter in enumerate(meters):
+        if meter.aggregation == "duration":
+            rows_found, sessions = _duration_meter(con, meter, index, window, params)
+            found += [(index, *row) for row in rows_found]
+            opened += [(index, *row) for row in sessions]
+    found.sort(key=lambda row: row[0])  # stable: keeps the SQL order inside each meter
+    names = [m.name for m in meters]
+    keys = [m.dimension_keys for m in meters]
+    rows = [
+        UsageRow(customer, names[index], ws, we, dict(zip(keys[index], dims)), value, unmetered)
+        for index, customer, ws, we, dims, value, unmetered in found
+    ]
+    per_meter_customer: dict[tuple[int, str], int] = {}
+    for index, customer, *_rest, unmetered in found:
+        if unmetered:
+            per_meter_customer[(index, customer)] = per_meter_customer.get((index, customer), 0) + int(unmetered)
+    unmeterable = [
+        Unmeterable(customer, meters[index].name, count,
+                    "no session property" if meters[index].aggregation == "duration"
+                    else f"{meters[index].value} missing or not a number")
+        for (index, customer), count in per_meter_customer.items()
+    ]
+    open_sessions = [OpenSession(c, meters[index].name, s, last) for index, c, s, last in opened]
     # Rows come ordered by SQL: meter (as configured), then customer, window, dimensions.
     unmeterable.sort(key=lambda u: (u.customer_id, u.meter))
     return UsageResult(
