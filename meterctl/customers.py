@@ -17,9 +17,11 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
+from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
+from meterctl import cycles
 from meterctl.errors import InputNotFoundError, NotFoundError
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -238,3 +240,37 @@ def customer_history(con: duckdb.DuckDBPyConnection, customer_id: str) -> tuple[
     return tuple(_version(r) for r in rows)
 
 
+
+
+def billing_segments(
+    con: duckdb.DuckDBPyConnection,
+    customer_ids: Sequence[str] | None,
+    *,
+    cycle: str,
+    start: date,
+    end: date,
+) -> tuple[tuple[str, cycles.Segment], ...]:
+    """(customer_id, segment) of every billing period overlapping local dates [start, end).
+
+    Uses each customer's latest imported version: its time zone, billing alignment and
+    subscriptions. The cycle (monthly, quarterly, yearly) comes from the plan's pricebook;
+    until pricebooks exist it is given by the caller.
+    """
+    chosen = list_customers(con)
+    if customer_ids:
+        known = {c.customer_id for c in chosen}
+        missing = sorted(set(customer_ids) - known)
+        if missing:
+            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
+        chosen = tuple(c for c in chosen if c.customer_id in set(customer_ids))
+    found = []
+    for customer in chosen:
+        subscriptions = [
+            cycles.Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s["end"] else None)
+            for s in customer.subscriptions
+        ]
+        for segment in cycles.periods_for_customer(
+            subscriptions=subscriptions, cycle=cycle, alignment=customer.billing, tz=customer.timezone, start=start, end=end
+        ):
+            found.append((customer.customer_id, segment))
+    return tuple(found)

@@ -33,7 +33,7 @@ from meterctl.ingest import install_macros
 from meterctl.meters import Meter
 
 Window = Literal["hour", "day", "month"]
-WINDOWS: tuple[str, ...] = ("hour", "day", "month")
+WINDOWS: tuple[str, ...] = ("hour", "day", "month", "period")
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -155,7 +155,13 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     params[f"{p}event_name"] = meter.event_name
     where, dims = _selection(meter, params, p, f"event_name = ${p}event_name")
     value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params, p)
-    w_start, w_end = _window_sql(window, "ts")
+    if window == "period":
+        w_start, w_end = "w.window_start", "w.window_end"
+        periods_join = (" JOIN usage_windows AS w ON w.customer_id = e.customer_id"
+                        " AND e.ts >= w.window_start AND e.ts < w.window_end")
+    else:
+        w_start, w_end = _window_sql(window, "ts")
+        periods_join = ""
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_names = "".join(f", d{i}" for i in range(len(dims)))
     unmetered = "0" if meter.aggregation == "count" else "count(*) FILTER (v IS NULL)"
@@ -164,15 +170,15 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     if meter.aggregation != "count":
         aggregate = f"CASE WHEN count(v) > 0 THEN {aggregate} END"
     return f"""
-        SELECT {index} AS meter_index, customer_id, strftime({w_start}, '{_ISO}') AS window_start,
+        SELECT {index} AS meter_index, e.customer_id, strftime({w_start}, '{_ISO}') AS window_start,
                strftime({w_end}, '{_ISO}') AS window_end,
                [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[] AS dims,
                CAST({aggregate} AS DECIMAL(38, 18)) AS value, CAST({unmetered} AS BIGINT) AS unmeterable
         FROM (
             SELECT customer_id, ts, event_id, {value} AS v{dim_cols}
             FROM events WHERE {where}
-        )
-        GROUP BY customer_id, {w_start}, {w_end}{dim_names}
+        ) AS e{periods_join}
+        GROUP BY e.customer_id, {w_start}, {w_end}{dim_names}
     """
 
 
@@ -186,8 +192,25 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
     where, dims = _selection(meter, params, p, names, lookback=True)
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_list = "".join(f", d{i}" for i in range(len(dims)))
-    a_start, _ = _window_sql(window, "a")
-    step = f"INTERVAL 1 {window.upper()}"
+    if window == "period":
+        pieces = """bounded AS (
+            SELECT s.*, w.window_start AS w_start, w.window_end AS w_end
+            FROM spans AS s JOIN usage_windows AS w
+              ON w.customer_id = s.customer_id AND w.window_start < s.b AND w.window_end > s.a
+        )"""
+    else:
+        a_start, _ = _window_sql(window, "a")
+        step = f"INTERVAL 1 {window.upper()}"
+        pieces = f"""pieces AS (
+            SELECT s.*, w.ws AS w_start
+            FROM spans AS s,
+                 LATERAL (SELECT unnest(generate_series({a_start} AT TIME ZONE $tz, b AT TIME ZONE $tz, {step})) AT TIME ZONE $tz AS ws) AS w
+        ),
+        bounded AS (
+            SELECT *, CASE WHEN '{window}' = 'hour' THEN w_start + INTERVAL 1 HOUR
+                           ELSE ((w_start AT TIME ZONE $tz) + {step}) AT TIME ZONE $tz END AS w_end
+            FROM pieces
+        )"""
     spans_sql = f"""
         WITH selected AS (
             SELECT customer_id, ts, event_id, properties ->> ${p}sk AS session,
@@ -207,16 +230,7 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
               AND (is_stop OR ts - prev_ts <= to_seconds(CAST(${p}gap AS BIGINT)))
               AND ts > CAST($start AS TIMESTAMPTZ)
         ),
-        pieces AS (
-            SELECT s.*, w.ws AS w_start
-            FROM spans AS s,
-                 LATERAL (SELECT unnest(generate_series({a_start} AT TIME ZONE $tz, b AT TIME ZONE $tz, {step})) AT TIME ZONE $tz AS ws) AS w
-        ),
-        bounded AS (
-            SELECT *, CASE WHEN '{window}' = 'hour' THEN w_start + INTERVAL 1 HOUR
-                           ELSE ((w_start AT TIME ZONE $tz) + {step}) AT TIME ZONE $tz END AS w_end
-            FROM pieces
-        )
+        {pieces}
         SELECT customer_id, strftime(w_start, '{_ISO}'), strftime(w_end, '{_ISO}'),
                [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[],
                -- DECIMAL division would give a DOUBLE: multiply by an exact 10^-6 instead.
@@ -227,12 +241,18 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
         GROUP BY customer_id, w_start, w_end{dim_list}
     """
     rows = _query(con, spans_sql + " ORDER BY ALL", params)
-    w_start, w_end = _window_sql(window, "ts")
+    if window == "period":
+        w_start, w_end = "w.window_start", "w.window_end"
+        join = " JOIN usage_windows AS w ON w.customer_id = e.customer_id AND e.ts >= w.window_start AND e.ts < w.window_end"
+    else:
+        w_start, w_end = _window_sql(window, "ts")
+        join = ""
     rows += _query(
         con,
-        f"SELECT customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'), "
-        f"[{', '.join(dims)}]::VARCHAR[], NULL, count(*) FROM events "
-        f"WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ) AND (properties ->> ${p}sk) IS NULL GROUP BY ALL",
+        f"SELECT e.customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'), "
+        f"[{', '.join(dims)}]::VARCHAR[], NULL, count(*) "
+        f"FROM (SELECT * FROM events WHERE {where} AND ts >= CAST($start AS TIMESTAMPTZ)) AS e{join} "
+        f"WHERE (properties ->> ${p}sk) IS NULL GROUP BY ALL",
         params,
     )
     open_sessions = _query(
@@ -262,10 +282,26 @@ def usage(
     end: datetime,
     tz: str = "UTC",
     customers: Sequence[str] | None = None,
+    periods: Sequence[tuple[str, datetime, datetime]] | None = None,
 ) -> UsageResult:
-    """Usage of each meter per customer × window in [start, end)."""
+    """Usage of each meter per customer × window in [start, end).
+
+    With window="period", `periods` gives each customer's billing windows (customer_id,
+    start, end): billing periods, split where the plan changes. Events outside every
+    window of their customer are not part of any period's usage.
+    """
     if window not in WINDOWS:
         raise UsageError(f"--window must be one of {', '.join(WINDOWS)}, not '{window}'")
+    if window == "period":
+        if periods is None:
+            raise UsageError("--window period needs the customers' billing periods")
+        import pyarrow as pa
+
+        con.register("usage_windows", pa.table({
+            "customer_id": pa.array([p[0] for p in periods], pa.string()),
+            "window_start": pa.array([p[1] for p in periods], pa.timestamp("us", "UTC")),
+            "window_end": pa.array([p[2] for p in periods], pa.timestamp("us", "UTC")),
+        }))
     if start >= end:
         raise UsageError("--from must be before --to")
     _check_time_zone(con, tz)

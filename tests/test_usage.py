@@ -191,3 +191,45 @@ def test_usage_command_json_csv_and_errors(cli, db, write, tmp_path):
     assert cli(*args, "--tz", "Mars/Olympus").exit_code == 2
     assert cli(*args, "--meter", "nope").exit_code == 2
     assert cli(*args, "--window", "week").exit_code == 2
+
+
+ACME = """customers:
+  - id: cus_1
+    name: Acme Corp
+    currency: USD
+    timezone: America/New_York
+    billing: calendar
+    subscriptions:
+      - {plan: pro, start: 2026-09-14}
+      - {plan: scale, start: 2026-10-20}
+"""
+
+
+def test_period_windows_follow_billing_periods_and_plan_changes(cli, db, write):
+    import json
+
+    from tests.conftest import REPO
+
+    cli("customers", "import", "--db", db, write("c.yaml", ACME))
+    cli("ingest", "--db", db, write("e.jsonl", jsonl(
+        event("a", timestamp="2026-10-01T03:59:59Z"),   # still September in New York
+        event("b", timestamp="2026-10-01T04:00:00Z"),   # first second of the October period
+        event("c", timestamp="2026-10-20T03:59:59Z"),   # last second on pro
+        event("d", timestamp="2026-10-20T04:00:00Z"),   # first second on scale
+        event("e", timestamp="2026-10-31T23:00:00Z"),
+    )))
+    result = cli("usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--window", "period", "--meter", "api_calls",
+                 "--from", "2026-10-01", "--to", "2026-11-01", "--tz", "America/New_York", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [(r["window_start"], r["window_end"], r["value"]) for r in json.loads(result.stdout)]
+    assert rows == [
+        ("2026-10-01T04:00:00Z", "2026-10-20T04:00:00Z", "2"),
+        ("2026-10-20T04:00:00Z", "2026-11-01T04:00:00Z", "2"),
+    ]
+    periods = json.loads(cli("periods", "cus_1", "--db", db, "--from", "2026-09-01", "--to", "2026-11-01", "--json").stdout)
+    assert [(p["plan"], p["segment_start"], p["segment_end"], p["days"], p["period_days"]) for p in periods] == [
+        ("pro", "2026-09-14", "2026-10-01", 17, 17),
+        ("pro", "2026-10-01", "2026-10-20", 19, 31),
+        ("scale", "2026-10-20", "2026-11-01", 12, 31),
+    ]
+    assert cli("periods", "nobody", "--db", db).exit_code == 65

@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
-from meterctl.cli.customers_cmd import customers_app
+from meterctl.cli.customers_cmd import customers_app, periods_command
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
 from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
@@ -58,6 +58,7 @@ app.add_typer(conflicts_app, name="conflicts")
 app.command("usage")(usage_command)
 app.add_typer(config_app, name="config")
 app.add_typer(customers_app, name="customers")
+app.command("periods")(periods_command)
 
 
 def main(argv: list[str] | None = None) -> None:

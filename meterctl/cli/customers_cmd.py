@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from meterctl import customers, store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.errors import UsageError
 
 customers_app = typer.Typer(help="Customers and their subscriptions (imported from a CRM export).", no_args_is_help=True)
 
@@ -74,3 +76,57 @@ def show_command(
     console.print(f"subscriptions: {_subscriptions(current.subscriptions)}")
     for v in history:
         console.print(f"  version {v.version} imported {v.imported_at} from {v.source}")
+
+
+def periods_command(
+    customer_id: Annotated[str, typer.Argument(metavar="CUSTOMER")],
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+    start: Annotated[str | None, typer.Option("--from", help="First local date (default: a year before --to).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Local date after the last (default: the 1st of next month).")] = None,
+    cycle: Annotated[str, typer.Option("--cycle", help="monthly, quarterly or yearly (until pricebooks set it).")] = "monthly",
+) -> None:
+    """A customer's billing periods, split into segments where the plan changes."""
+    today = date.today()
+    finish = _date(end, "--to") if end else (today.replace(day=1) + timedelta(days=32)).replace(day=1)
+    begin = _date(start, "--from") if start else finish.replace(year=finish.year - 1)
+    if begin >= finish:
+        raise UsageError("--from must be before --to")
+    if cycle not in ("monthly", "quarterly", "yearly"):
+        raise UsageError(f"--cycle must be monthly, quarterly or yearly, not '{cycle}'")
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        found = customers.billing_segments(con, [customer_id], cycle=cycle, start=begin, end=finish)
+    rows = [
+        {
+            "customer_id": cid,
+            "period_start": s.period.start.isoformat(),
+            "period_end": s.period.end.isoformat(),
+            "timezone": s.period.tz,
+            "plan": s.plan,
+            "segment_start": s.start.isoformat(),
+            "segment_end": s.end.isoformat(),
+            "segment_start_at": s.start_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "segment_end_at": s.end_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "days": s.days,
+            "period_days": s.period.days,
+        }
+        for cid, s in found
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{customer_id}: billing periods ({cycle})", title_justify="left")
+    for column in ("period", "plan", "segment", "UTC", "days"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(f"{r['period_start']} … {r['period_end']}", r["plan"], f"{r['segment_start']} … {r['segment_end']}",
+                      f"{r['segment_start_at']} … {r['segment_end_at']}", f"{r['days']}/{r['period_days']}")
+    stdout_console().print(table)
+
+
+def _date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: '{text}' is not a date such as 2026-10-01") from None

@@ -17,6 +17,7 @@ from rich.table import Table
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
 from meterctl.errors import OutputError, UsageError
+from meterctl.customers import billing_segments
 from meterctl.meters import config_dir, load_meters
 from meterctl.usage import WINDOWS, UsageResult, exact, usage
 
@@ -127,6 +128,7 @@ def usage_command(
     customer: Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")] = None,
     meter: Annotated[list[str] | None, typer.Option("--meter", help="Only this meter (repeatable).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet (with -o).")] = None,
+    cycle: Annotated[str, typer.Option("--cycle", help="With --window period: monthly, quarterly or yearly (until pricebooks set it).")] = "monthly",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
 ) -> None:
     """Usage per customer × meter × window."""
@@ -147,7 +149,14 @@ def usage_command(
             raise UsageError(f"--meter: unknown meter(s) {', '.join(unknown)} (see meters.yaml)")
         meters = tuple(m for m in meters if m.name in meter)
     with store.open_store(db, read_only=True, wait=wait) as con:
-        result = usage(con, meters, window=window, start=begin, end=finish, tz=tz, customers=customer)
+        periods = None
+        if window == "period":
+            # Whole billing periods of each customer that overlap the range, split at plan changes.
+            found = billing_segments(con, customer, cycle=cycle, start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
+            periods = [(cid, s.start_at, s.end_at) for cid, s in found if s.start_at < finish and s.end_at > begin]
+            if periods:
+                begin, finish = min(p[1] for p in periods), max(p[2] for p in periods)
+        result = usage(con, meters, window=window, start=begin, end=finish, tz=tz, customers=customer, periods=periods)
     console = stderr_console()
     for u in result.unmeterable:
         console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter}: {u.reason}", style="yellow")
