@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 import duckdb
+import pyarrow as pa
 
 from meterctl import sql
 from meterctl.errors import UsageError
@@ -35,6 +36,7 @@ from meterctl.meters import Meter
 Window = Literal["hour", "day", "month"]
 WINDOWS: tuple[str, ...] = ("hour", "day", "month", "period")
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ def exact(value: Decimal | int) -> Decimal:
     """The same number without trailing zeros and never in exponent form (10, not 1E+1)."""
     text = format(Decimal(value).normalize(), "f")
     return Decimal(text)
+
+
+def _iso(epoch_micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=epoch_micros)).strftime(_ISO)
 
 
 def _property(path: str) -> str:
@@ -170,8 +176,7 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     if meter.aggregation != "count":
         aggregate = f"CASE WHEN count(v) > 0 THEN {aggregate} END"
     return f"""
-        SELECT {index} AS meter_index, e.customer_id, strftime({w_start}, '{_ISO}') AS window_start,
-               strftime({w_end}, '{_ISO}') AS window_end,
+        SELECT {index} AS meter_index, e.customer_id, {w_start} AS window_start, {w_end} AS window_end,
                [{', '.join(f'd{i}' for i in range(len(dims)))}]::VARCHAR[] AS dims,
                CAST({aggregate} AS DECIMAL(38, 18)) AS value, CAST({unmetered} AS BIGINT) AS unmeterable
         FROM (
@@ -295,8 +300,6 @@ def usage(
     if window == "period":
         if periods is None:
             raise UsageError("--window period needs the customers' billing periods")
-        import pyarrow as pa
-
         con.register("usage_windows", pa.table({
             "customer_id": pa.array([p[0] for p in periods], pa.string()),
             "window_start": pa.array([p[1] for p in periods], pa.timestamp("us", "UTC")),
@@ -316,7 +319,15 @@ def usage(
         statement = " UNION ALL ".join(f"({q})" for q in plain) + " ORDER BY ALL"
         # Through Arrow, column by column: about a third of the cost of fetching tuples.
         table = con.sql(statement, params=sql.bind(statement, params)).to_arrow_table()
-        found += zip(*(table.column(i).to_pylist() for i in range(table.num_columns)))
+        columns = [table.column(i) for i in range(table.num_columns)]
+        values = [column.to_pylist() for column in columns[:2]]
+        # Window bounds take few distinct values: format each once, not once per row.
+        for position in (2, 3):
+            micros = columns[position].cast(pa.int64()).to_pylist()
+            text = {m: _iso(m) for m in set(micros)}
+            values.append([text[m] for m in micros])
+        values += [column.to_pylist() for column in columns[4:]]
+        found += zip(*values)
     for index, meter in enumerate(meters):
         if meter.aggregation == "duration":
             rows_found, sessions = _duration_meter(con, meter, index, window, params)
