@@ -20,6 +20,18 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
+# One customer on pro, moving to scale on 2026-10-20.
+ACME_CUSTOMERS = """customers:
+  - id: cus_1
+    name: Acme Corp
+    currency: USD
+    timezone: America/New_York
+    billing: calendar
+    subscriptions:
+      - {plan: pro, start: 2026-09-14}
+      - {plan: scale, start: 2026-10-20}
+"""
+
 
 def event(event_id: str, **fields) -> dict:
     """A valid event; keyword arguments override or add fields (None removes one)."""

@@ -8,18 +8,9 @@ import pytest
 
 from meterctl.config_yaml import ConfigProblems
 from meterctl.customers import customer_history, import_customers, list_customers, load_customers
+from tests.conftest import ACME_CUSTOMERS as ACME
 from tests.conftest import SAMPLE
 
-ACME = """customers:
-  - id: cus_1
-    name: Acme Corp
-    currency: USD
-    timezone: America/New_York
-    billing: calendar
-    subscriptions:
-      - {plan: pro, start: 2026-09-14}
-      - {plan: scale, start: 2026-11-20}
-"""
 
 
 def test_reimporting_the_same_file_changes_nothing(con):
@@ -37,14 +28,14 @@ def test_a_change_is_a_new_version_and_the_old_one_stays(con, write):
     assert [(v.version, v.name) for v in history] == [(2, "Acme Inc"), (1, "Acme Corp")]
     assert list_customers(con)[0].subscriptions == [
         {"plan": "pro", "start": "2026-09-14", "end": None},
-        {"plan": "scale", "start": "2026-11-20", "end": None},
+        {"plan": "scale", "start": "2026-10-20", "end": None},
     ]
 
 
 def test_csv_with_the_same_columns(con, write):
     path = write("c.csv", "id,name,currency,timezone,billing,plan,start,end\n"
                           "cus_1,Acme Corp,USD,America/New_York,calendar,pro,2026-09-14,\n"
-                          "cus_1,Acme Corp,USD,America/New_York,calendar,scale,2026-11-20,\n")
+                          "cus_1,Acme Corp,USD,America/New_York,calendar,scale,2026-10-20,\n")
     yaml_path = write("c.yaml", ACME)
     assert load_customers(path) == load_customers(yaml_path)
 
@@ -55,7 +46,7 @@ def test_csv_with_the_same_columns(con, write):
         (ACME.replace("currency: USD", "currency: usd"), ":4 customers[0].currency: must be an ISO 4217 code"),
         (ACME.replace("America/New_York", "Mars/Base"), ":5 customers[0].timezone: unknown time zone 'Mars/Base'"),
         (ACME.replace("billing: calendar", "biling: calendar"), ":6 customers[0].biling: unknown key (check the spelling)"),
-        (ACME.replace("start: 2026-11-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
+        (ACME.replace("start: 2026-10-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
         (ACME.replace("{plan: pro, start: 2026-09-14}", "{plan: pro, start: 2026-09-14, end: 2026-09-01}"),
          ":8 customers[0].subscriptions[0]: end must be after start"),
     ],

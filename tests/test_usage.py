@@ -13,6 +13,7 @@ from meterctl.ingest import IngestOptions, ingest
 from meterctl.meters import Meter
 from meterctl.sources import resolve_sources
 from meterctl.usage import usage
+from tests.conftest import ACME_CUSTOMERS as ACME
 from tests.conftest import NOW, event, jsonl
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -193,16 +194,6 @@ def test_usage_command_json_csv_and_errors(cli, db, write, tmp_path):
     assert cli(*args, "--window", "week").exit_code == 2
 
 
-ACME = """customers:
-  - id: cus_1
-    name: Acme Corp
-    currency: USD
-    timezone: America/New_York
-    billing: calendar
-    subscriptions:
-      - {plan: pro, start: 2026-09-14}
-      - {plan: scale, start: 2026-10-20}
-"""
 
 
 def test_period_windows_follow_billing_periods_and_plan_changes(cli, db, write):
