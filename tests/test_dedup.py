@@ -92,7 +92,7 @@ def test_duplicates_are_found_across_chunks_of_one_file(write, run_ingest, con):
 def _store_contents(con):
     return {
         "events": con.execute(
-            "SELECT event_id, customer_id, event_name, ts, quantity, CAST(properties AS VARCHAR) FROM events ORDER BY ALL"
+            "SELECT event_id, customer_id, event_name, epoch_us(ts), quantity, CAST(properties AS VARCHAR) FROM events ORDER BY ALL"
         ).fetchall(),
         "dead": con.execute("SELECT reason, raw FROM dead_letters ORDER BY ALL").fetchall(),
     }
