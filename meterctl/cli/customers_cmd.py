@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from meterctl import customers, store
+from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
 from meterctl.errors import UsageError
 
@@ -24,6 +24,8 @@ def import_command(
     as_json: JsonOption = False,
 ) -> None:
     """Import customers; unchanged ones are left alone, changed ones get a new version."""
+    from meterctl import customers
+
     customers.load_customers(file)  # a bad file stops here, before the store is opened
     with store.open_store(db, wait=wait) as con:
         result = customers.import_customers(con, file)
@@ -43,6 +45,8 @@ def _subscriptions(subs: list[dict]) -> str:
 @customers_app.command("list")
 def list_command(db: DbOption = store.default_db_path(), wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
     """Every customer as last imported."""
+    from meterctl import customers
+
     with store.open_store(db, read_only=True, wait=wait) as con:
         rows = customers.list_customers(con)
     if as_json:
@@ -64,6 +68,8 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One customer with every imported version, newest first."""
+    from meterctl import customers
+
     with store.open_store(db, read_only=True, wait=wait) as con:
         history = customers.customer_history(con, customer_id)
     if as_json:
@@ -88,6 +94,8 @@ def periods_command(
     cycle: Annotated[str, typer.Option("--cycle", help="monthly, quarterly or yearly (until pricebooks set it).")] = "monthly",
 ) -> None:
     """A customer's billing periods, split into segments where the plan changes."""
+    from meterctl import customers
+
     today = date.today()
     finish = _date(end, "--to") if end else (today.replace(day=1) + timedelta(days=32)).replace(day=1)
     begin = _date(start, "--from") if start else finish.replace(year=finish.year - 1)

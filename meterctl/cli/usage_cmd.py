@@ -17,9 +17,9 @@ from rich.table import Table
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
 from meterctl.errors import OutputError, UsageError
-from meterctl.customers import billing_segments
-from meterctl.meters import config_dir, load_meters
-from meterctl.usage import WINDOWS, UsageResult, exact, usage
+
+# The library modules behind these commands (pydantic models, Arrow) are imported inside
+# the commands: `meterctl ingest` should not pay for them at start-up.
 
 ConfigOption = Annotated[
     Path | None,
@@ -32,6 +32,8 @@ config_app = typer.Typer(help="Check the configuration directory.", no_args_is_h
 @config_app.command("validate")
 def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List every problem in the configuration at once (exit 78 if there is any)."""
+    from meterctl.meters import config_dir, load_meters
+
     directory = config_dir(pricebooks)
     meters = load_meters(directory)
     if as_json:
@@ -59,7 +61,9 @@ def _instant(text: str | None, zone: ZoneInfo, option: str, default: datetime) -
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
-def _document(result: UsageResult) -> list[dict]:
+def _document(result) -> list[dict]:
+    from meterctl.usage import exact
+
     return [
         {
             "customer_id": r.customer_id,
@@ -88,7 +92,9 @@ def _write_atomically(path: Path, write) -> None:
         raise OutputError(f"{path}: cannot be written: {error}") from error
 
 
-def _write_csv(result: UsageResult, path: Path) -> None:
+def _write_csv(result, path: Path) -> None:
+    from meterctl.usage import exact
+
     keys = sorted({k for r in result.rows for k in r.dimensions})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -100,7 +106,7 @@ def _write_csv(result: UsageResult, path: Path) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
-def _write_parquet(result: UsageResult, path: Path) -> None:
+def _write_parquet(result, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -121,7 +127,7 @@ def usage_command(
     wait: WaitOption = 0.0,
     pricebooks: ConfigOption = None,
     as_json: JsonOption = False,
-    window: Annotated[str, typer.Option("--window", help=f"One of {', '.join(WINDOWS)}.")] = "day",
+    window: Annotated[str, typer.Option("--window", help="hour, day, month or period (billing periods, split at plan changes).")] = "day",
     start: Annotated[str | None, typer.Option("--from", help="Start (date or date-time, in --tz); default: start of this month.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="End, exclusive; default: start of next month.")] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of the windows.")] = "UTC",
@@ -132,6 +138,10 @@ def usage_command(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
 ) -> None:
     """Usage per customer × meter × window."""
+    from meterctl.customers import billing_segments
+    from meterctl.meters import config_dir, load_meters
+    from meterctl.usage import exact, usage
+
     zone = _zone(tz)
     today = datetime.now(zone).date().replace(day=1)
     month_start = datetime.combine(today, time(), zone)
