@@ -176,9 +176,10 @@ def _ingest_source(
     spooled = None
     fmt = sniff_format(source)
     if source.is_stdin and _stdin_is_parquet():
+        # Parquet needs to seek: keep standard input in a file, then look at its footer too.
         spooled = spool_stdin()
+        fmt = sniff_format(Source(source.name, spooled))
         source = Source(source.name, spooled)
-        fmt = FORMAT_PARQUET
     try:
         # A cron job that names the same files again should not pay for parsing them:
         # when path, size and mtime match an earlier batch, check the content hash first.

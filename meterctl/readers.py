@@ -228,13 +228,21 @@ def stdin_bytes() -> BinaryIO:
 
 
 def sniff_format(source: Source) -> str:
-    """jsonl, jsonl.gz or parquet, from the first bytes (not the name)."""
+    """jsonl, jsonl.gz or parquet, from the content rather than the name.
+
+    A Parquet file starts and ends with PAR1; a text line that merely starts with those
+    four bytes stays a JSONL line (and is dead-lettered as such).
+    """
     if source.path is None:
         return FORMAT_JSONL
+    if source.path.name.lower().endswith(".parquet"):
+        return FORMAT_PARQUET  # a damaged one is reported as such, not read as text
     with open(source.path, "rb") as handle:
         head = handle.read(4)
-    if head == PARQUET_MAGIC:
-        return FORMAT_PARQUET
+        if head == PARQUET_MAGIC and source.path.stat().st_size >= 8:
+            handle.seek(-4, os.SEEK_END)
+            if handle.read(4) == PARQUET_MAGIC:
+                return FORMAT_PARQUET
     if head[:2] == GZIP_MAGIC:
         return FORMAT_JSONL_GZ
     return FORMAT_JSONL

@@ -192,3 +192,10 @@ def test_cloudevents_map_onto_the_contract(write, run_ingest, con):
         "CloudEvent: field 'source' must be a URI-reference without whitespace",
         "CloudEvent: missing required field 'id'",
     ]
+
+
+def test_a_line_that_starts_like_parquet_is_still_a_jsonl_line(write, run_ingest, con):
+    # Found by Hypothesis: content sniffing must not take "PAR1..." text for a Parquet file.
+    result = run_ingest(write("odd.jsonl", "PAR1\n" + jsonl(event("e1"))))
+    assert (result.read, result.accepted, result.dead_lettered) == (2, 1, 1)
+    assert dead_letters(con)[0][1] == "malformed JSON"

@@ -78,3 +78,11 @@ CREATE OR REPLACE TEMP MACRO mc_payload(customer_id, event_name, ts, quantity, p
 -- A stable hash of the canonical payload, shown for conflicts.
 CREATE OR REPLACE TEMP MACRO mc_payload_hash(customer_id, event_name, ts, quantity, properties) AS
     md5(mc_payload(customer_id, event_name, ts, quantity, properties));
+
+-- For the fast path: a field read as VARCHAR is certainly a non-empty JSON string when its
+-- text could not be a number, boolean, object or array written without quotes. Anything
+-- else (including a numeric-looking string id) is left to the full rules.
+CREATE OR REPLACE TEMP MACRO mc_fast_text(v) AS
+    v IS NOT NULL
+    AND NOT regexp_full_match(v, '[-+0-9.][0-9.eE+-]*|true|false|null|NaN|-?Infinity|\{.*|\[.*')
+    AND (length(v) >= 14 OR trim(v) <> '');

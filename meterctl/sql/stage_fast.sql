@@ -16,9 +16,12 @@ CREATE OR REPLACE TEMP TABLE fast AS
 WITH parsed AS (
     SELECT
         line_no, txt, raw,
+        -- The string fields come out as text directly (no second parse of each value). A
+        -- VARCHAR target would also turn a number, boolean, object or array into text, so
+        -- `looks_typed` below sends every value that could have been one to stage_lines.sql.
         CASE WHEN starts_with(txt, '{') AND json_valid(txt)
              THEN json_transform(txt,
-                '{"event_id":"JSON","customer_id":"JSON","event_name":"JSON","timestamp":"JSON","quantity":"JSON","properties":"JSON","specversion":"JSON"}')
+                '{"event_id":"VARCHAR","customer_id":"VARCHAR","event_name":"VARCHAR","timestamp":"VARCHAR","quantity":"VARCHAR","properties":"JSON","specversion":"JSON"}')
         END AS f
     FROM chunk_text
 ),
@@ -29,27 +32,23 @@ fields AS (
         -- (That file reads a line that only mentions "specversion" elsewhere with json_extract, and
         -- json_transform takes out the same values, the first of duplicate keys included.)
         f IS NOT NULL AND f.specversion IS NULL AS plain,
-        f.event_id AS j_event_id, f.customer_id AS j_customer, f.event_name AS j_name,
-        f."timestamp" AS j_ts, f.quantity AS j_quantity, f.properties AS j_properties
+        f.event_id AS event_id, f.customer_id AS customer_id, f.event_name AS event_name,
+        f."timestamp" AS ts_text, f.quantity AS q_text, f.properties AS j_properties
     FROM parsed
 ),
 valued AS (
     SELECT
         *,
-        CASE WHEN starts_with(j_event_id, '"') THEN j_event_id ->> '$' END AS event_id,
-        CASE WHEN starts_with(j_customer, '"') THEN j_customer ->> '$' END AS customer_id,
-        CASE WHEN starts_with(j_name, '"') THEN j_name ->> '$' END AS event_name,
-        -- mc_rfc3339 of the string inside the quotes, for the common shapes only: the pattern
-        -- implies mc_rfc3339's shape test, and leaves no escape and no lower-case letter, so
-        -- the string is the quoted text as it is and upper() would not change it.
-        CASE WHEN strlen(j_ts) BETWEEN 18 AND 42
-                  AND regexp_full_match(j_ts, '"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+Z -]*"')
-             THEN TRY_CAST(substring(j_ts, 2, strlen(j_ts) - 2) AS TIMESTAMPTZ)
+        -- mc_rfc3339 for the common shapes only: the pattern implies its shape test and leaves
+        -- no lower-case letter, so upper() would not change the text. A number never matches.
+        CASE WHEN strlen(ts_text) BETWEEN 16 AND 40
+                  AND regexp_full_match(ts_text, '[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+Z -]*')
+             THEN TRY_CAST(ts_text AS TIMESTAMPTZ)
         END AS ts,
-        -- A plain JSON number shorter than 20 characters without exponent always fits.
-        CASE WHEN NOT starts_with(j_quantity, '"') AND length(j_quantity) < 20
-                  AND NOT contains(j_quantity, 'e') AND NOT contains(j_quantity, 'E')
-             THEN TRY_CAST(CAST(j_quantity AS VARCHAR) AS DECIMAL(38, 18))
+        -- A plain decimal shorter than 20 characters without exponent always fits. A number
+        -- and a numeric string with this text are the same quantity under the contract.
+        CASE WHEN length(q_text) < 20 AND regexp_full_match(q_text, '[+-]?[0-9]+(\.[0-9]+)?')
+             THEN TRY_CAST(q_text AS DECIMAL(38, 18))
         END AS q
     FROM fields
 ),
@@ -57,14 +56,13 @@ judged AS (
     SELECT
         *,
         coalesce(
-            $fast_path AND plain AND event_id IS NOT NULL AND (length(j_event_id) >= 16 OR trim(event_id) <> '')
-            AND customer_id IS NOT NULL AND (length(j_customer) >= 16 OR trim(customer_id) <> '')
-            AND event_name IS NOT NULL AND (length(j_name) >= 16 OR trim(event_name) <> '')
+            $fast_path AND plain
+            AND mc_fast_text(event_id) AND mc_fast_text(customer_id) AND mc_fast_text(event_name)
             AND ts IS NOT NULL
             AND ts <= CAST($now AS TIMESTAMPTZ) + to_seconds(CAST($max_future_seconds AS BIGINT))
             AND ($max_age_seconds IS NULL
                  OR ts >= CAST($now AS TIMESTAMPTZ) - to_seconds(CAST($max_age_seconds AS BIGINT)))
-            AND (mc_absent(j_quantity) OR q IS NOT NULL)
+            AND (q_text IS NULL OR q IS NOT NULL)
             AND (mc_absent(j_properties) OR starts_with(j_properties, '{')),
             false) AS clean
     FROM valued
