@@ -115,7 +115,7 @@ class CustomerVersion:
 _CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end")
 
 
-def _read_csv(path: Path) -> tuple[Document, list]:
+def _read_csv(path: Path) -> Document:
     """One row per subscription; customer columns repeat. Becomes the YAML shape."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -148,15 +148,14 @@ def _read_csv(path: Path) -> tuple[Document, list]:
                 sub["end"] = row["end"]
             customers[cid]["subscriptions"].append(sub)
             lines[("customers", index, "subscriptions", sub_index)] = line
-    document = Document(str(path), {"customers": list(customers.values())}, lines)
-    return document, []
+    return Document(str(path), {"customers": list(customers.values())}, lines)
 
 
 def load_customers(path: Path) -> tuple[CustomerModel, ...]:
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".csv":
-        document, _ = _read_csv(path)
+        document = _read_csv(path)
     else:
         document = load_document(path)
     parsed = validate(document, CustomersFile)

@@ -27,6 +27,7 @@ from meterctl.readers import (
     FORMAT_PARQUET,
     LineReader,
     PARQUET_MAGIC,
+    FileInfo,
     ParquetReader,
     file_info,
     stdin_bytes,
@@ -153,9 +154,8 @@ def _skip(source: Source, fmt: str, sha: str, earlier: tuple[int, str], started:
     )
 
 
-def _unchanged_since_ingest(con: duckdb.DuckDBPyConnection, source: Source) -> bool:
+def _unchanged_since_ingest(con: duckdb.DuckDBPyConnection, info: FileInfo) -> bool:
     """Is there a batch from this very path with the same size and mtime?"""
-    info = file_info(source)
     if info.absolute_path is None:
         return False
     row = con.execute(
@@ -183,12 +183,12 @@ def _ingest_source(
     try:
         # A cron job that names the same files again should not pay for parsing them:
         # when path, size and mtime match an earlier batch, check the content hash first.
-        if not source.is_stdin and _unchanged_since_ingest(con, source):
+        info = file_info(source)
+        if _unchanged_since_ingest(con, info):
             sha = sha256_file(source.path)
             earlier = _already_ingested(con, sha)
             if earlier:
                 return _skip(source, fmt, sha, earlier, started)
-        info = file_info(source)
         progress.start_file(source.name, info.size_bytes)
         try:
             return _ingest_in_transaction(con, source, fmt, info, options, now, progress, started)
@@ -333,7 +333,7 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
                 continue
             if "INTO dead_letters" in statement and not dead:
                 continue
-            con.execute(statement, sql.bind(statement, params))
+            sql.execute(con, statement, params)
     finally:
         con.unregister("chunk")
     counts.read += staged
@@ -374,7 +374,7 @@ _VALID_TEXT_VIEW = "CREATE OR REPLACE TEMP VIEW chunk_text AS SELECT line_no, tx
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> None:
     for statement in sql.statements(name):
-        con.execute(statement, sql.bind(statement, params))
+        sql.execute(con, statement, params)
 
 
 def _quote(identifier: str) -> str:

@@ -98,7 +98,7 @@ def _filter_text(value: object) -> str:
 
 
 def _query(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> list[tuple]:
-    return con.execute(statement, sql.bind(statement, params)).fetchall()
+    return sql.execute(con, statement, params).fetchall()
 
 
 def _window_sql(window: str, instant: str) -> tuple[str, str]:
@@ -113,6 +113,20 @@ def _window_sql(window: str, instant: str) -> tuple[str, str]:
         f"({start_local} AT TIME ZONE $tz)",
         f"(({start_local} + INTERVAL 1 {window.upper()}) AT TIME ZONE $tz)",
     )
+
+
+def _windows(window: str, alias: str) -> tuple[str, str, str]:
+    """Window start and end expressions for events aliased `alias`, and the join they need.
+
+    Clock windows are computed from `ts`; billing-period windows come from the registered
+    `usage_windows` table (customer_id, window_start, window_end).
+    """
+    if window == "period":
+        join = (f" JOIN usage_windows AS w ON w.customer_id = {alias}.customer_id"
+                f" AND {alias}.ts >= w.window_start AND {alias}.ts < w.window_end")
+        return "w.window_start", "w.window_end", join
+    start, end = _window_sql(window, "ts")
+    return start, end, ""
 
 
 def _selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback: bool = False) -> tuple[str, list[str]]:
@@ -161,13 +175,7 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     params[f"{p}event_name"] = meter.event_name
     where, dims = _selection(meter, params, p, f"event_name = ${p}event_name")
     value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params, p)
-    if window == "period":
-        w_start, w_end = "w.window_start", "w.window_end"
-        periods_join = (" JOIN usage_windows AS w ON w.customer_id = e.customer_id"
-                        " AND e.ts >= w.window_start AND e.ts < w.window_end")
-    else:
-        w_start, w_end = _window_sql(window, "ts")
-        periods_join = ""
+    w_start, w_end, periods_join = _windows(window, "e")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_names = "".join(f", d{i}" for i in range(len(dims)))
     unmetered = "0" if meter.aggregation == "count" else "count(*) FILTER (v IS NULL)"
@@ -246,12 +254,7 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
         GROUP BY customer_id, w_start, w_end{dim_list}
     """
     rows = _query(con, spans_sql + " ORDER BY ALL", params)
-    if window == "period":
-        w_start, w_end = "w.window_start", "w.window_end"
-        join = " JOIN usage_windows AS w ON w.customer_id = e.customer_id AND e.ts >= w.window_start AND e.ts < w.window_end"
-    else:
-        w_start, w_end = _window_sql(window, "ts")
-        join = ""
+    w_start, w_end, join = _windows(window, "e")
     rows += _query(
         con,
         f"SELECT e.customer_id, strftime({w_start}, '{_ISO}'), strftime({w_end}, '{_ISO}'), "

@@ -921,7 +921,7 @@ def readme(seed: int, expected: dict, placed: list[Placed], clean: list[Event], 
     w("")
     plans = Counter(c.subscriptions[-1][0] for c in customers)
     cur = Counter(c.currency for c in customers)
-    w(f"50 customers `cus_000001` … `cus_000050`. Current plans: " +
+    w("50 customers `cus_000001` … `cus_000050`. Current plans: " +
       ", ".join(f"{plans[p]} {p}" for p in ["starter", "pro", "scale"]) + ". Currencies: " +
       ", ".join(f"{v} {k}" for k, v in sorted(cur.items())) + ". Billing: " +
       f"{sum(c.billing == 'anniversary' for c in customers)} anniversary, the rest calendar. "

@@ -32,5 +32,10 @@ def bind(statement: str, values: dict[str, object]) -> dict[str, object]:
     return {key: values[key] for key in parameters_of(statement)}
 
 
+def execute(con, statement: str, values: dict[str, object]):
+    """Run a statement with exactly the named parameters it uses (DuckDB rejects extras)."""
+    return con.execute(statement, bind(statement, values))
+
+
 def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
