@@ -220,6 +220,9 @@ def make_customers(rng: random.Random) -> list[Customer]:
             c.subscriptions = [("pro", start, up), ("scale", up, None)]
         else:
             c.subscriptions = [(plan, start, None)]
+        if c.currency != "USD":
+            # A pricebook prices in one currency: EUR and JPY customers are on the plan's local edition.
+            c.subscriptions = [(f"{p}_{c.currency.lower()}", s, e) for p, s, e in c.subscriptions]
     return customers
 
 
@@ -919,7 +922,7 @@ def readme(seed: int, expected: dict, placed: list[Placed], clean: list[Event], 
     w("")
     w("## Customers (`" + CUSTOMERS_FILE + "`)")
     w("")
-    plans = Counter(c.subscriptions[-1][0] for c in customers)
+    plans = Counter(c.subscriptions[-1][0].split("_")[0] for c in customers)
     cur = Counter(c.currency for c in customers)
     w("50 customers `cus_000001` … `cus_000050`. Current plans: " +
       ", ".join(f"{plans[p]} {p}" for p in ["starter", "pro", "scale"]) + ". Currencies: " +
