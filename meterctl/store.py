@@ -114,6 +114,11 @@ def open_store(path: Path, *, read_only: bool = False, wait: float = 0.0) -> Ite
         con.close()
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
+    return bool(found[0][0])
+
+
 def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"

@@ -13,6 +13,7 @@ from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
 from meterctl.cli.customers_cmd import customers_app, periods_command
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
+from meterctl.cli.pricing_cmd import pricebook_app, rate_command, simulate_command
 from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
 
@@ -59,6 +60,9 @@ app.command("usage")(usage_command)
 app.add_typer(config_app, name="config")
 app.add_typer(customers_app, name="customers")
 app.command("periods")(periods_command)
+app.add_typer(pricebook_app, name="pricebook")
+app.command("rate")(rate_command)
+app.command("simulate")(simulate_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +14,8 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
-from meterctl.errors import OutputError, UsageError
+from meterctl.errors import UsageError
+from meterctl.files import write_atomically
 
 # The library modules behind these commands (pydantic models, Arrow) are imported inside
 # the commands: `meterctl ingest` should not pay for them at start-up.
@@ -31,15 +30,33 @@ config_app = typer.Typer(help="Check the configuration directory.", no_args_is_h
 
 @config_app.command("validate")
 def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List every problem in the configuration at once (exit 78 if there is any)."""
+    """List every problem in meters.yaml and the pricebooks at once (exit 78 if there is any)."""
+    from meterctl.config_yaml import ConfigProblems
     from meterctl.meters import config_dir, load_meters
+    from meterctl.pricebook import load_catalog
 
     directory = config_dir(pricebooks)
-    meters = load_meters(directory)
+    problems = []
+    meters = None
+    try:
+        meters = load_meters(directory)
+    except ConfigProblems as error:
+        problems.extend(error.problems)
+    catalog = None
+    if directory.is_dir():
+        try:
+            # Without valid meters, pricebooks are still checked on their own.
+            catalog = load_catalog(directory, meters)
+        except ConfigProblems as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigProblems(problems)
+    assert meters is not None and catalog is not None
     if as_json:
-        print_json({"directory": str(directory), "meters": [m.name for m in meters], "problems": []})
+        print_json({"directory": str(directory), "meters": [m.name for m in meters],
+                    "pricebooks": [v.ref for v in catalog.versions], "problems": []})
     else:
-        stderr_console().print(f"{directory}: {len(meters)} meter(s), no problems")
+        stderr_console().print(f"{directory}: {len(meters)} meter(s), {len(catalog.versions)} pricebook version(s), no problems")
 
 
 def _zone(tz: str) -> ZoneInfo:
@@ -78,20 +95,6 @@ def _document(result) -> list[dict]:
     ]
 
 
-def _write_atomically(path: Path, write) -> None:
-    directory = path.resolve().parent
-    if not directory.is_dir():
-        raise OutputError(f"{path}: directory {directory} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot be written: {error}") from error
-
-
 def _write_csv(result, path: Path) -> None:
     from meterctl.usage import exact
 
@@ -103,7 +106,7 @@ def _write_csv(result, path: Path) -> None:
         writer.writerow([r.customer_id, r.meter, r.window_start, r.window_end,
                          *(r.dimensions.get(k) or "" for k in keys),
                          "" if r.value is None else format(exact(r.value), "f"), r.unmeterable])
-    _write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+    write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
 def _write_parquet(result, path: Path) -> None:
@@ -119,7 +122,7 @@ def _write_parquet(result, path: Path) -> None:
         "value": pa.array([r.value for r in result.rows], pa.decimal128(38, 18)),
         "unmeterable": pa.array([r.unmeterable for r in result.rows], pa.int64()),
     })
-    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+    write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def usage_command(

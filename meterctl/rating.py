@@ -1,0 +1,506 @@
+"""Usage × pricebook → rated lines, deterministically.
+
+`rate` prices every billing period that ends in a month (its last day falls in the month),
+per segment: a plan change inside a period splits it, and each segment is priced by the
+pricebook version in force on its first day. Per segment:
+
+- each recurring fee is one line, prorated by days when the segment is shorter than a full
+  cycle period (a first calendar period that starts mid-month, a plan change, a
+  subscription that ends): `amount × segment days / full period days`;
+- each charge prices its meter's usage over the segment's window; a charge with `price_by`
+  gives one line per value of that dimension (events without the property are priced at
+  the charge's own price), tiers and free units applying per line;
+- a charge's `minimum` (or `maximum`), prorated like fees, adds a line that tops the
+  charge's rounded lines up to it (or caps them at it).
+
+Every line is rounded once, to the currency's minor units with the pricebook's mode, from
+its exact amount. A prorated amount that does not terminate (49 × 24/31) is rounded from
+the exact fraction; it is shown to 20 places.
+
+Python loops over segments and charges (aggregates), never over events: usage comes from
+one `usage()` call with the segments as windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+import duckdb
+import pyarrow as pa
+
+from meterctl import cycles, pricing
+from meterctl.config_yaml import ConfigProblems, Problem
+from meterctl.customers import CustomerVersion, list_customers
+from meterctl.errors import DataError, NotFoundError, UsageError
+from meterctl.meters import Meter
+from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
+from meterctl.usage import OpenSession, Unmeterable, usage
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+_DISPLAY_PLACES = 20
+
+
+def text(value: Decimal) -> str:
+    """A decimal as plain text without trailing zeros: '0.4936', '49', never '4.9E+1'."""
+    with localcontext() as ctx:
+        ctx.prec = 100
+        normalized = value.normalize()
+    return format(normalized, "f")
+
+
+@dataclass(frozen=True)
+class RatedLine:
+    customer_id: str
+    currency: str
+    timezone: str
+    period_start: date
+    period_end: date
+    segment_start: date
+    segment_end: date
+    window_start: str  # the usage window behind the line (UTC instants)
+    window_end: str
+    plan: str
+    version: int
+    pricebook_hash: str
+    kind: str  # fee | usage | minimum | maximum
+    name: str
+    meter: str | None
+    dimensions: dict[str, str | None]
+    quantity: Decimal
+    unit_price: Decimal | None
+    tiers: tuple[pricing.TierUse, ...]
+    proration: str | None  # "24/31": segment days / full period days
+    precise_amount: str
+    amount: Decimal
+    amount_minor: int
+    unmeterable: int = 0
+
+    @property
+    def pricebook(self) -> str:
+        return f"{self.plan}@{self.version}"
+
+    def canonical(self) -> dict:
+        """The line as JSON-ready data, decimals as strings; what the run hash covers."""
+        return {
+            "customer_id": self.customer_id, "currency": self.currency, "timezone": self.timezone,
+            "period_start": self.period_start.isoformat(), "period_end": self.period_end.isoformat(),
+            "segment_start": self.segment_start.isoformat(), "segment_end": self.segment_end.isoformat(),
+            "window_start": self.window_start, "window_end": self.window_end,
+            "pricebook": self.pricebook, "pricebook_hash": self.pricebook_hash,
+            "kind": self.kind, "name": self.name, "meter": self.meter, "dimensions": self.dimensions,
+            "quantity": text(self.quantity),
+            "unit_price": None if self.unit_price is None else text(self.unit_price),
+            "tiers": [_tier_json(t) for t in self.tiers],
+            "proration": self.proration,
+            "precise_amount": self.precise_amount,
+            "amount": format(self.amount, "f"),  # at the currency's scale: "1.10", "2" for yen
+            "amount_minor": self.amount_minor,
+            "unmeterable": self.unmeterable,
+        }
+
+
+def _tier_json(t: pricing.TierUse) -> dict:
+    return {"tier": t.tier, "lower": text(t.lower), "up_to": None if t.up_to is None else text(t.up_to),
+            "units": text(t.units), "unit_price": text(t.unit_price), "flat_fee": text(t.flat_fee), "amount": text(t.amount)}
+
+
+@dataclass(frozen=True)
+class RatingResult:
+    period: str
+    customers: tuple[str, ...] | None  # the --customer filter
+    lines: tuple[RatedLine, ...]
+    run_hash: str
+    run_id: int | None  # None when nothing was recorded (simulate, or a dry run)
+    customers_rated: int
+    segments: int
+    pricebooks: tuple[str, ...]  # plan@version used
+    unmeterable: tuple[Unmeterable, ...] = ()
+    open_sessions: tuple[OpenSession, ...] = ()
+    newly_frozen: tuple[str, ...] = field(default=())
+
+    def total_minor(self, customer_id: str | None = None) -> dict[str, int]:
+        """Σ rounded lines in minor units, per currency."""
+        totals: dict[str, int] = {}
+        for line in self.lines:
+            if customer_id is None or line.customer_id == customer_id:
+                totals[line.currency] = totals.get(line.currency, 0) + line.amount_minor
+        return totals
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One segment to price: who, when, and the pricebook version in force."""
+
+    customer: CustomerVersion
+    segment: cycles.Segment
+    full_days: int  # days of the full cycle period the segment belongs to
+    book: PricebookVersion
+
+    @property
+    def window(self) -> tuple[str, datetime, datetime]:
+        return (self.customer.customer_id, self.segment.start_at, self.segment.end_at)
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    try:
+        return cycles.parse_period_month(period)
+    except ValueError as error:
+        raise UsageError(f"--period: {error}") from None
+
+
+def _subscriptions(customer: CustomerVersion) -> list[cycles.Subscription]:
+    return [
+        cycles.Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s.get("end") else None)
+        for s in customer.subscriptions
+    ]
+
+
+def customer_cycle(customer: CustomerVersion, catalog: Catalog) -> cycles.Cycle:
+    """A customer's billing cycle: the cycle of its plans' pricebooks (they must agree)."""
+    found = {catalog.cycle(s["plan"]) for s in customer.subscriptions} - {None}
+    if len(found) > 1:
+        plans = ", ".join(sorted({s["plan"] for s in customer.subscriptions}))
+        raise ConfigProblems([Problem(customer.source, None, f"customer {customer.customer_id}",
+                                      f"its plans ({plans}) bill on different cycles ({', '.join(sorted(found))}); "
+                                      "meterctl bills one customer on one cycle")])
+    return found.pop() if found else cycles.Cycle.MONTHLY
+
+
+def _full_period_days(segment: cycles.Segment, cycle: cycles.Cycle, alignment: str) -> int:
+    """Days of the full cycle period: a first calendar period starting mid-month is partial."""
+    if alignment != "calendar":
+        return segment.period.days
+    whole = cycles.period_containing(cycle=cycle, alignment="calendar", anchor=date(1, 1, 1),
+                                     tz=segment.period.tz, at=segment.period.start)
+    return whole.days
+
+
+def _select_customers(con: duckdb.DuckDBPyConnection, wanted: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
+    chosen = list_customers(con)
+    if not chosen:
+        raise DataError("no customers imported yet: run 'meterctl customers import FILE' first")
+    if wanted:
+        known = {c.customer_id for c in chosen}
+        missing = sorted(set(wanted) - known)
+        if missing:
+            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
+        chosen = tuple(c for c in chosen if c.customer_id in set(wanted))
+    return chosen
+
+
+def plan_jobs(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    month: str,
+    customers: Sequence[str] | None = None,
+    candidate: PricebookVersion | None = None,
+) -> tuple[_Job, ...]:
+    """Every segment of every billing period ending in `month`, with its pricebook version.
+
+    With a candidate, segments on the candidate's plan are priced by it instead of the
+    version in force (a simulation).
+    """
+    month_start, month_end = month_bounds(month)
+    jobs: list[_Job] = []
+    problems: list[Problem] = []
+    for customer in _select_customers(con, customers):
+        cycle = candidate.book.billing_cycle if candidate and any(
+            s["plan"] == candidate.plan for s in customer.subscriptions) else customer_cycle(customer, catalog)
+        try:
+            found = cycles.periods_for_customer(subscriptions=_subscriptions(customer), cycle=cycle,
+                                                alignment=customer.billing, tz=customer.timezone,
+                                                start=month_start, end=month_end)
+        except ValueError as error:
+            problems.append(Problem(customer.source, None, f"customer {customer.customer_id}", str(error)))
+            continue
+        for segment in found:
+            if not (month_start < segment.period.end <= month_end):
+                continue  # its period ends in another month
+            if candidate is not None and segment.plan == candidate.plan:
+                book: PricebookVersion | None = candidate
+            else:
+                book = catalog.in_force(segment.plan, segment.start)
+            where = f"customer {customer.customer_id}"
+            if book is None:
+                versions = catalog.of_plan(segment.plan)
+                hint = (f"its first version, {versions[0].ref}, takes effect {versions[0].book.effective_from}"
+                        if versions else "no pricebook file defines this plan")
+                problems.append(Problem(customer.source, None, where,
+                                        f"plan '{segment.plan}' has no version in force on {segment.start} ({hint})"))
+                continue
+            if book.book.currency != customer.currency:
+                problems.append(Problem(book.path, None, "currency",
+                                        f"{book.ref} prices in {book.book.currency} but {where} is billed in {customer.currency}"))
+                continue
+            jobs.append(_Job(customer, segment, _full_period_days(segment, cycle, customer.billing), book))
+    if problems:
+        raise ConfigProblems(problems)
+    return tuple(jobs)
+
+
+# ---------------------------------------------------------------- pricing one segment
+
+
+def _round_exact(value: Fraction, places: int, mode: str) -> Decimal:
+    """Round an exact fraction to `places` decimals: half_up (ties away from zero) or half_even."""
+    sign = -1 if value < 0 else 1
+    scaled = abs(value) * 10**places
+    whole = scaled.numerator // scaled.denominator
+    rest = scaled - whole
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and (mode == "half_up" or whole % 2 == 1)):
+        whole += 1
+    return Decimal(sign * whole).scaleb(-places)
+
+
+def _fraction_text(value: Fraction) -> str:
+    """Exact when the decimal expansion terminates, else 20 places."""
+    with localcontext() as ctx:
+        ctx.prec = 100
+        exact = Decimal(value.numerator) / Decimal(value.denominator)
+        if Fraction(exact) == value:
+            return text(exact)
+        return text(exact.quantize(Decimal(1).scaleb(-_DISPLAY_PLACES)))
+
+
+@dataclass
+class _Builder:
+    job: _Job
+    usage_rows: dict[tuple[str, str, str], list]  # (variant, customer, window_start) → rows
+    unmeterable_seen: int = 0
+    lines: list[RatedLine] = field(default_factory=list)
+
+    @property
+    def minor(self) -> int:
+        return self.job.book.book.minor_units
+
+    @property
+    def mode(self) -> str:
+        return self.job.book.book.rounding
+
+    @property
+    def proration(self) -> Fraction:
+        return Fraction(self.job.segment.days, self.job.full_days)
+
+    def add(self, kind: str, name: str, meter: str | None, dimensions: dict, quantity: Decimal,
+            unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0) -> RatedLine:
+        if isinstance(exact, Fraction):
+            amount = _round_exact(exact, self.minor, self.mode)
+            precise = _fraction_text(exact)
+        else:
+            amount = pricing.round_amount(exact, self.minor, self.mode)
+            precise = text(exact)
+        job = self.job
+        line = RatedLine(
+            customer_id=job.customer.customer_id, currency=job.customer.currency, timezone=job.customer.timezone,
+            period_start=job.segment.period.start, period_end=job.segment.period.end,
+            segment_start=job.segment.start, segment_end=job.segment.end,
+            window_start=job.segment.start_at.strftime(_ISO), window_end=job.segment.end_at.strftime(_ISO),
+            plan=job.book.plan, version=job.book.version, pricebook_hash=job.book.content_hash,
+            kind=kind, name=name, meter=meter, dimensions=dimensions, quantity=quantity, unit_price=unit_price,
+            tiers=tiers, proration=f"{job.segment.days}/{job.full_days}" if prorated else None,
+            precise_amount=precise, amount=amount, amount_minor=pricing.to_minor_units(amount, self.minor),
+            unmeterable=unmeterable,
+        )
+        self.lines.append(line)
+        return line
+
+    def fees(self) -> None:
+        prorated = self.proration != 1
+        for fee in self.job.book.book.fees:
+            exact: Fraction | Decimal = Fraction(fee.amount) * self.proration if prorated else fee.amount
+            self.add("fee", fee.name, None, {}, Decimal(1), fee.amount, (), exact, prorated)
+
+    def charge(self, charge: Charge) -> None:
+        key = (_variant_name(charge), self.job.customer.customer_id, self.job.segment.start_at.strftime(_ISO))
+        rows = self.usage_rows.get(key, [])
+        dimension = charge.dimension
+        charged: list[RatedLine] = []
+        if not rows:
+            rows = [({}, None, 0)]
+        for dims, value, unmeterable in rows:
+            quantity = value if value is not None else Decimal(0)
+            dim_value = dims.get(dimension) if dimension else None
+            try:
+                price = charge.price(quantity, dim_value)
+            except ValueError as error:
+                raise DataError(f"customer {self.job.customer.customer_id}, meter {charge.meter}, "
+                                f"period {self.job.segment.period}: {error}") from None
+            charged.append(self.add("usage", charge.label, charge.meter, dict(dims), quantity, price.unit_price,
+                                    price.tiers, price.amount, False, unmeterable))
+        self._limits(charge, charged)
+
+    def _limits(self, charge: Charge, charged: list[RatedLine]) -> None:
+        total = sum((line.amount for line in charged), Decimal(0))
+        prorated = self.proration != 1
+        for kind, limit in (("minimum", charge.minimum), ("maximum", charge.maximum)):
+            if limit is None:
+                continue
+            bound = Fraction(limit) * self.proration if prorated else Fraction(limit)
+            rounded = _round_exact(bound, self.minor, self.mode)
+            if (kind == "minimum" and total < rounded) or (kind == "maximum" and total > rounded):
+                exact = bound - Fraction(total)
+                self.add(kind, f"{charge.label} {kind}", charge.meter, {}, Decimal(1), limit, (),
+                         exact if prorated else Decimal(rounded - total), prorated)
+
+
+def _variant_name(charge: Charge) -> str:
+    return f"{charge.meter}#{charge.dimension or ''}"
+
+
+def _meter_of(variant: str) -> str:
+    return variant.partition("#")[0]
+
+
+def _meter_variants(jobs: Sequence[_Job], meters: Sequence[Meter]) -> list[Meter]:
+    """One meter per (meter, price_by dimension) the jobs' pricebooks charge."""
+    by_name = {m.name: m for m in meters}
+    variants: dict[str, Meter] = {}
+    for job in jobs:
+        for charge in job.book.book.charges:
+            name = _variant_name(charge)
+            if name in variants:
+                continue
+            meter = by_name.get(charge.meter)
+            if meter is None:
+                raise ConfigProblems([Problem(job.book.path, None, "charges", f"unknown meter '{charge.meter}'")])
+            group_by = tuple(g for g in meter.group_by if g.removeprefix("properties.") == charge.dimension)
+            # model_copy skips validation: the internal name only keys the usage rows.
+            variants[name] = meter.model_copy(update={"name": name, "group_by": group_by})
+    return sorted(variants.values(), key=lambda m: m.name)
+
+
+def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequence[Meter]) -> tuple[list[RatedLine], object]:
+    """Price every job; returns the lines (in a fixed order) and the usage result behind them."""
+    variants = _meter_variants(jobs, meters)
+    rows: dict[tuple[str, str, str], list] = {}
+    found = None
+    if jobs and variants:
+        windows = [job.window for job in jobs]
+        found = usage(con, variants, window="period", start=min(w[1] for w in windows), end=max(w[2] for w in windows),
+                      customers=sorted({w[0] for w in windows}), periods=windows)
+        for row in found.rows:
+            rows.setdefault((row.meter, row.customer_id, row.window_start), []).append(
+                (row.dimensions, row.value, row.unmeterable))
+    lines: list[RatedLine] = []
+    ordered = sorted(jobs, key=lambda j: (j.customer.customer_id, j.segment.start))
+    for job in ordered:
+        builder = _Builder(job, rows)
+        builder.fees()
+        for charge in job.book.book.charges:
+            builder.charge(charge)
+        lines.extend(builder.lines)
+    return lines, found
+
+
+def run_hash(period: str, customers: Sequence[str] | None, lines: Sequence[RatedLine]) -> str:
+    document = {"period": period, "customers": sorted(customers) if customers else None,
+                "lines": [line.canonical() for line in lines]}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def rate(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    meters: Sequence[Meter],
+    period: str,
+    *,
+    customers: Sequence[str] | None = None,
+    record: bool = True,
+    candidate: PricebookVersion | None = None,
+) -> RatingResult:
+    """Rate every billing period ending in month `period` (YYYY-MM); record the run unless asked not to."""
+    jobs = plan_jobs(con, catalog, period, customers, candidate)
+    used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
+    check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
+    lines, found = rate_jobs(con, jobs, meters)
+    digest = run_hash(period, customers, lines)
+    run_id = None
+    newly_frozen: tuple[str, ...] = ()
+    if record:
+        run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters)
+    return RatingResult(
+        period=period,
+        customers=tuple(customers) if customers else None,
+        lines=tuple(lines),
+        run_hash=digest,
+        run_id=run_id,
+        customers_rated=len({job.customer.customer_id for job in jobs}),
+        segments=len(jobs),
+        pricebooks=tuple(v.ref for v in used),
+        unmeterable=tuple(dataclasses.replace(u, meter=_meter_of(u.meter)) for u in found.unmeterable) if found else (),
+        open_sessions=tuple(dataclasses.replace(s, meter=_meter_of(s.meter)) for s in found.open_sessions) if found else (),
+        newly_frozen=newly_frozen,
+    )
+
+
+_DEC = pa.decimal128(38, 18)
+
+
+def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
+    def col(name, values, kind=pa.string()):
+        return name, pa.array(values, kind)
+
+    utc = pa.timestamp("us", "UTC")
+    parse = lambda s: datetime.strptime(s, _ISO).replace(tzinfo=UTC)  # noqa: E731
+    columns = [
+        col("run_id", [run_id] * len(lines), pa.int64()),
+        col("line_no", list(range(1, len(lines) + 1)), pa.int32()),
+        col("customer_id", [l.customer_id for l in lines]),
+        col("currency", [l.currency for l in lines]),
+        col("timezone", [l.timezone for l in lines]),
+        col("period_start", [l.period_start for l in lines], pa.date32()),
+        col("period_end", [l.period_end for l in lines], pa.date32()),
+        col("segment_start", [l.segment_start for l in lines], pa.date32()),
+        col("segment_end", [l.segment_end for l in lines], pa.date32()),
+        col("window_start", [parse(l.window_start) for l in lines], utc),
+        col("window_end", [parse(l.window_end) for l in lines], utc),
+        col("plan", [l.plan for l in lines]),
+        col("version", [l.version for l in lines], pa.int32()),
+        col("pricebook_hash", [l.pricebook_hash for l in lines]),
+        col("kind", [l.kind for l in lines]),
+        col("name", [l.name for l in lines]),
+        col("meter", [l.meter for l in lines]),
+        col("dimensions", [json.dumps(l.dimensions, sort_keys=True) for l in lines]),
+        col("quantity", [l.quantity for l in lines], _DEC),
+        col("unit_price", [l.unit_price for l in lines], _DEC),
+        col("tiers", [json.dumps([_tier_json(t) for t in l.tiers]) for l in lines]),
+        col("proration", [l.proration for l in lines]),
+        col("precise_amount", [l.precise_amount for l in lines]),
+        col("amount", [l.amount for l in lines], _DEC),
+        col("amount_minor", [l.amount_minor for l in lines], pa.int64()),
+        col("unmeterable", [l.unmeterable for l in lines], pa.int64()),
+    ]
+    return pa.table(dict(columns))
+
+
+def _meters_json(meters: Sequence[Meter]) -> str:
+    return json.dumps([m.model_dump(mode="json") for m in meters], sort_keys=True)
+
+
+def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, tuple[str, ...]]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM rating_runs").fetchall()[0][0]
+        before = set(con.execute("SELECT plan || '@' || version FROM pricebook_versions").fetchall())
+        freeze(con, used, run_id)
+        newly = tuple(v.ref for v in used if (v.ref,) not in before)
+        con.execute(
+            "INSERT INTO rating_runs VALUES ($run, $period, $customers, $hash, $count, $meters, now())",
+            {"run": run_id, "period": period, "customers": json.dumps(sorted(customers)) if customers else None,
+             "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
+        )
+        con.register("rated_batch", _lines_table(run_id, lines))
+        con.execute("INSERT INTO rated_lines SELECT * FROM rated_batch")
+        con.unregister("rated_batch")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return run_id, newly

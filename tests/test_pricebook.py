@@ -1,0 +1,186 @@
+"""Pricebook files: strict validation naming file, line and key; exact prices; versions; freezing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from meterctl.config_yaml import ConfigProblems
+from meterctl.meters import Meter, load_meters
+from meterctl.pricebook import load_catalog, load_pricebook
+from tests.conftest import REPO
+
+METERS = (
+    Meter(name="api_calls", event_name="api_call", aggregation="count", group_by=("region",)),
+    Meter(name="tokens", event_name="llm_tokens", aggregation="sum", value="quantity", group_by=("model",)),
+    Meter(name="gpu_seconds", event_name="gpu_heartbeat", aggregation="duration", session="properties.job_id"),
+)
+
+PRO_V2 = """plan: pro
+version: 2
+effective_from: 2026-11-01
+currency: USD
+rounding: half_up
+billing_cycle: monthly
+fees:
+  - {name: Platform fee, amount: 49.00}
+charges:
+  - meter: api_calls
+    model: graduated
+    tiers:
+      - {up_to: 100000, unit_price: 0}
+      - {up_to: 1000000, unit_price: 0.0004, flat_fee: 5}
+      - {up_to: null, unit_price: 0.0002}
+  - meter: tokens
+    model: per_unit
+    unit_price: 0.000002
+    price_by: {model: {gpt-large: 0.000006, embed: 0.0000001}}
+    minimum: 1.00
+  - meter: gpu_seconds
+    model: package
+    package_size: 60
+    package_price: 0.50
+    round: up
+    free_units: 3600
+"""
+
+
+def write_book(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path, meters=METERS) -> list[str]:
+    with pytest.raises(ConfigProblems) as caught:
+        load_pricebook(path, meters)
+    assert caught.value.exit_code == 78
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_issue_example_loads_with_exact_prices(tmp_path):
+    book = load_pricebook(write_book(tmp_path, "pro/v2.yaml", PRO_V2), METERS).book
+    assert book.fees[0].amount == Decimal("49.00")
+    tiers = book.charges[0].tiers
+    assert tiers[1].unit_price == Decimal("0.0004") and str(tiers[1].unit_price) == "0.0004"
+    assert tiers[2].up_to is None
+    tokens = book.charges[1]
+    assert tokens.price_by["model"]["embed"].unit_price == Decimal("0.0000001")
+    assert book.charges[2].free_units == 3600
+    assert book.minor_units == 2
+
+
+def test_every_problem_is_listed_with_file_line_and_key(tmp_path):
+    text = PRO_V2.replace("rounding: half_up", "rounding: half_down").replace(
+        "      - {up_to: 1000000, unit_price: 0.0004, flat_fee: 5}", "      - {up_to: 1000, unit_price: 0.0004, flat_fee: 5}"
+    ).replace("    package_size: 60\n", "    package_size: 60\n    packge_price: 1\n").replace("meter: tokens", "meter: tokenz")
+    path = write_book(tmp_path, "pro/v2.yaml", text)
+    found = problems(path)
+    assert any(p.startswith(f"{path}:5 rounding:") for p in found), found
+    assert f"{path}:12 charges[0].tiers: tier 2: tiers must ascend: up_to 1000 is not above the previous tier's up_to 100000" in found
+    assert f"{path}:16 charges[1].meter: unknown meter 'tokenz' (meters.yaml defines: api_calls, gpu_seconds, tokens)" in found
+    assert f"{path}:24 charges[2].packge_price: unknown key (check the spelling)" in found
+    assert len(found) == 4
+
+
+def test_cross_checks_against_meters_name_the_key(tmp_path):
+    text = PRO_V2.replace("meter: tokens", "meter: tokenz").replace("price_by: {model:", "price_by: {region:")
+    path = write_book(tmp_path, "pro/v2.yaml", text)
+    assert f"{path}:16 charges[1].meter: unknown meter 'tokenz' (meters.yaml defines: api_calls, gpu_seconds, tokens)" in problems(path)
+    text = PRO_V2.replace("price_by: {model:", "price_by: {region:").replace("  - meter: api_calls\n", "  - meter: gpu_seconds\n    model: per_unit\n    unit_price: 1\n  - meter: api_calls\n", 1)
+    path = write_book(tmp_path, "pro/v2.yaml", text)
+    found = problems(path)
+    assert any("charges[2].price_by.region: meter 'tokens' does not group by 'region'" in p for p in found), found
+    assert any("charges[3].meter: meter 'gpu_seconds' is already charged by charges[0]" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("unit_price: 0.000002", "unit_price: '0.000002'"), "must be a number"),
+        (("amount: 49.00", "amount: -1"), "greater than or equal to 0"),
+        (("currency: USD", "currency: usd"), "'usd'"),
+        (("currency: USD", "currency: XAU"), "XAU"),
+        (("version: 2", "version: 2.5"), "version"),
+        (("      - {up_to: null, unit_price: 0.0002}\n", ""), "up_to"),
+        (("model: per_unit", "model: per_unit\n    tiers: [{up_to: null, unit_price: 1}]"), "'tiers' does not apply to model 'per_unit'"),
+        (("package_size: 60", "package_size: 0"), "package_size must be above zero"),
+        (("minimum: 1.00", "minimum: 1.00\n    maximum: 0.50"), "minimum 1.00 is above maximum 0.50"),
+        (("unit_price: 0.000002", "unit_price: 0.0000000000000000001"), "at most 18 decimal places"),
+        (("billing_cycle: monthly", "billing_cycle: weekly"), "billing_cycle"),
+        (("price_by: {model: {gpt-large: 0.000006, embed: 0.0000001}}", "price_by: {model: {gpt-large: {tiers: [{up_to: null, unit_price: 1}]}}}"),
+         "price_by.model.gpt-large: tiers does not apply to model 'per_unit'"),
+    ],
+)
+def test_invalid_values_are_refused(tmp_path, change, message):
+    path = write_book(tmp_path, "pro/v2.yaml", PRO_V2.replace(*change))
+    assert change[0] in PRO_V2
+    found = problems(path)
+    assert any(message in p for p in found), found
+    assert all(p.startswith(f"{path}:") for p in found), found
+
+
+def test_a_float_never_reaches_a_price(tmp_path):
+    # 0.1 + 0.2 as floats is 0.30000000000000004; from the YAML text it is exact.
+    text = PRO_V2.replace("unit_price: 0.000002", "unit_price: 0.1").replace("minimum: 1.00", "minimum: 0.2")
+    charge = load_pricebook(write_book(tmp_path, "pro/v2.yaml", text), METERS).book.charges[1]
+    assert charge.unit_price + charge.minimum == Decimal("0.3")
+
+
+def test_file_name_must_match_the_version(tmp_path):
+    path = write_book(tmp_path, "pro/v3.yaml", PRO_V2)
+    assert problems(path) == [f"{path}:2 version: is 2 but the file is named v3.yaml"]
+
+
+def test_content_hash_ignores_comments_and_layout_but_not_prices(tmp_path):
+    first = load_pricebook(write_book(tmp_path, "a/v2.yaml", PRO_V2), METERS)
+    reformatted = "# a comment\n" + PRO_V2.replace("amount: 49.00", "amount: 49.0")
+    second = load_pricebook(write_book(tmp_path, "b/v2.yaml", reformatted), METERS)
+    repriced = load_pricebook(write_book(tmp_path, "c/v2.yaml", PRO_V2.replace("0.0004", "0.00041")), METERS)
+    assert first.content_hash == second.content_hash
+    assert repriced.content_hash != first.content_hash
+
+
+def test_catalog_resolves_the_version_in_force_by_effective_from(tmp_path):
+    write_book(tmp_path, "pro/v1.yaml", PRO_V2.replace("version: 2", "version: 1").replace("2026-11-01", "2024-01-01"))
+    write_book(tmp_path, "pro/v2.yaml", PRO_V2)
+    catalog = load_catalog(tmp_path, METERS)
+    assert catalog.in_force("pro", date(2023, 12, 31)) is None
+    assert catalog.in_force("pro", date(2026, 10, 31)).ref == "pro@1"
+    assert catalog.in_force("pro", date(2026, 11, 1)).ref == "pro@2"
+    assert catalog.get("pro").ref == "pro@2"
+
+
+def test_catalog_problems_across_files(tmp_path):
+    write_book(tmp_path, "pro/v1.yaml", PRO_V2.replace("version: 2", "version: 1").replace("billing_cycle: monthly", "billing_cycle: yearly"))
+    write_book(tmp_path, "pro/v2.yaml", PRO_V2)
+    write_book(tmp_path, "copy/v2.yaml", PRO_V2)
+    with pytest.raises(ConfigProblems) as caught:
+        load_catalog(tmp_path, METERS)
+    found = [str(p) for p in caught.value.problems]
+    assert any("pro@2 is also defined in" in p for p in found), found
+    assert any("pro@2 takes effect 2026-11-01, not after pro@1 (2026-11-01)" in p for p in found), found
+    assert any("billing_cycle: is monthly but pro@1 has yearly" in p for p in found), found
+
+
+def test_the_bundled_pricebooks_load_and_show_every_charge_model():
+    directory = REPO / "pricebooks"
+    catalog = load_catalog(directory, load_meters(directory))
+    models = {c.model for v in catalog.versions for c in v.book.charges}
+    assert models == {"per_unit", "graduated", "volume", "package"}
+    assert len(catalog.of_plan("pro")) >= 2
+    currencies = {v.book.currency for v in catalog.versions}
+    assert {"USD", "EUR", "JPY"} <= currencies
+
+
+def test_the_published_json_schema_is_current(cli):
+    result = cli("pricebook", "schema")
+    assert result.exit_code == 0
+    published = json.loads((REPO / "pricebooks" / "pricebook.schema.json").read_text())
+    assert json.loads(result.stdout) == published
+    assert set(published["required"]) >= {"plan", "version", "effective_from", "currency"}

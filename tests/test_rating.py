@@ -1,0 +1,287 @@
+"""Rating: usage × pricebook → rated lines, per billing period segment, deterministically."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from meterctl.config_yaml import ConfigProblems
+from meterctl.customers import import_customers
+from meterctl.meters import load_meters
+from meterctl.pricebook import load_catalog
+from meterctl.rating import rate
+from tests.conftest import ACME_CUSTOMERS, event, jsonl, scalar
+
+METERS = """meters:
+  - {name: api_calls, event_name: api_call, aggregation: count}
+  - {name: tokens, event_name: llm_tokens, aggregation: sum, value: quantity, group_by: [model]}
+  - {name: storage_gb, event_name: storage_report, aggregation: max, value: properties.gb}
+"""
+
+PRO = """plan: pro
+version: 1
+effective_from: 2024-01-01
+currency: USD
+fees:
+  - {name: Platform fee, amount: 31.00}
+charges:
+  - meter: api_calls
+    model: graduated
+    tiers:
+      - {up_to: 2, unit_price: 0}
+      - {up_to: null, unit_price: 0.10, flat_fee: 1}
+  - meter: tokens
+    model: per_unit
+    unit_price: 0.001
+    price_by: {model: {big: 0.01}}
+"""
+
+SCALE = """plan: scale
+version: 1
+effective_from: 2024-01-01
+currency: USD
+rounding: half_even
+fees:
+  - {name: Scale fee, amount: 62.00}
+charges:
+  - meter: api_calls
+    model: per_unit
+    unit_price: 0.05
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    directory = tmp_path / "pricebooks"
+    (directory / "pro").mkdir(parents=True)
+    (directory / "scale").mkdir()
+    (directory / "meters.yaml").write_text(METERS)
+    (directory / "pro" / "v1.yaml").write_text(PRO)
+    (directory / "scale" / "v1.yaml").write_text(SCALE)
+    return directory
+
+
+@pytest.fixture
+def tenant(con, write, run_ingest, config):
+    """Acme (pro, then scale from 2026-10-20, New York, calendar) with a few October events."""
+
+    def _setup(*records, customers: str = ACME_CUSTOMERS):
+        import_customers(con, write("customers.yaml", customers))
+        if records:
+            run_ingest(write("events.jsonl", jsonl(*records)))
+
+    return _setup
+
+
+def run(con, config: Path, period: str = "2026-10", **options):
+    meters = load_meters(config)
+    return rate(con, load_catalog(config, meters), meters, period, **options)
+
+
+def amounts(result) -> dict:
+    return {(l.customer_id, l.plan, l.kind, l.name, tuple(l.dimensions.values())): l.amount for l in result.lines}
+
+
+def test_a_plan_change_splits_the_period_and_prorates_fees_by_day(con, config, tenant):
+    # Oct 20 local midnight in New York is 04:00 UTC: the 03:59 call is still on pro.
+    tenant(
+        *[event(f"p{i}", timestamp=f"2026-10-0{i + 1}T12:00:00Z") for i in range(5)],
+        event("edge-pro", timestamp="2026-10-20T03:59:59Z"),
+        event("edge-scale", timestamp="2026-10-20T04:00:00Z"),
+        event("s1", timestamp="2026-10-25T12:00:00Z"),
+    )
+    result = run(con, config)
+    found = amounts(result)
+    # pro: 19 of 31 days; 6 calls: 2 free, 4 at 0.10 plus the tier's flat fee.
+    assert found[("cus_1", "pro", "fee", "Platform fee", ())] == Decimal("19.00")
+    assert found[("cus_1", "pro", "usage", "api_calls", ())] == Decimal("1.40")
+    # scale: 12 of 31 days of 62.00; 2 calls at 0.05.
+    assert found[("cus_1", "scale", "fee", "Scale fee", ())] == Decimal("24.00")
+    assert found[("cus_1", "scale", "usage", "api_calls", ())] == Decimal("0.10")
+    fee = next(l for l in result.lines if l.kind == "fee" and l.plan == "pro")
+    assert (fee.proration, fee.segment_start.isoformat(), fee.segment_end.isoformat()) == ("19/31", "2026-10-01", "2026-10-20")
+    assert (fee.window_start, fee.window_end) == ("2026-10-01T04:00:00Z", "2026-10-20T04:00:00Z")
+    assert result.customers_rated == 1 and result.segments == 2
+
+
+def test_graduated_tier_breakdown_and_price_by_lines(con, config, tenant):
+    customers = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant(
+        event("t1", event_name="llm_tokens", quantity=1000, properties={"model": "big"}),
+        event("t2", event_name="llm_tokens", quantity=500, properties={"model": "small"}),
+        event("t3", event_name="llm_tokens", quantity=250),
+        *[event(f"c{i}") for i in range(3)],
+        customers=customers,
+    )
+    result = run(con, config)
+    tokens = {tuple(l.dimensions.values()): l for l in result.lines if l.meter == "tokens"}
+    # big at its own price; small and the event without a model at the charge's price.
+    assert tokens[("big",)].amount == Decimal("10.00") and tokens[("big",)].unit_price == Decimal("0.01")
+    assert tokens[("small",)].amount == Decimal("0.50")
+    assert tokens[(None,)].amount == Decimal("0.25") and tokens[(None,)].precise_amount == "0.25"
+    calls = next(l for l in result.lines if l.meter == "api_calls")
+    assert [(t.tier, t.units, t.amount) for t in calls.tiers] == [(1, 2, 0), (2, 1, Decimal("1.10"))]
+    assert calls.amount == Decimal("1.10") and calls.quantity == 3
+
+
+def test_an_anniversary_period_is_rated_in_the_month_it_ends(con, config, tenant):
+    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
+        "      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant(event("sep", timestamp="2026-09-20T12:00:00Z"), event("oct", timestamp="2026-10-16T12:00:00Z"), customers=customers)
+    october = run(con, config)
+    [fee] = [l for l in october.lines if l.kind == "fee"]
+    assert (fee.period_start.isoformat(), fee.period_end.isoformat(), fee.amount) == ("2026-09-14", "2026-10-14", Decimal("31.00"))
+    calls = next(l for l in october.lines if l.meter == "api_calls")
+    assert calls.quantity == 1  # the Oct 16 call belongs to the next period
+    november = run(con, config, "2026-11")
+    assert next(l for l in november.lines if l.meter == "api_calls").quantity == 1
+
+
+def test_a_partial_first_calendar_period_pays_its_days(con, config, tenant):
+    customers = ACME_CUSTOMERS.replace("2026-09-14", "2026-10-08").replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant(customers=customers)
+    [fee] = [l for l in run(con, config).lines if l.kind == "fee"]
+    # 24 of October's 31 days: 31.00 × 24/31 = 24.00.
+    assert (fee.proration, fee.amount, fee.amount_minor) == ("24/31", Decimal("24.00"), 2400)
+
+
+def test_a_non_terminating_proration_rounds_once_from_the_exact_fraction(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("amount: 31.00", "amount: 49.00"))
+    tenant()
+    fee = next(l for l in run(con, config).lines if l.kind == "fee" and l.plan == "pro")
+    # 49 × 19/31 = 30.032258064516129032258...
+    assert fee.amount == Decimal("30.03")
+    assert fee.precise_amount == "30.03225806451612903226"
+
+
+def test_zero_usage_still_gives_a_line_per_charge(con, config, tenant):
+    tenant(customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    lines = run(con, config).lines
+    assert [(l.kind, l.meter, l.quantity, l.amount) for l in lines] == [
+        ("fee", None, 1, Decimal("31.00")),
+        ("usage", "api_calls", 0, 0),
+        ("usage", "tokens", 0, 0),
+    ]
+
+
+def test_minimum_tops_up_and_maximum_caps_a_charge(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("    price_by: {model: {big: 0.01}}\n", "    price_by: {model: {big: 0.01}}\n    minimum: 2.00\n")
+                                          .replace("      - {up_to: null, unit_price: 0.10, flat_fee: 1}\n",
+                                                   "      - {up_to: null, unit_price: 0.10, flat_fee: 1}\n    maximum: 1.20\n"))
+    tenant(*[event(f"c{i}", timestamp="2026-10-02T00:00:00Z") for i in range(10)],
+           event("t", event_name="llm_tokens", quantity=100, properties={"model": "big"}),
+           customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    lines = {(l.kind, l.meter): l.amount for l in run(con, config).lines}
+    assert lines[("usage", "api_calls")] == Decimal("1.80")  # 8 × 0.10 + 1
+    assert lines[("maximum", "api_calls")] == Decimal("-0.60")
+    assert lines[("usage", "tokens")] == Decimal("1.00")
+    assert lines[("minimum", "tokens")] == Decimal("1.00")
+
+
+def test_the_version_in_force_prices_each_period(con, config, tenant):
+    (config / "pro" / "v2.yaml").write_text(PRO.replace("version: 1", "version: 2").replace("2024-01-01", "2026-11-01")
+                                          .replace("amount: 31.00", "amount: 60.00"))
+    tenant(customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    october, november = run(con, config, "2026-10"), run(con, config, "2026-11")
+    assert {l.pricebook for l in october.lines} == {"pro@1"}
+    assert {l.pricebook for l in november.lines} == {"pro@2"}
+    assert next(l.amount for l in november.lines if l.kind == "fee") == Decimal("60.00")
+
+
+def test_rating_again_gives_identical_lines_and_run_hash(con, config, tenant):
+    tenant(*[event(f"c{i}", timestamp=f"2026-10-{10 + i}T12:00:00Z") for i in range(6)])
+    first, second = run(con, config), run(con, config)
+    assert (first.run_id, second.run_id) == (1, 2)
+    assert first.run_hash == second.run_hash
+    assert [l.canonical() for l in first.lines] == [l.canonical() for l in second.lines]
+    stored = con.execute("SELECT DISTINCT run_hash FROM rating_runs").fetchall()
+    assert stored == [(first.run_hash,)]
+
+
+def test_stored_lines_match_the_result(con, config, tenant):
+    tenant(event("t1", event_name="llm_tokens", quantity="1234.5", properties={"model": "big"}), event("c1"))
+    result = run(con, config)
+    rows = con.execute(
+        "SELECT line_no, customer_id, plan, version, pricebook_hash, kind, meter, dimensions, CAST(quantity AS VARCHAR), "
+        "precise_amount, CAST(amount AS VARCHAR), amount_minor FROM rated_lines WHERE run_id = ? ORDER BY line_no",
+        [result.run_id]).fetchall()
+    assert len(rows) == len(result.lines)
+    for row, line in zip(rows, result.lines):
+        assert row[1:8] == (line.customer_id, line.plan, line.version, line.pricebook_hash, line.kind, line.meter,
+                            json.dumps(line.dimensions, sort_keys=True))
+        assert Decimal(row[8]) == line.quantity and Decimal(row[10]) == line.amount and row[11] == line.amount_minor
+        assert row[9] == line.precise_amount
+    big = next(l for l in result.lines if l.dimensions == {"model": "big"})
+    assert (big.precise_amount, big.amount) == ("12.345", Decimal("12.35"))  # half_up tie
+    assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 2
+
+
+def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(con, config, tenant):
+    tenant(event("c1"))
+    run(con, config)
+    path = config / "pro" / "v1.yaml"
+    path.write_text(PRO.replace("0.10", "0.11"))
+    with pytest.raises(ConfigProblems) as caught:
+        run(con, config)
+    message = str(caught.value)
+    assert str(path) in message and "pro@1 was edited after it rated usage" in message and "version: 2" in message
+    assert caught.value.exit_code == 78
+    # Comments and layout are not edits.
+    path.write_text("# reviewed by finance\n" + PRO.replace("amount: 31.00", "amount: 31.0"))
+    assert run(con, config).lines
+
+
+def test_customer_currency_must_match_the_pricebook(con, config, tenant):
+    tenant(customers=ACME_CUSTOMERS.replace("currency: USD", "currency: EUR"))
+    with pytest.raises(ConfigProblems, match="pro@1 prices in USD but customer cus_1 is billed in EUR"):
+        run(con, config)
+
+
+def test_a_plan_without_a_pricebook_is_a_configuration_error(con, config, tenant):
+    tenant(customers=ACME_CUSTOMERS.replace("plan: scale", "plan: enterprise"))
+    with pytest.raises(ConfigProblems, match="plan 'enterprise' has no version in force on 2026-10-20"):
+        run(con, config)
+
+
+def test_unmeterable_events_are_reported_and_not_billed(con, config, tenant):
+    tenant(event("s1", event_name="storage_report", properties={"gb": "lots"}),
+           customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    (config / "pro" / "v1.yaml").write_text(PRO + "  - {meter: storage_gb, model: per_unit, unit_price: 1}\n")
+    result = run(con, config)
+    storage = next(l for l in result.lines if l.meter == "storage_gb")
+    assert (storage.quantity, storage.amount, storage.unmeterable) == (0, 0, 1)
+    assert [(u.customer_id, u.meter, u.events) for u in result.unmeterable] == [("cus_1", "storage_gb", 1)]
+
+
+def test_yen_lines_round_to_whole_yen(con, config, tenant):
+    (config / "yen").mkdir()
+    (config / "yen" / "v1.yaml").write_text(
+        "plan: yen\nversion: 1\neffective_from: 2024-01-01\ncurrency: JPY\nfees: [{name: Fee, amount: 1000}]\n"
+        "charges:\n  - {meter: api_calls, model: per_unit, unit_price: 0.5}\n")
+    customers = ACME_CUSTOMERS.replace("currency: USD", "currency: JPY").replace("plan: pro", "plan: yen").replace(
+        "      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant(*[event(f"c{i}") for i in range(3)], customers=customers)
+    lines = {l.kind: l for l in run(con, config).lines}
+    assert (lines["usage"].precise_amount, lines["usage"].amount, lines["usage"].amount_minor) == ("1.5", Decimal("2"), 2)
+    assert lines["fee"].amount_minor == 1000
+
+
+def test_rate_command_json_uses_strings_for_decimals(cli, db, config, tenant):
+    tenant(event("c1"), event("c2"), event("c3"))
+    result = cli("rate", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    line = next(l for l in document["lines"] if l["meter"] == "api_calls" and l["pricebook"] == "pro@1")
+    assert {k: line[k] for k in ("customer_id", "quantity", "amount", "precise_amount", "currency", "dimensions")} == {
+        "customer_id": "cus_1", "quantity": "3", "amount": "1.10", "precise_amount": "1.1", "currency": "USD", "dimensions": {}}
+    assert document["run_id"] == 1 and len(document["run_hash"]) == 64
+
+
+def test_rate_command_errors(cli, db, config, tenant):
+    tenant()
+    assert cli("rate", "--period", "2026-13", "--db", db, "--pricebooks", config).exit_code == 2
+    missing = cli("rate", "--period", "2026-10", "--customer", "cus_404", "--db", db, "--pricebooks", config)
+    assert missing.exit_code == 65 and "cus_404" in missing.stderr
