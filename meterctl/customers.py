@@ -17,7 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
@@ -245,15 +245,15 @@ def billing_segments(
     con: duckdb.DuckDBPyConnection,
     customer_ids: Sequence[str] | None,
     *,
-    cycle: str,
+    cycle: str | Callable[[CustomerVersion], str],
     start: date,
     end: date,
 ) -> tuple[tuple[str, cycles.Segment], ...]:
     """(customer_id, segment) of every billing period overlapping local dates [start, end).
 
     Uses each customer's latest imported version: its time zone, billing alignment and
-    subscriptions. The cycle (monthly, quarterly, yearly) comes from the plan's pricebook;
-    until pricebooks exist it is given by the caller.
+    subscriptions. The cycle (monthly, quarterly, yearly) is given, or a function of the
+    customer (the billing cycle of its plans' pricebooks).
     """
     chosen = list_customers(con)
     if customer_ids:
@@ -269,7 +269,7 @@ def billing_segments(
             for s in customer.subscriptions
         ]
         for segment in cycles.periods_for_customer(
-            subscriptions=subscriptions, cycle=cycle, alignment=customer.billing, tz=customer.timezone, start=start, end=end
+            subscriptions=subscriptions, cycle=cycle if isinstance(cycle, str) else cycle(customer), alignment=customer.billing, tz=customer.timezone, start=start, end=end
         ):
             found.append((customer.customer_id, segment))
     return tuple(found)

@@ -137,7 +137,7 @@ def usage_command(
     customer: Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")] = None,
     meter: Annotated[list[str] | None, typer.Option("--meter", help="Only this meter (repeatable).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet (with -o).")] = None,
-    cycle: Annotated[str, typer.Option("--cycle", help="With --window period: monthly, quarterly or yearly (until pricebooks set it).")] = "monthly",
+    cycle: Annotated[str | None, typer.Option("--cycle", help="With --window period: monthly, quarterly or yearly; default: each customer's plan's billing_cycle.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
 ) -> None:
     """Usage per customer × meter × window."""
@@ -155,7 +155,7 @@ def usage_command(
         raise UsageError(f"--format must be csv or parquet, not '{fmt}'")
     if fmt and output is None:
         raise UsageError("--format needs -o FILE")
-    meters = load_meters(config_dir(pricebooks))
+    meters = all_meters = load_meters(config_dir(pricebooks))
     if meter:
         unknown = sorted(set(meter) - {m.name for m in meters})
         if unknown:
@@ -165,7 +165,13 @@ def usage_command(
         periods = None
         if window == "period":
             # Whole billing periods of each customer that overlap the range, split at plan changes.
-            found = billing_segments(con, customer, cycle=cycle, start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
+            if cycle is None:
+                from meterctl.pricebook import load_catalog
+                from meterctl.rating import customer_cycle
+
+                catalog = load_catalog(config_dir(pricebooks), all_meters)
+                cycle_of = lambda c: customer_cycle(c, catalog)  # noqa: E731
+            found = billing_segments(con, customer, cycle=cycle or cycle_of, start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
             periods = [(cid, s.start_at, s.end_at) for cid, s in found if s.start_at < finish and s.end_at > begin]
             if periods:
                 begin, finish = min(p[1] for p in periods), max(p[2] for p in periods)
