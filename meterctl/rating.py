@@ -49,10 +49,11 @@ _DISPLAY_PLACES = 20
 
 def text(value: Decimal) -> str:
     """A decimal as plain text without trailing zeros: '0.4936', '49', never '4.9E+1'."""
-    with localcontext() as ctx:
-        ctx.prec = 100
-        normalized = value.normalize()
-    return format(normalized, "f")
+    # String work rather than normalize(): exact at any precision, and cheap.
+    plain = format(value, "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
+    return "0" if plain in ("-0", "") else plain
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,17 @@ class _Job:
     segment: cycles.Segment
     full_days: int  # days of the full cycle period the segment belongs to
     book: PricebookVersion
+    start_at: datetime = field(init=False)
+    end_at: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Time-zone arithmetic once per segment, not once per line.
+        object.__setattr__(self, "start_at", self.segment.start_at)
+        object.__setattr__(self, "end_at", self.segment.end_at)
 
     @property
     def window(self) -> tuple[str, datetime, datetime]:
-        return (self.customer.customer_id, self.segment.start_at, self.segment.end_at)
+        return (self.customer.customer_id, self.start_at, self.end_at)
 
 
 def month_bounds(period: str) -> tuple[date, date]:
@@ -269,24 +277,18 @@ def _fraction_text(value: Fraction) -> str:
         return text(exact.quantize(Decimal(1).scaleb(-_DISPLAY_PLACES)))
 
 
-@dataclass
 class _Builder:
-    job: _Job
-    usage_rows: dict[tuple[str, str, str], list]  # (variant, customer, window_start) → rows
-    unmeterable_seen: int = 0
-    lines: list[RatedLine] = field(default_factory=list)
+    """The lines of one segment."""
 
-    @property
-    def minor(self) -> int:
-        return self.job.book.book.minor_units
-
-    @property
-    def mode(self) -> str:
-        return self.job.book.book.rounding
-
-    @property
-    def proration(self) -> Fraction:
-        return Fraction(self.job.segment.days, self.job.full_days)
+    def __init__(self, job: _Job, usage_rows: dict[tuple[str, str, str], list]) -> None:
+        self.job = job
+        self.usage_rows = usage_rows  # (variant, customer, window_start) → rows
+        self.lines: list[RatedLine] = []
+        self.minor = job.book.book.minor_units
+        self.mode = job.book.book.rounding
+        self.proration = Fraction(job.segment.days, job.full_days)
+        self.window_start = job.start_at.strftime(_ISO)
+        self.window_end = job.end_at.strftime(_ISO)
 
     def add(self, kind: str, name: str, meter: str | None, dimensions: dict, quantity: Decimal,
             unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0) -> RatedLine:
@@ -301,11 +303,11 @@ class _Builder:
             customer_id=job.customer.customer_id, currency=job.customer.currency, timezone=job.customer.timezone,
             period_start=job.segment.period.start, period_end=job.segment.period.end,
             segment_start=job.segment.start, segment_end=job.segment.end,
-            window_start=job.segment.start_at.strftime(_ISO), window_end=job.segment.end_at.strftime(_ISO),
+            window_start=self.window_start, window_end=self.window_end,
             plan=job.book.plan, version=job.book.version, pricebook_hash=job.book.content_hash,
             kind=kind, name=name, meter=meter, dimensions=dimensions, quantity=quantity, unit_price=unit_price,
             tiers=tiers, proration=f"{job.segment.days}/{job.full_days}" if prorated else None,
-            precise_amount=precise, amount=amount, amount_minor=pricing.to_minor_units(amount, self.minor),
+            precise_amount=precise, amount=amount, amount_minor=int(amount.scaleb(self.minor)),
             unmeterable=unmeterable,
         )
         self.lines.append(line)
@@ -318,7 +320,7 @@ class _Builder:
             self.add("fee", fee.name, None, {}, Decimal(1), fee.amount, (), exact, prorated)
 
     def charge(self, charge: Charge) -> None:
-        key = (_variant_name(charge), self.job.customer.customer_id, self.job.segment.start_at.strftime(_ISO))
+        key = (_variant_name(charge), self.job.customer.customer_id, self.window_start)
         rows = self.usage_rows.get(key, [])
         dimension = charge.dimension
         charged: list[RatedLine] = []
@@ -384,7 +386,7 @@ def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequ
     if jobs and variants:
         windows = [job.window for job in jobs]
         found = usage(con, variants, window="period", start=min(w[1] for w in windows), end=max(w[2] for w in windows),
-                      customers=sorted({w[0] for w in windows}), periods=windows)
+                      periods=windows)  # the windows already name the customers
         for row in found.rows:
             rows.setdefault((row.meter, row.customer_id, row.window_start), []).append(
                 (row.dimensions, row.value, row.unmeterable))
@@ -448,7 +450,9 @@ def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
         return name, pa.array(values, kind)
 
     utc = pa.timestamp("us", "UTC")
-    parse = lambda s: datetime.strptime(s, _ISO).replace(tzinfo=UTC)  # noqa: E731
+    instants = {text: datetime.strptime(text, _ISO).replace(tzinfo=UTC)
+                for text in {l.window_start for l in lines} | {l.window_end for l in lines}}
+    parse = instants.__getitem__
     columns = [
         col("run_id", [run_id] * len(lines), pa.int64()),
         col("line_no", list(range(1, len(lines) + 1)), pa.int32()),
@@ -467,10 +471,10 @@ def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
         col("kind", [l.kind for l in lines]),
         col("name", [l.name for l in lines]),
         col("meter", [l.meter for l in lines]),
-        col("dimensions", [json.dumps(l.dimensions, sort_keys=True) for l in lines]),
+        col("dimensions", [json.dumps(l.dimensions, sort_keys=True) if l.dimensions else "{}" for l in lines]),
         col("quantity", [l.quantity for l in lines], _DEC),
         col("unit_price", [l.unit_price for l in lines], _DEC),
-        col("tiers", [json.dumps([_tier_json(t) for t in l.tiers]) for l in lines]),
+        col("tiers", [json.dumps([_tier_json(t) for t in l.tiers]) if l.tiers else "[]" for l in lines]),
         col("proration", [l.proration for l in lines]),
         col("precise_amount", [l.precise_amount for l in lines]),
         col("amount", [l.amount for l in lines], _DEC),

@@ -229,21 +229,28 @@ def _line_json(line) -> dict:
     return document
 
 
-def _summary_rows(result: RatingResult) -> list[dict]:
+def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict]:
+    """Totals per customer × period, or (the default, short enough for a cron log) per pricebook."""
     from meterctl.simulation import major
 
     rows: dict[tuple, dict] = {}
     for line in result.lines:
-        key = (line.customer_id, line.period_start, line.period_end)
-        row = rows.setdefault(key, {"customer_id": line.customer_id, "period": f"[{line.period_start}, {line.period_end})",
-                                    "pricebooks": [], "lines": 0, "minor": 0, "currency": line.currency})
+        if per_customer:
+            key: tuple = (line.customer_id, line.period_start, line.period_end)
+            first = {"customer_id": line.customer_id, "period": f"[{line.period_start}, {line.period_end})"}
+        else:
+            key = (line.pricebook, line.currency)
+            first = {"pricebook": line.pricebook}
+        row = rows.setdefault(key, {**first, "pricebooks": [], "customers": set(), "lines": 0, "minor": 0, "currency": line.currency})
         if line.pricebook not in row["pricebooks"]:
             row["pricebooks"].append(line.pricebook)
+        row["customers"].add(line.customer_id)
         row["lines"] += 1
         row["minor"] += line.amount_minor
     for row in rows.values():
         row["amount"] = major(row.pop("minor"), row["currency"])
-    return list(rows.values())
+        row["customers"] = len(row["customers"])
+    return list(rows.values()) if per_customer else sorted(rows.values(), key=lambda r: (r["currency"], r["pricebook"]))
 
 
 def rate_command(
@@ -253,6 +260,7 @@ def rate_command(
     db: DbOption = store.default_db_path(),
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
+    detail: Annotated[bool, typer.Option("--detail", help="A row per customer and period instead of per pricebook.")] = False,
 ) -> None:
     """Rate the billing periods that end in a month and record the run and its lines."""
     from meterctl.rating import rate
@@ -276,10 +284,15 @@ def rate_command(
         console.print(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: nothing rated")
     else:
         table = Table()
-        for column in ("customer", "period", "pricebook", "lines", "amount", "currency"):
-            table.add_column(column, justify="right" if column in ("lines", "amount") else "left")
-        for row in _summary_rows(result):
-            table.add_row(row["customer_id"], row["period"], ", ".join(row["pricebooks"]), str(row["lines"]), row["amount"], row["currency"])
+        columns = ("customer", "period", "pricebook", "lines", "amount", "currency") if detail else \
+            ("pricebook", "customers", "lines", "amount", "currency")
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("customers", "lines", "amount") else "left")
+        for row in _summary_rows(result, detail):
+            if detail:
+                table.add_row(row["customer_id"], row["period"], ", ".join(row["pricebooks"]), str(row["lines"]), row["amount"], row["currency"])
+            else:
+                table.add_row(row["pricebook"], str(row["customers"]), str(row["lines"]), row["amount"], row["currency"])
         stdout_console().print(table)
     console.print(f"rating run {result.run_id}: {result.customers_rated} customer(s), {result.segments} segment(s), "
                   f"{len(result.lines)} line(s); run hash {result.run_hash[:16]}")

@@ -1,0 +1,180 @@
+"""Rating benchmark for issue #4: `meterctl rate` as a share of `meterctl ingest`, in the same run.
+
+2M events (generate_events.py: 1000 customers, four event names) are ingested into a fresh
+store with `meterctl ingest`; 1000 customers (calendar and anniversary billing, three plans,
+a plan change for every tenth) are imported; then `meterctl rate --period 2026-10` rates
+them with pricebooks that use every charge model and price by dimension. Each command runs
+as a subprocess (start-up included); each timing is the best of --repeat runs.
+
+    python benchmarks/bench_rate.py [--events 2000000] [--data-dir bench-data] [--repeat 3]
+
+Prints one JSON object: seconds for each step and rate/ingest (target: under 0.10), for
+the command (`rate_vs_ingest`, Python start-up included) and for the library call
+(`rate_library_vs_ingest`, after imports: what grows with the data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from generate_events import generate  # noqa: E402
+
+METERS = """meters:
+  - {name: api_calls, event_name: api_call, aggregation: count, group_by: [region]}
+  - {name: tokens, event_name: llm_tokens, aggregation: sum, value: quantity, group_by: [model]}
+  - {name: gpu_units, event_name: gpu_heartbeat, aggregation: sum, value: quantity}
+  - {name: storage, event_name: storage_report, aggregation: max, value: quantity}
+"""
+
+PLANS = {
+    "basic": """plan: basic
+version: 1
+effective_from: 2024-01-01
+currency: USD
+fees: [{name: Basic fee, amount: 19.00}]
+charges:
+  - {meter: api_calls, model: per_unit, unit_price: 0.002}
+  - meter: tokens
+    model: per_unit
+    unit_price: 0.000002
+    price_by: {model: {gpt-large: 0.00001, embed: 0.0000002}}
+  - {meter: gpu_units, model: package, package_size: 60, package_price: 0.05, free_units: 600}
+  - meter: storage
+    model: volume
+    tiers: [{up_to: 100, unit_price: 0.1}, {up_to: null, unit_price: 0.08}]
+""",
+    "team": """plan: team
+version: 1
+effective_from: 2024-01-01
+currency: USD
+fees: [{name: Team fee, amount: 49.00}]
+charges:
+  - meter: api_calls
+    model: graduated
+    tiers: [{up_to: 100, unit_price: 0}, {up_to: 1000, unit_price: 0.0015, flat_fee: 1}, {up_to: null, unit_price: 0.001}]
+  - {meter: tokens, model: per_unit, unit_price: 0.0000015, minimum: 1.00}
+  - {meter: gpu_units, model: package, package_size: 60, package_price: 0.04, free_units: 3600}
+  - meter: storage
+    model: volume
+    tiers: [{up_to: 50, unit_price: 0}, {up_to: null, unit_price: 0.06}]
+""",
+    "scale": """plan: scale
+version: 1
+effective_from: 2024-01-01
+currency: USD
+rounding: half_even
+fees: [{name: Scale fee, amount: 499.00}, {name: Support, amount: 150.00}]
+charges:
+  - meter: api_calls
+    model: volume
+    tiers: [{up_to: 1000, unit_price: 0.001}, {up_to: null, unit_price: 0.0005}]
+    price_by: {region: {ap: {tiers: [{up_to: null, unit_price: 0.002}]}}}
+  - meter: tokens
+    model: graduated
+    tiers: [{up_to: 1000000, unit_price: 0.000001}, {up_to: null, unit_price: 0.0000008, flat_fee: 5}]
+    maximum: 500
+  - {meter: gpu_units, model: per_unit, unit_price: 0.0005}
+  - {meter: storage, model: per_unit, unit_price: 0.05, free_units: 100}
+""",
+}
+
+
+def customers_yaml(count: int = 1000) -> str:
+    lines = ["customers:"]
+    plans = ("basic", "team", "scale")
+    for i in range(count):
+        plan = plans[i % 3]
+        billing = "anniversary" if i % 5 == 0 else "calendar"
+        start = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        lines += [f"  - id: cus_{i:06d}", f"    name: Customer {i}", "    currency: USD",
+                  f"    timezone: {('UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Tokyo')[i % 4]}",
+                  f"    billing: {billing}", "    subscriptions:", f"      - {{plan: {plan}, start: {start}}}"]
+        if i % 10 == 3:
+            lines.append(f"      - {{plan: {plans[(i + 1) % 3]}, start: 2026-10-{10 + i % 15}}}")
+    return "\n".join(lines) + "\n"
+
+
+# `rate` as a library call, timed after imports and configuration loading: the part that
+# depends on the data, without the interpreter's start-up.
+IN_PROCESS = """
+import sys, time
+from pathlib import Path
+from meterctl import store
+from meterctl.meters import load_meters
+from meterctl.pricebook import load_catalog
+from meterctl.rating import rate
+config, db, repeat = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+meters = load_meters(config)
+catalog = load_catalog(config, meters)
+con = store.connect(db)
+times = []
+for _ in range(repeat):
+    started = time.perf_counter()
+    rate(con, catalog, meters, "2026-10")
+    times.append(time.perf_counter() - started)
+print(min(times))
+"""
+
+
+def meterctl(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "meterctl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    events = args.data_dir / f"events-{args.events}.jsonl"
+    if not events.exists():
+        generate(events, args.events)
+    work = args.data_dir / "rate-work"
+    shutil.rmtree(work, ignore_errors=True)
+    config = work / "pricebooks"
+    config.mkdir(parents=True)
+    (config / "meters.yaml").write_text(METERS)
+    for plan, text in PLANS.items():
+        (config / plan).mkdir()
+        (config / plan / "v1.yaml").write_text(text)
+    customers = work / "customers.yaml"
+    customers.write_text(customers_yaml())
+
+    db = work / "store.duckdb"
+    ingest_times = []
+    for _ in range(args.repeat):
+        db.unlink(missing_ok=True)
+        ingest_times.append(meterctl("ingest", "--db", str(db), str(events)))
+    meterctl("customers", "import", "--db", str(db), str(customers))
+    rate_times = [meterctl("rate", "--db", str(db), "--pricebooks", str(config), "--period", "2026-10")
+                  for _ in range(args.repeat)]
+    in_process = float(subprocess.run([sys.executable, "-c", IN_PROCESS, str(config), str(db), str(args.repeat)],
+                                      capture_output=True, text=True, check=True).stdout)
+    lines = subprocess.run([sys.executable, "-c", (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('SELECT count(*) FROM rated_lines WHERE run_id = 1').fetchall()[0][0])"), str(db)],
+        capture_output=True, text=True, check=True).stdout.strip()
+    ingest_s, rate_s = min(ingest_times), min(rate_times)
+    print(json.dumps({
+        "events": args.events, "customers": 1000, "rated_lines_per_run": int(lines),
+        "ingest_seconds": round(ingest_s, 3), "rate_seconds": round(rate_s, 3),
+        "rate_vs_ingest": round(rate_s / ingest_s, 4), "target": 0.10,
+        "rate_library_seconds": round(in_process, 3), "rate_library_vs_ingest": round(in_process / ingest_s, 4),
+        "ingest_runs": [round(t, 3) for t in ingest_times], "rate_runs": [round(t, 3) for t in rate_times],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
