@@ -109,6 +109,11 @@ def load_document(path: Path) -> Document:
         raise InputNotFoundError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigProblems([Problem(file, None, "", f"cannot be read: {error}")]) from None
+    return parse_document(text, file)
+
+
+def parse_document(text: str, file: str) -> Document:
+    """Parse YAML text (named `file` in problems)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -17,6 +17,10 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise OutputError(f"{path}: directory {directory} does not exist")
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
     os.close(handle)
+    # mkstemp makes the file private (0600); an export gets the usual mode, as open() would give.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
         write(Path(temporary))
         with open(temporary, "rb") as written:

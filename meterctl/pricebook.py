@@ -27,7 +27,7 @@ import duckdb
 from pydantic import BaseModel, BeforeValidator, ValidationError, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl import pricing
-from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validation_problems
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, validation_problems
 from meterctl.cycles import Cycle
 from meterctl.errors import ConfigError, NotFoundError
 from meterctl.meters import Meter
@@ -305,7 +305,15 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
 
 def load_pricebook(path: Path, meters: Sequence[Meter] | None = None) -> PricebookVersion:
     """Read and check one pricebook file; every problem in it is reported at once (exit 78)."""
-    document = load_document(path)
+    return _checked(load_document(path), path.read_text(encoding="utf-8"), meters)
+
+
+def pricebook_from_text(source_text: str, source: str, meters: Sequence[Meter] | None = None) -> PricebookVersion:
+    """A pricebook from its stored text (a frozen snapshot), checked like a file."""
+    return _checked(parse_document(source_text, source), source_text, meters)
+
+
+def _checked(document: Document, source_text: str, meters: Sequence[Meter] | None) -> PricebookVersion:
     problems = _reference_problems(document, {m.name: m for m in meters} if meters is not None else None)
     try:
         book = Pricebook.model_validate(document.data)
@@ -315,7 +323,7 @@ def load_pricebook(path: Path, meters: Sequence[Meter] | None = None) -> Pricebo
         raise ConfigProblems(sorted(problems, key=lambda p: p.line or 0))
     canonical = book.canonical()
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    return PricebookVersion(book, str(path), content_hash, path.read_text(encoding="utf-8"))
+    return PricebookVersion(book, document.file, content_hash, source_text)
 
 
 def pricebook_files(directory: Path) -> tuple[Path, ...]:

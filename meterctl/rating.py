@@ -209,16 +209,18 @@ def plan_jobs(
     month: str,
     customers: Sequence[str] | None = None,
     candidate: PricebookVersion | None = None,
+    versions: Sequence[CustomerVersion] | None = None,
 ) -> tuple[_Job, ...]:
     """Every segment of every billing period ending in `month`, with its pricebook version.
 
     With a candidate, segments on the candidate's plan are priced by it instead of the
-    version in force (a simulation).
+    version in force (a simulation). `versions` replaces the customers' latest imported
+    versions (to re-derive an old invoice).
     """
     month_start, month_end = month_bounds(month)
     jobs: list[_Job] = []
     problems: list[Problem] = []
-    for customer in _select_customers(con, customers):
+    for customer in versions if versions is not None else _select_customers(con, customers):
         cycle = candidate.book.billing_cycle if candidate and any(
             s["plan"] == candidate.plan for s in customer.subscriptions) else customer_cycle(customer, catalog)
         try:

@@ -129,7 +129,7 @@ def _windows(window: str, alias: str) -> tuple[str, str, str]:
     return start, end, ""
 
 
-def _selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback: bool = False) -> tuple[str, list[str]]:
+def selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback: bool = False) -> tuple[str, list[str]]:
     """WHERE clause and dimension expressions for a meter; values go into params as $<p>…."""
     where = [
         event_names_sql,
@@ -173,7 +173,7 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     """One SELECT giving (meter_index, customer_id, window_start, window_end, dims, value, unmeterable)."""
     p = f"m{index}_"
     params[f"{p}event_name"] = meter.event_name
-    where, dims = _selection(meter, params, p, f"event_name = ${p}event_name")
+    where, dims = selection(meter, params, p, f"event_name = ${p}event_name")
     value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params, p)
     w_start, w_end, periods_join = _windows(window, "e")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
@@ -202,7 +202,7 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
     params[f"{p}stop_event"] = meter.stop_event
     params[f"{p}sk"] = _property(meter.session or "")
     names = f"(event_name = ${p}event_name OR event_name = ${p}stop_event)"
-    where, dims = _selection(meter, params, p, names, lookback=True)
+    where, dims = selection(meter, params, p, names, lookback=True)
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_list = "".join(f", d{i}" for i in range(len(dims)))
     if window == "period":

@@ -13,6 +13,7 @@ from meterctl import __version__
 from meterctl.cli.ingest_cmd import ingest_command
 from meterctl.cli.customers_cmd import customers_app, periods_command
 from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
+from meterctl.cli.invoice_cmd import explain_command, invoice_app
 from meterctl.cli.pricing_cmd import pricebook_app, rate_command, simulate_command
 from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
@@ -63,6 +64,8 @@ app.command("periods")(periods_command)
 app.add_typer(pricebook_app, name="pricebook")
 app.command("rate")(rate_command)
 app.command("simulate")(simulate_command)
+app.add_typer(invoice_app, name="invoice")
+app.command("explain")(explain_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,196 @@
+"""Auditing an invoice: `explain` walks it back to events, `verify` derives it again.
+
+explain: invoice → line → the rated record it was copied from (rating run, line, tiers,
+exact amount) → the usage window and the meter definition used by that run → the events
+that the meter selects in that window, each with the file and line it was ingested from.
+
+verify: re-rates the invoice's customer and period from the events stored now, with the
+pricebook snapshots frozen in the store (not the files, which may have moved on), the
+meter definitions recorded by the rating run and the customer version the invoice was
+billed from; then compares content. Late events make a difference; that is what a new
+revision is for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from meterctl.customers import customer_history
+from meterctl.errors import DataError, UsageError
+from meterctl.invoicing import Invoice, InvoiceLine, content_hash, get_invoice, invoice_totals
+from meterctl.meters import Meter
+from meterctl.pricebook import Catalog, pricebook_from_text
+from meterctl.rating import plan_jobs, rate_jobs, text
+from meterctl.usage import selection
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class TracedEvent:
+    event_id: str
+    timestamp: str
+    event_name: str
+    quantity: str | None
+    properties: Any
+    source: str
+    line_no: int
+
+
+@dataclass(frozen=True)
+class ExplainedLine:
+    line: InvoiceLine
+    rating_run_id: int
+    rated_line_no: int
+    meter: dict | None  # the meter definition as recorded by the rating run
+    event_count: int | None  # events selected by the meter in the window (None for fees)
+    events: tuple[TracedEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Explanation:
+    invoice: Invoice
+    lines: tuple[ExplainedLine, ...]
+
+
+def _run_meters(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, dict]:
+    rows = con.execute("SELECT meters FROM rating_runs WHERE run_id = ?", [run_id]).fetchall()
+    if not rows:
+        raise DataError(f"rating run {run_id} is missing from the store")
+    return {m["name"]: m for m in json.loads(rows[0][0])}
+
+
+def _event_query(meter: Meter, line: InvoiceLine, customer_id: str) -> tuple[str, dict]:
+    params: dict = {
+        "start": datetime.strptime(line.window_start, _ISO).replace(tzinfo=UTC),
+        "end": datetime.strptime(line.window_end, _ISO).replace(tzinfo=UTC),
+        "customers": [customer_id],
+        "name": meter.event_name,
+        "stop": meter.stop_event,
+    }
+    names = "(event_name = $name OR event_name = $stop)" if meter.aggregation == "duration" else "event_name = $name"
+    where, dims = selection(meter, params, "m_", names)
+    # A line priced by a dimension value covers the events with that value (or without the property).
+    for index, key in enumerate(meter.dimension_keys):
+        if key in line.dimensions:
+            params[f"dv{index}"] = line.dimensions[key]
+            where += f" AND {dims[index]} IS NOT DISTINCT FROM $dv{index}"
+    return where, params
+
+
+def explain(
+    con: duckdb.DuckDBPyConnection,
+    reference: str,
+    *,
+    line_no: int | None = None,
+    with_events: bool = False,
+    limit: int | None = 1000,
+) -> Explanation:
+    """An invoice's lines traced back to rated records, usage windows and events."""
+    from meterctl import sql
+
+    invoice = get_invoice(con, reference)
+    lines = invoice.lines
+    if line_no is not None:
+        lines = tuple(line for line in lines if line.line_no == line_no)
+        if not lines:
+            raise UsageError(f"--line: invoice {reference} has lines 1 to {len(invoice.lines)}, not {line_no}")
+    explained = []
+    for line in lines:
+        meters = _run_meters(con, line.rating_run_id)
+        definition = meters.get(line.meter) if line.meter else None
+        count, events = None, ()
+        if definition is not None:
+            meter = Meter.model_validate(definition)
+            where, params = _event_query(meter, line, invoice.customer_id)
+            count = sql.execute(con, f"SELECT count(*) FROM events WHERE {where}", params).fetchall()[0][0]
+            if with_events:
+                params["limit"] = limit
+                rows = sql.execute(con, f"""
+                    SELECT e.event_id, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%fZ'), e.event_name, CAST(e.quantity AS VARCHAR),
+                           e.properties, b.source, e.line_no
+                    FROM (SELECT * FROM events WHERE {where}) AS e JOIN ingest_batches AS b USING (batch_id)
+                    ORDER BY e.ts, e.event_id LIMIT $limit""", params).fetchall()
+                events = tuple(TracedEvent(r[0], r[1], r[2], None if r[3] is None else text(Decimal(r[3])),
+                                           json.loads(r[4]) if r[4] is not None else None, r[5], r[6]) for r in rows)
+        explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, events))
+    return Explanation(invoice, tuple(explained))
+
+
+# ---------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class Difference:
+    line: str  # what the line is: "usage tokens model=gpt-large 2026-10-01"
+    field: str
+    stored: str
+    derived: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    invoice_id: str
+    identical: bool
+    stored_hash: str
+    derived_hash: str
+    stored_total_minor: int
+    derived_total_minor: int
+    differences: tuple[Difference, ...]
+
+
+def _snapshot_catalog(con: duckdb.DuckDBPyConnection, invoice: Invoice, meters: list[Meter]) -> Catalog:
+    refs = sorted({(line.plan, line.version) for line in invoice.lines})
+    versions = []
+    for plan, version in refs:
+        rows = con.execute("SELECT source_text, source_path, content_hash FROM pricebook_versions WHERE plan = ? AND version = ?",
+                           [plan, version]).fetchall()
+        if not rows:
+            raise DataError(f"pricebook {plan}@{version} has no stored snapshot: the store was changed by hand")
+        text_, path, stored_hash = rows[0]
+        snapshot = pricebook_from_text(text_, f"{path} (snapshot of {plan}@{version})", meters)
+        if snapshot.content_hash != stored_hash:
+            raise DataError(f"the stored snapshot of {plan}@{version} does not match its hash: the store was changed by hand")
+        versions.append(snapshot)
+    return Catalog(tuple(versions))
+
+
+def _key(kind: str, name: str, meter: str | None, dims: dict, segment_start) -> str:
+    dims_text = " ".join(f"{k}={v}" for k, v in sorted(dims.items()))
+    return " ".join(part for part in (kind, name if kind == "fee" else meter or name, dims_text, str(segment_start)) if part)
+
+
+def verify(con: duckdb.DuckDBPyConnection, reference: str) -> Verification:
+    invoice = get_invoice(con, reference)
+    meters = [Meter.model_validate(m) for m in _run_meters(con, invoice.rating_run_id).values()]
+    catalog = _snapshot_catalog(con, invoice, meters)
+    customer = next((c for c in customer_history(con, invoice.customer_id) if c.version == invoice.customer_version), None)
+    if customer is None:
+        raise DataError(f"customer {invoice.customer_id} version {invoice.customer_version} is missing from the store")
+    month = (invoice.period_end - timedelta(days=1)).strftime("%Y-%m")
+    jobs = [job for job in plan_jobs(con, catalog, month, versions=[customer]) if job.segment.period.start == invoice.period_start]
+    derived, _ = rate_jobs(con, jobs, meters)
+    totals = invoice_totals(derived)
+    digest = content_hash(derived, totals)
+    differences: list[Difference] = []
+    stored = {_key(l.kind, l.name, l.meter, l.dimensions, l.segment_start): l for l in invoice.lines}
+    fresh = {_key(l.kind, l.name, l.meter, l.dimensions, l.segment_start): l for l in derived}
+    for key in sorted(set(stored) | set(fresh)):
+        a, b = stored.get(key), fresh.get(key)
+        if a is None or b is None:
+            differences.append(Difference(key, "line", "absent" if a is None else "present", "absent" if b is None else "present"))
+            continue
+        for field, x, y in (("quantity", text(a.quantity), text(b.quantity)), ("precise_amount", a.precise_amount, b.precise_amount),
+                            ("amount_minor", str(a.amount_minor), str(b.amount_minor)), ("pricebook", a.pricebook, b.pricebook)):
+            if x != y:
+                differences.append(Difference(key, field, x, y))
+    if totals["total_minor"] != invoice.total_minor:
+        differences.append(Difference("invoice", "total_minor", str(invoice.total_minor), str(totals["total_minor"])))
+    return Verification(invoice.invoice_id, digest == invoice.content_hash and not differences, invoice.content_hash, digest,
+                        invoice.total_minor, totals["total_minor"], tuple(differences))

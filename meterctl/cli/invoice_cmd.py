@@ -1,0 +1,280 @@
+"""`meterctl invoice [--period …] | list | show | export | verify` and `meterctl explain`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from meterctl import store
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.cli.pricing_cmd import CustomerOption, _load
+from meterctl.cli.usage_cmd import ConfigOption
+from meterctl.errors import DataError, UsageError
+
+invoice_app = typer.Typer(
+    help="Invoices: build them for a month (--period), then list, show, export and verify them.",
+    invoke_without_command=True,
+)
+
+
+def _money(minor: int | None, currency: str, signed: bool = False) -> str:
+    from meterctl.export import major
+    from meterctl.pricing import minor_units
+
+    if minor is None:
+        return ""
+    text = major(minor, minor_units(currency))
+    return f"+{text}" if signed and minor > 0 else text
+
+
+def _invoice_table(invoices, title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in ("invoice", "number", "status", "customer", "period", "total", "currency", "change"):
+        table.add_column(column, justify="right" if column in ("total", "change") else "left")
+    for i in invoices:
+        table.add_row(i.invoice_id, i.number or "-", i.status, i.customer_id, f"[{i.period_start}, {i.period_end})",
+                      _money(i.total_minor, i.currency), i.currency, _money(i.delta_minor, i.currency, signed=True))
+    return table
+
+
+@invoice_app.callback()
+def invoice_command(
+    ctx: typer.Context,
+    period: Annotated[str | None, typer.Option("--period", help="Build invoices for billing periods ending in this month (YYYY-MM).")] = None,
+    customer: CustomerOption = None,
+    finalize: Annotated[bool, typer.Option("--finalize", help="Finalize them: number them and make them immutable.")] = False,
+    pricebooks: ConfigOption = None,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Build (or rebuild) the invoices of a month: rates it afresh, writes drafts or new revisions."""
+    if ctx.invoked_subcommand is not None:
+        if period or finalize:
+            raise UsageError("--period and --finalize belong to 'meterctl invoice --period …', not to a subcommand")
+        return
+    if period is None:
+        raise UsageError("missing --period YYYY-MM (or a subcommand: list, show, export, verify)")
+    from meterctl.invoicing import build_invoices
+
+    _, meters, catalog = _load(pricebooks)
+    with store.open_store(db, wait=wait) as con:
+        run = build_invoices(con, catalog, meters, period, customers=customer, finalize=finalize)
+    console = stderr_console()
+    for u in run.rating.unmeterable:
+        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
+    if as_json:
+        print_json({"period": period, "rating_run_id": run.rating.run_id, "invoices": list(run.outcomes)})
+        return
+    if not run.outcomes:
+        console.print(f"no billing period ends in {period}: no invoices")
+        return
+    table = Table(title=f"Invoices for billing periods ending in {period}")
+    for column in ("invoice", "number", "customer", "period", "total", "currency", "change", "action"):
+        table.add_column(column, justify="right" if column in ("total", "change") else "left")
+    for o in run.outcomes:
+        table.add_row(o.invoice_id, o.number or "draft", o.customer_id, f"[{o.period_start}, {o.period_end})",
+                      _money(o.total_minor, o.currency), o.currency, _money(o.delta_minor, o.currency, signed=True), o.action)
+    stdout_console().print(table)
+    actions: dict[str, int] = {}
+    for o in run.outcomes:
+        actions[o.action] = actions.get(o.action, 0) + 1
+    console.print(f"{len(run.outcomes)} invoice(s): " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
+                  + f" (rating run {run.rating.run_id})")
+
+
+@invoice_app.command("list")
+def list_command(
+    period: Annotated[str | None, typer.Option("--period", help="Billing periods ending in this month (YYYY-MM).")] = None,
+    customer: CustomerOption = None,
+    status: Annotated[str | None, typer.Option("--status", help="draft, finalized or superseded.")] = None,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Invoices and their revisions."""
+    from meterctl.invoicing import list_invoices
+
+    if status not in (None, "draft", "finalized", "superseded"):
+        raise UsageError(f"--status must be draft, finalized or superseded, not '{status}'")
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        invoices = list_invoices(con, period=period, customers=customer, status=status) if _has_invoices(con) else ()
+    if as_json:
+        print_json(invoices)
+        return
+    stdout_console().print(_invoice_table(invoices))
+
+
+def _has_invoices(con) -> bool:
+    return store.has_table(con, "invoices")
+
+
+def _render_invoice(invoice) -> None:
+    from meterctl.rating import text
+
+    console = stdout_console()
+    title = invoice.number or "draft"
+    console.print(f"[bold]{invoice.invoice_id}[/bold]  {title}  {invoice.status}  revision {invoice.revision}"
+                  + (f", supersedes {invoice.supersedes}" if invoice.supersedes else "")
+                  + (f", superseded by {invoice.superseded_by}" if invoice.superseded_by else ""))
+    console.print(f"{invoice.customer_name} ({invoice.customer_id})  period [{invoice.period_start}, {invoice.period_end}) "
+                  f"{invoice.timezone}  {invoice.currency}")
+    table = Table()
+    for column in ("#", "line", "dimensions", "segment", "quantity", "unit price", "amount", "pricebook"):
+        table.add_column(column, justify="right" if column in ("#", "quantity", "unit price", "amount") else "left")
+    for line in invoice.lines:
+        dims = ", ".join(f"{k}={v}" for k, v in line.dimensions.items())
+        segment = "" if (line.segment_start, line.segment_end) == (invoice.period_start, invoice.period_end) else \
+            f"[{line.segment_start}, {line.segment_end})" + (f" × {line.proration}" if line.proration else "")
+        if not segment and line.proration:
+            segment = f"× {line.proration}"
+        table.add_row(str(line.line_no), f"{line.kind}: {line.name}", dims, segment,
+                      text(line.quantity) if line.kind == "usage" else "",
+                      "" if line.unit_price is None else text(line.unit_price),
+                      _money(line.amount_minor, invoice.currency), line.pricebook)
+    console.print(table)
+    console.print(f"subtotal {_money(invoice.subtotal_minor, invoice.currency)}  credits {_money(invoice.credits_minor, invoice.currency)}  "
+                  f"tax {_money(invoice.tax_minor, invoice.currency)}  [bold]total {_money(invoice.total_minor, invoice.currency)} "
+                  f"{invoice.currency}[/bold]" + (f"  (change {_money(invoice.delta_minor, invoice.currency, signed=True)})"
+                                                  if invoice.delta_minor is not None else ""))
+
+
+@invoice_app.command("show")
+def show_command(
+    reference: Annotated[str, typer.Argument(metavar="ID", help="Invoice id (cus_1-20261001-r1) or number (INV-2026-000001).")],
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """One invoice with its lines."""
+    from meterctl.export import invoice_document
+    from meterctl.invoicing import get_invoice
+
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        if not _has_invoices(con):
+            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+        invoice = get_invoice(con, reference)
+    if as_json:
+        document = invoice_document(invoice)
+        document["superseded_by"] = invoice.superseded_by
+        print_json(document)
+        return
+    _render_invoice(invoice)
+
+
+@invoice_app.command("export")
+def export_command(
+    fmt: Annotated[str, typer.Option("--format", help="json, csv, parquet or html (one page per invoice).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="A file, or a directory (html always writes a directory).")],
+    period: Annotated[str | None, typer.Option("--period", help="Billing periods ending in this month (YYYY-MM).")] = None,
+    customer: CustomerOption = None,
+    include_superseded: Annotated[bool, typer.Option("--all-revisions", help="Every revision, not only the latest of each period.")] = False,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Write invoices to files, atomically and byte for byte reproducibly."""
+    from meterctl.export import FORMATS, export
+    from meterctl.invoicing import list_invoices
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        if not _has_invoices(con):
+            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+        invoices = list_invoices(con, period=period, customers=customer, current_only=not include_superseded, with_lines=True)
+    if not invoices:
+        raise DataError("no invoices match" + (f" --period {period}" if period else "") + (" --customer" if customer else ""))
+    result = export(invoices, fmt, output)
+    if as_json:
+        print_json(result)
+    else:
+        where = result.files[0] if len(result.files) == 1 else f"{len(result.files)} files in {output}"
+        stderr_console().print(f"exported {result.invoices} invoice(s) as {fmt} to {where}")
+
+
+@invoice_app.command("verify")
+def verify_command(
+    reference: Annotated[str, typer.Argument(metavar="ID", help="Invoice id or number.")],
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Derive the invoice again from the stored events and pricebook snapshot: identical, or the difference (exit 65)."""
+    from meterctl.audit import verify
+
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        if not _has_invoices(con):
+            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+        result = verify(con, reference)
+    if as_json:
+        print_json(result)
+    elif result.identical:
+        stdout_console().print(f"{result.invoice_id}: identical (content hash {result.stored_hash[:16]})")
+    else:
+        table = Table(title=f"{result.invoice_id}: differs from what the stored events give now")
+        for column in ("line", "field", "on the invoice", "derived now"):
+            table.add_column(column)
+        for d in result.differences:
+            table.add_row(d.line, d.field, d.stored, d.derived)
+        stdout_console().print(table)
+    if not result.identical:
+        raise typer.Exit(DataError.exit_code)
+
+
+def explain_command(
+    reference: Annotated[str, typer.Argument(metavar="INVOICE_ID", help="Invoice id or number.")],
+    line: Annotated[int | None, typer.Option("--line", help="Only this line number.")] = None,
+    events: Annotated[bool, typer.Option("--events", help="List the events behind each line.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="With --events: write them as JSONL to this file.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events per line on screen (-o writes all).")] = 20,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Walk an invoice back: line → rated record → usage window and meter → events (with file and line)."""
+    import json
+
+    from meterctl.audit import explain
+    from meterctl.rating import text
+
+    if output is not None and not events:
+        raise UsageError("-o writes the events: add --events")
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        if not _has_invoices(con):
+            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+        result = explain(con, reference, line_no=line, with_events=events, limit=None if output or as_json else limit)
+    if output is not None:
+        from meterctl.files import write_bytes_atomically
+
+        rows = [json.dumps({"invoice_id": result.invoice.invoice_id, "line_no": x.line.line_no, **e.__dict__}, ensure_ascii=False)
+                for x in result.lines for e in x.events]
+        write_bytes_atomically(output, ("\n".join(rows) + ("\n" if rows else "")).encode())
+        stderr_console().print(f"wrote {len(rows)} event(s) to {output}")
+        return
+    if as_json:
+        print_json(result)
+        return
+    _render_invoice(result.invoice)
+    console = stdout_console()
+    for x in result.lines:
+        l = x.line
+        console.print(f"\n[bold]line {l.line_no}[/bold]: {l.kind} {l.name} = {_money(l.amount_minor, result.invoice.currency)} "
+                      f"{result.invoice.currency} (exact {l.precise_amount})")
+        console.print(f"  rated record: run {x.rating_run_id} line {x.rated_line_no}; pricebook {l.pricebook} sha256 {l.pricebook_hash[:16]}")
+        if l.tiers:
+            for t in l.tiers:
+                console.print(f"  tier {t['tier']}: {t['units']} units above {t['lower']} at {t['unit_price']}"
+                              + (f" + {t['flat_fee']}" if t["flat_fee"] != "0" else "") + f" = {t['amount']}")
+        if x.meter is not None:
+            console.print(f"  usage window [{l.window_start}, {l.window_end}); meter {x.meter['name']}: "
+                          f"{x.meter['aggregation']} of event_name={x.meter['event_name']}"
+                          + (f", {', '.join(f'{k}={v}' for k, v in l.dimensions.items())}" if l.dimensions else "")
+                          + f" → {x.event_count} event(s), quantity {text(l.quantity)}")
+            for e in x.events:
+                console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.line_no}")
+            if events and x.event_count and x.event_count > len(x.events):
+                console.print(f"    … {x.event_count - len(x.events)} more (use -o FILE to write them all)")

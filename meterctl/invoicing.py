@@ -1,0 +1,343 @@
+"""Rated lines → invoices: one per customer per billing period, in revisions.
+
+`build_invoices` rates the month afresh (so an invoice always reflects the events stored
+now), then for each customer × period compares the new content with what is stored:
+
+- same content as the latest finalized revision: nothing to do (`unchanged`);
+- a draft exists: it is regenerated in place (`regenerated`), or kept if equal;
+- otherwise a new draft revision is written (`created`, or `revised` when it supersedes a
+  finalized revision: late events never change a finalized invoice).
+
+`finalize=True` then finalizes the drafts: each gets the next number of the year of the
+period's end (INV-2026-000042: sequential, gap-free, never reused, since finalized rows are
+never deleted) and is immutable from then on.
+
+Totals are integer minor units: subtotal = Σ rounded lines; total = subtotal − credits +
+tax, never below zero (credits and tax are zero until wallets and tax exist).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import duckdb
+
+from meterctl import pricing
+from meterctl.customers import list_customers
+from meterctl.errors import DataError, NotFoundError
+from meterctl.meters import Meter
+from meterctl.pricebook import Catalog
+from meterctl.rating import RatedLine, RatingResult, rate
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+# Line fields that identify a line's content (not where or when it was computed).
+_CONTENT_SKIP = ("customer_id", "currency", "timezone", "period_start", "period_end", "unmeterable")
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    line_no: int
+    rating_run_id: int
+    rated_line_no: int
+    kind: str
+    name: str
+    meter: str | None
+    plan: str
+    version: int
+    pricebook_hash: str
+    segment_start: date
+    segment_end: date
+    window_start: str
+    window_end: str
+    dimensions: dict[str, str | None]
+    quantity: Decimal
+    unit_price: Decimal | None
+    tiers: list[dict]
+    proration: str | None
+    precise_amount: str
+    amount: Decimal
+    amount_minor: int
+    unmeterable: int
+
+    @property
+    def pricebook(self) -> str:
+        return f"{self.plan}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    customer_id: str
+    customer_version: int
+    customer_name: str
+    currency: str
+    timezone: str
+    period_start: date
+    period_end: date
+    revision: int
+    status: str  # draft | finalized | superseded
+    number: str | None
+    supersedes: str | None
+    superseded_by: str | None
+    rating_run_id: int
+    subtotal_minor: int
+    credits_minor: int
+    tax_minor: int
+    total_minor: int
+    delta_minor: int | None
+    content_hash: str
+    created_at: str
+    finalized_at: str | None
+    lines: tuple[InvoiceLine, ...] = ()
+
+    @property
+    def minor_units(self) -> int:
+        return pricing.minor_units(self.currency)
+
+    @property
+    def pricebooks(self) -> tuple[str, ...]:
+        return tuple(sorted({line.pricebook for line in self.lines}))
+
+
+@dataclass(frozen=True)
+class InvoiceOutcome:
+    invoice_id: str
+    customer_id: str
+    period_start: date
+    period_end: date
+    revision: int
+    action: str  # created | regenerated | unchanged | revised | finalized
+    status: str
+    number: str | None
+    currency: str
+    total_minor: int
+    delta_minor: int | None
+
+
+@dataclass(frozen=True)
+class InvoiceRun:
+    period: str
+    rating: RatingResult
+    outcomes: tuple[InvoiceOutcome, ...]
+
+
+def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
+    return f"{customer_id}-{period_start:%Y%m%d}-r{revision}"
+
+
+def content_hash(lines: Sequence[RatedLine], totals: dict) -> str:
+    document = {
+        "lines": [{k: v for k, v in line.canonical().items() if k not in _CONTENT_SKIP} for line in lines],
+        **totals,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def invoice_totals(lines: Sequence[RatedLine]) -> dict:
+    subtotal = sum(line.amount_minor for line in lines)
+    credits = 0
+    tax = 0
+    return {"subtotal_minor": subtotal, "credits_minor": credits, "tax_minor": tax,
+            "total_minor": max(subtotal - credits, 0) + tax}
+
+
+def _stored(con: duckdb.DuckDBPyConnection, customer_id: str, period_start: date) -> list[tuple]:
+    return con.execute(
+        "SELECT invoice_id, revision, status, content_hash, total_minor, number FROM invoices "
+        "WHERE customer_id = ? AND period_start = ? ORDER BY revision",
+        [customer_id, period_start],
+    ).fetchall()
+
+
+def _next_number(con: duckdb.DuckDBPyConnection, year: int) -> tuple[str, int]:
+    last = con.execute("SELECT coalesce(max(number_seq), 0) FROM invoices WHERE number_year = ?", [year]).fetchall()[0][0]
+    return f"INV-{year}-{last + 1:06d}", last + 1
+
+
+_LINE_COLUMNS = (
+    "invoice_id, line_no, rating_run_id, rated_line_no, kind, name, meter, plan, version, pricebook_hash, "
+    "segment_start, segment_end, window_start, window_end, dimensions, quantity, unit_price, tiers, proration, "
+    "precise_amount, amount, amount_minor, unmeterable"
+)
+
+
+def _insert(con, new_id: str, revision: int, customer, lines: list[tuple[int, RatedLine]], run_id: int,
+            totals: dict, digest: str, supersedes: str | None, delta: int | None, now: datetime) -> None:
+    first = lines[0][1]
+    con.execute(
+        "INSERT INTO invoices VALUES ($id, $customer, $cversion, $name, $currency, $tz, $start, $end, $revision, "
+        "'draft', NULL, NULL, NULL, $supersedes, $run, $subtotal, $credits, $tax, $total, $delta, $hash, $now, NULL)",
+        {"id": new_id, "customer": customer.customer_id, "cversion": customer.version, "name": customer.name,
+         "currency": first.currency, "tz": first.timezone, "start": first.period_start, "end": first.period_end,
+         "revision": revision, "supersedes": supersedes, "run": run_id, "subtotal": totals["subtotal_minor"],
+         "credits": totals["credits_minor"], "tax": totals["tax_minor"], "total": totals["total_minor"],
+         "delta": delta, "hash": digest, "now": now},
+    )
+    # Copied from the run's rated lines: the invoice stays readable whatever is rated later.
+    con.execute(
+        f"INSERT INTO invoice_lines ({_LINE_COLUMNS}) "
+        "SELECT $id, row_number() OVER (ORDER BY line_no), run_id, line_no, kind, name, meter, plan, version, pricebook_hash, "
+        "segment_start, segment_end, window_start, window_end, dimensions, quantity, unit_price, tiers, proration, "
+        "precise_amount, amount, amount_minor, unmeterable "
+        "FROM rated_lines WHERE run_id = $run AND list_contains($line_nos, line_no)",
+        {"id": new_id, "run": run_id, "line_nos": [number for number, _ in lines]},
+    )
+
+
+def build_invoices(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    meters: Sequence[Meter],
+    period: str,
+    *,
+    customers: Sequence[str] | None = None,
+    finalize: bool = False,
+    now: datetime | None = None,
+) -> InvoiceRun:
+    """Invoices for every billing period ending in month `period` (YYYY-MM)."""
+    rating = rate(con, catalog, meters, period, customers=customers)
+    now = now or datetime.now(UTC)
+    year = int(period[:4])
+    versions = {c.customer_id: c for c in list_customers(con)}
+    groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
+    for number, line in enumerate(rating.lines, 1):
+        groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
+    outcomes: list[InvoiceOutcome] = []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for (customer_id, period_start), numbered in sorted(groups.items()):
+            lines = [line for _, line in numbered]
+            totals = invoice_totals(lines)
+            digest = content_hash(lines, totals)
+            stored = _stored(con, customer_id, period_start)
+            finalized = [row for row in stored if row[2] == "finalized"]
+            draft = next((row for row in stored if row[2] == "draft"), None)
+            latest_final = finalized[-1] if finalized else None
+            if latest_final is not None and latest_final[3] == digest:
+                if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
+                    con.execute("DELETE FROM invoice_lines WHERE invoice_id = ?", [draft[0]])
+                    con.execute("DELETE FROM invoices WHERE invoice_id = ? AND status = 'draft'", [draft[0]])
+                outcomes.append(InvoiceOutcome(latest_final[0], customer_id, period_start, lines[0].period_end, latest_final[1],
+                                               "unchanged", "finalized", latest_final[5], lines[0].currency, latest_final[4], None))
+                continue
+            revision = latest_final[1] + 1 if latest_final else 1
+            new_id = invoice_id(customer_id, period_start, revision)
+            delta = totals["total_minor"] - latest_final[4] if latest_final else None
+            if draft is not None and draft[3] == digest:
+                action = "unchanged"
+            else:
+                if draft is not None:
+                    con.execute("DELETE FROM invoice_lines WHERE invoice_id = ?", [draft[0]])
+                    con.execute("DELETE FROM invoices WHERE invoice_id = ? AND status = 'draft'", [draft[0]])
+                _insert(con, new_id, revision, versions[customer_id], numbered, rating.run_id or 0, totals, digest,
+                        latest_final[0] if latest_final else None, delta, now)
+                action = "regenerated" if draft is not None else ("revised" if latest_final else "created")
+            status, number = "draft", None
+            if finalize:
+                number, seq = _next_number(con, year)
+                con.execute(
+                    "UPDATE invoices SET status = 'finalized', number = ?, number_year = ?, number_seq = ?, finalized_at = ? "
+                    "WHERE invoice_id = ? AND status = 'draft'",
+                    [number, year, seq, now, new_id],
+                )
+                status, action = "finalized", ("revised" if latest_final else "finalized")
+            outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, lines[0].period_end, revision, action, status,
+                                           number, lines[0].currency, totals["total_minor"], delta))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return InvoiceRun(period, rating, tuple(outcomes))
+
+
+# ---------------------------------------------------------------- reading
+
+_INVOICE_SELECT = """
+    SELECT i.invoice_id, i.customer_id, i.customer_version, i.customer_name, i.currency, i.timezone,
+           i.period_start, i.period_end, i.revision,
+           CASE WHEN i.status = 'finalized' AND later.invoice_id IS NOT NULL THEN 'superseded' ELSE i.status END,
+           i.number, i.supersedes, later.invoice_id, i.rating_run_id,
+           i.subtotal_minor, i.credits_minor, i.tax_minor, i.total_minor, i.delta_minor, i.content_hash,
+           strftime(i.created_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(i.finalized_at, '%Y-%m-%dT%H:%M:%SZ')
+    FROM invoices AS i
+    LEFT JOIN LATERAL (
+        SELECT j.invoice_id FROM invoices AS j
+        WHERE j.customer_id = i.customer_id AND j.period_start = i.period_start
+          AND j.revision > i.revision AND j.status = 'finalized'
+        ORDER BY j.revision LIMIT 1
+    ) AS later ON true
+"""
+
+
+def _lines(con: duckdb.DuckDBPyConnection, invoices: Sequence[Invoice]) -> dict[str, list[InvoiceLine]]:
+    scale = {i.invoice_id: i.minor_units for i in invoices}
+    rows = con.execute(
+        "SELECT invoice_id, line_no, rating_run_id, rated_line_no, kind, name, meter, plan, version, pricebook_hash, "
+        "segment_start, segment_end, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ'), strftime(window_end, '%Y-%m-%dT%H:%M:%SZ'), "
+        "dimensions, quantity, unit_price, tiers, proration, precise_amount, amount_minor, unmeterable "
+        "FROM invoice_lines WHERE list_contains(?, invoice_id) ORDER BY invoice_id, line_no",
+        [list(scale)],
+    ).fetchall()
+    found: dict[str, list[InvoiceLine]] = {}
+    for row in rows:
+        head, (dims, quantity, unit_price, tiers, proration, precise, minor, unmeterable) = row[:14], row[14:]
+        # The amount at the currency's scale (1.10, 2 for yen), from the exact minor units.
+        amount = Decimal(minor).scaleb(-scale[row[0]])
+        found.setdefault(row[0], []).append(InvoiceLine(
+            *head[1:], json.loads(dims), quantity, unit_price, json.loads(tiers), proration, precise, amount, minor, unmeterable))
+    return found
+
+
+def _with_lines(con: duckdb.DuckDBPyConnection, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]:
+    lines = _lines(con, invoices) if invoices else {}
+    return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ()))) for i in invoices)
+
+
+def list_invoices(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    period: str | None = None,
+    customers: Sequence[str] | None = None,
+    status: str | None = None,
+    current_only: bool = False,
+    with_lines: bool = False,
+) -> tuple[Invoice, ...]:
+    """Invoices, oldest period first. `period` (YYYY-MM) selects periods ending in that month;
+    `current_only` keeps the latest revision of each customer × period."""
+    where, params = ["true"], {}
+    if period is not None:
+        from meterctl.rating import month_bounds
+
+        month_start, month_end = month_bounds(period)
+        where.append("i.period_end > $month_start AND i.period_end <= $month_end")
+        params.update(month_start=month_start, month_end=month_end)
+    if customers:
+        where.append("list_contains($customers, i.customer_id)")
+        params["customers"] = list(customers)
+    query = _INVOICE_SELECT + " WHERE " + " AND ".join(where)
+    if current_only:
+        query += " QUALIFY i.revision = max(i.revision) OVER (PARTITION BY i.customer_id, i.period_start)"
+    query += " ORDER BY i.period_start, i.customer_id, i.revision"
+    invoices = [Invoice(*row) for row in con.execute(query, params).fetchall()]
+    if status is not None:
+        invoices = [i for i in invoices if i.status == status]
+    return _with_lines(con, invoices) if with_lines else tuple(invoices)
+
+
+def get_invoice(con: duckdb.DuckDBPyConnection, reference: str) -> Invoice:
+    """An invoice by id (cus_1-20261001-r1) or number (INV-2026-000001), with its lines."""
+    rows = con.execute(_INVOICE_SELECT + " WHERE i.invoice_id = ? OR i.number = ?", [reference, reference]).fetchall()
+    if not rows:
+        raise NotFoundError(f"no invoice '{reference}' (see 'meterctl invoice list')")
+    return _with_lines(con, [Invoice(*rows[0])])[0]
+
+
+def check_period_has_invoices(invoices: Sequence[Invoice], what: str) -> None:
+    if not invoices:
+        raise DataError(f"no invoices {what}: run 'meterctl invoice --period YYYY-MM' first")
