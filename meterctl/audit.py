@@ -40,7 +40,7 @@ class TracedEvent:
     quantity: str | None
     properties: Any
     source: str
-    line_no: int
+    source_line: int
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,7 @@ def list_invoices(
     current_only: bool = False,
     with_lines: bool = False,
 ) -> tuple[Invoice, ...]:
-    """Invoices, oldest period first. `period` (YYYY-MM) selects periods ending in that month;
+    """Invoices by customer, then period and revision. `period` (YYYY-MM) selects periods ending in that month;
     `current_only` keeps the latest revision of each customer × period."""
     where, params = ["true"], {}
     if period is not None:
@@ -323,7 +323,7 @@ def list_invoices(
     query = _INVOICE_SELECT + " WHERE " + " AND ".join(where)
     if current_only:
         query += " QUALIFY i.revision = max(i.revision) OVER (PARTITION BY i.customer_id, i.period_start)"
-    query += " ORDER BY i.period_start, i.customer_id, i.revision"
+    query += " ORDER BY i.customer_id, i.period_start, i.revision"
     invoices = [Invoice(*row) for row in con.execute(query, params).fetchall()]
     if status is not None:
         invoices = [i for i in invoices if i.status == status]

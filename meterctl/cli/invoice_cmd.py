@@ -236,6 +236,7 @@ def explain_command(
     as_json: JsonOption = False,
 ) -> None:
     """Walk an invoice back: line → rated record → usage window and meter → events (with file and line)."""
+    import dataclasses
     import json
 
     from meterctl.audit import explain
@@ -250,7 +251,7 @@ def explain_command(
     if output is not None:
         from meterctl.files import write_bytes_atomically
 
-        rows = [json.dumps({"invoice_id": result.invoice.invoice_id, "line_no": x.line.line_no, **e.__dict__}, ensure_ascii=False)
+        rows = [json.dumps({"invoice_id": result.invoice.invoice_id, "invoice_line": x.line.line_no, **dataclasses.asdict(e)}, ensure_ascii=False)
                 for x in result.lines for e in x.events]
         write_bytes_atomically(output, ("\n".join(rows) + ("\n" if rows else "")).encode())
         stderr_console().print(f"wrote {len(rows)} event(s) to {output}")
@@ -275,6 +276,6 @@ def explain_command(
                           + (f", {', '.join(f'{k}={v}' for k, v in l.dimensions.items())}" if l.dimensions else "")
                           + f" → {x.event_count} event(s), quantity {text(l.quantity)}")
             for e in x.events:
-                console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.line_no}")
+                console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.source_line}")
             if events and x.event_count and x.event_count > len(x.events):
                 console.print(f"    … {x.event_count - len(x.events)} more (use -o FILE to write them all)")

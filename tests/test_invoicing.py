@@ -1,0 +1,257 @@
+"""Invoices: drafts, finalizing, numbering, revisions after late events, exports, explain, verify."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from meterctl import store
+from meterctl.audit import explain, verify
+from meterctl.customers import import_customers
+from meterctl.errors import OutputError
+from meterctl.export import export, to_csv, to_html, to_json
+from meterctl.ingest import IngestOptions, ingest
+from meterctl.invoicing import build_invoices, get_invoice, list_invoices
+from meterctl.meters import load_meters
+from meterctl.pricebook import load_catalog
+from meterctl.sources import resolve_sources
+from tests.conftest import ACME_CUSTOMERS, NOW, REPO, event, jsonl
+from tests.test_rating import config  # noqa: F401 - fixture
+
+GOLDEN = REPO / "tests" / "golden"
+TWO_CUSTOMERS = ACME_CUSTOMERS + """  - id: cus_2
+    name: "Globex <Ltd> & Co"
+    currency: USD
+    timezone: UTC
+    billing: anniversary
+    subscriptions:
+      - {plan: pro, start: 2026-08-10}
+"""
+
+
+def events_a() -> str:
+    return jsonl(
+        *[event(f"a{i}", timestamp=f"2026-10-{2 + i:02d}T12:00:00Z") for i in range(6)],
+        event("t1", event_name="llm_tokens", quantity=1500, properties={"model": "big"}),
+        event("t2", event_name="llm_tokens", quantity="250.5", properties={"model": "small"}),
+        event("g1", customer_id="cus_2", timestamp="2026-09-20T00:00:00Z"),
+    )
+
+
+def events_b() -> str:
+    return jsonl(
+        event("s1", timestamp="2026-10-22T12:00:00Z"),
+        event("s2", timestamp="2026-10-23T12:00:00Z"),
+        event("t3", event_name="llm_tokens", quantity=99, properties={"model": "big"}, timestamp="2026-10-24T00:00:00Z"),
+        event("g2", customer_id="cus_2", timestamp="2026-10-01T00:00:00Z", quantity=3),
+    )
+
+
+class Tenant:
+    """A store with two customers, rated and invoiced through the library."""
+
+    def __init__(self, path: Path, config: Path, files: list[Path]):
+        self.con = store.connect(path)
+        self.config = config
+        import_customers(self.con, files[0])
+        for file in files[1:]:
+            self.ingest(file)
+
+    def ingest(self, file: Path) -> None:
+        ingest(self.con, resolve_sources([str(file)]), IngestOptions(now=NOW))
+
+    def invoice(self, period: str = "2026-10", **options):
+        meters = load_meters(self.config)
+        return build_invoices(self.con, load_catalog(self.config, meters), meters, period, **options)
+
+
+@pytest.fixture
+def files(write):
+    return [write("customers.yaml", TWO_CUSTOMERS), write("a.jsonl", events_a()), write("b.jsonl", events_b())]
+
+
+@pytest.fixture
+def tenant(tmp_path, config, files):  # noqa: F811
+    made = Tenant(tmp_path / "t.duckdb", config, files)
+    yield made
+    made.con.close()
+
+
+def test_drafts_are_regenerated_until_finalized_then_numbered_in_order(tenant):
+    first = tenant.invoice()
+    assert [(o.invoice_id, o.action, o.status, o.number) for o in first.outcomes] == [
+        ("cus_1-20261001-r1", "created", "draft", None),
+        ("cus_2-20260910-r1", "created", "draft", None),
+    ]
+    again = tenant.invoice()
+    assert [o.action for o in again.outcomes] == ["unchanged", "unchanged"]
+    final = tenant.invoice(finalize=True)
+    assert [(o.invoice_id, o.number) for o in final.outcomes] == [
+        ("cus_1-20261001-r1", "INV-2026-000001"), ("cus_2-20260910-r1", "INV-2026-000002")]
+    # Finalized invoices are left alone: no renumbering, no new revision.
+    assert [(o.action, o.number) for o in tenant.invoice(finalize=True).outcomes] == [
+        ("unchanged", "INV-2026-000001"), ("unchanged", "INV-2026-000002")]
+
+
+def test_totals_are_the_sum_of_rounded_lines(tenant):
+    tenant.invoice()
+    for invoice in list_invoices(tenant.con, with_lines=True):
+        assert invoice.subtotal_minor == sum(line.amount_minor for line in invoice.lines)
+        assert invoice.total_minor == invoice.subtotal_minor - invoice.credits_minor + invoice.tax_minor
+        assert all(line.amount == Decimal(line.amount_minor).scaleb(-2) for line in invoice.lines)
+    acme = get_invoice(tenant.con, "cus_1-20261001-r1")
+    # pro until Oct 20 (19/31 of 31.00), scale after (12/31 of 62.00); 8 calls, 2 free + 1 flat fee.
+    fees = [(l.name, l.amount_minor, l.proration) for l in acme.lines if l.kind == "fee"]
+    assert fees == [("Platform fee", 1900, "19/31"), ("Scale fee", 2400, "12/31")]
+
+
+def test_late_events_make_a_new_revision_and_never_change_the_finalized_one(tenant, write):
+    tenant.invoice(finalize=True)
+    before = get_invoice(tenant.con, "INV-2026-000001")
+    tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"),
+                                            event("late2", timestamp="2026-10-30T13:00:00Z"))))
+    run = tenant.invoice()
+    revised = {o.customer_id: o for o in run.outcomes}["cus_1"]
+    assert (revised.invoice_id, revised.action, revised.status, revised.delta_minor) == ("cus_1-20261001-r2", "revised", "draft", 10)
+    assert {o.customer_id: o.action for o in run.outcomes}["cus_2"] == "unchanged"
+    assert get_invoice(tenant.con, "INV-2026-000001") == before  # still readable, unchanged
+    tenant.invoice(finalize=True)
+    old, new = get_invoice(tenant.con, "cus_1-20261001-r1"), get_invoice(tenant.con, "cus_1-20261001-r2")
+    assert (old.status, old.superseded_by) == ("superseded", "cus_1-20261001-r2")
+    assert (new.status, new.number, new.supersedes) == ("finalized", "INV-2026-000003", "cus_1-20261001-r1")
+    assert new.total_minor - old.total_minor == new.delta_minor == 10
+
+
+def test_verify_says_identical_then_shows_late_events(tenant, write):
+    tenant.invoice(finalize=True)
+    result = verify(tenant.con, "INV-2026-000001")
+    assert result.identical and result.differences == ()
+    tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
+    result = verify(tenant.con, "INV-2026-000001")
+    assert not result.identical
+    assert [(d.field, d.stored, d.derived) for d in result.differences if d.field == "quantity"] == [("quantity", "2", "3")]
+    assert result.derived_total_minor - result.stored_total_minor == 5
+
+
+def test_verify_uses_the_frozen_snapshot_not_the_edited_file(tenant, config):  # noqa: F811
+    tenant.invoice(finalize=True)
+    (config / "pro" / "v1.yaml").write_text((config / "pro" / "v1.yaml").read_text().replace("31.00", "99.00"))
+    assert verify(tenant.con, "INV-2026-000002").identical
+
+
+def test_explain_walks_a_line_back_to_its_events(tenant):
+    tenant.invoice()
+    result = explain(tenant.con, "cus_1-20261001-r1", with_events=True)
+    tokens = next(x for x in result.lines if x.line.meter == "tokens" and x.line.dimensions == {"model": "big"})
+    # t3 (Oct 24) falls in the scale segment, which does not charge tokens.
+    assert tokens.line.quantity == 1500 and tokens.event_count == 1
+    assert sum(Decimal(e.quantity) for e in tokens.events) == tokens.line.quantity
+    calls = [x for x in result.lines if x.line.meter == "api_calls"]
+    # Two segments (pro, then scale from Oct 20): each line's events are exactly its window's.
+    assert [(x.line.quantity, x.event_count) for x in calls] == [(6, 6), (2, 2)]
+    assert {e.event_id for e in calls[1].events} == {"s1", "s2"}
+    assert {(Path(e.source).name, e.source_line) for e in calls[1].events} == {("b.jsonl", 1), ("b.jsonl", 2)}
+    fee = next(x for x in result.lines if x.line.kind == "fee")
+    assert fee.event_count is None and fee.events == ()
+    assert tokens.rating_run_id == 1 and tokens.meter["event_name"] == "llm_tokens"
+
+
+def test_exports_are_byte_identical_and_independent_of_ingest_order(tmp_path, config, write, files):  # noqa: F811
+    forward = Tenant(tmp_path / "forward.duckdb", config, files)
+    backward = Tenant(tmp_path / "backward.duckdb", config, [files[0], files[2], files[1]])
+    outputs = []
+    for tenant in (forward, backward, forward):
+        tenant.invoice(finalize=True)
+        invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+        outputs.append((to_json(invoices), to_csv(invoices), [to_html(i) for i in invoices]))
+        directory = tmp_path / f"parquet{len(outputs)}"
+        directory.mkdir()
+        export(invoices, "parquet", directory)
+        outputs[-1] += ((directory / "invoices.parquet").read_bytes(),)
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def _golden(name: str, content: bytes) -> None:
+    path = GOLDEN / name
+    if os.environ.get("METERCTL_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    assert content == path.read_bytes(), f"{name} differs from the golden file (METERCTL_UPDATE_GOLDEN=1 rewrites it after review)"
+
+
+def test_golden_exports(tenant, tmp_path):
+    tenant.invoice(finalize=True)
+    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    _golden("invoices.json", to_json(invoices))
+    _golden("invoices.csv", to_csv(invoices))
+    _golden("INV-2026-000002.html", to_html(invoices[1]))
+    export(invoices, "parquet", tmp_path / "invoices.parquet")
+    table = pq.read_table(tmp_path / "invoices.parquet")
+    schema = {field.name: str(field.type) for field in table.schema}
+    assert schema["amount"] == "decimal128(38, 3)" and schema["quantity"] == "decimal128(38, 18)"
+    rows = [{k: str(v) for k, v in row.items()} for row in table.to_pylist()]
+    _golden("invoices.parquet.json", (json.dumps({"schema": schema, "rows": rows}, indent=1) + "\n").encode())
+
+
+def test_json_money_is_integer_minor_units_and_csv_is_major_units(tenant):
+    tenant.invoice()
+    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    document = json.loads(to_json(invoices))
+    acme = next(i for i in document["invoices"] if i["customer"]["id"] == "cus_1")
+    assert isinstance(acme["total_minor"], int) and all(isinstance(l["amount_minor"], int) for l in acme["lines"])
+    assert all(isinstance(l["quantity"], str) for l in acme["lines"])
+    rows = list(csv.DictReader(io.StringIO(to_csv(invoices).decode())))
+    acme_rows = [r for r in rows if r["customer_id"] == "cus_1"]
+    assert sum(Decimal(r["amount"]) for r in acme_rows) == Decimal(acme_rows[0]["subtotal"])
+    assert all(r["currency"] == "USD" and len(r["amount"].split(".")[1]) == 2 for r in acme_rows)
+
+
+def test_an_interrupted_export_leaves_the_old_file(tenant, tmp_path, monkeypatch):
+    tenant.invoice()
+    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    original = Path.write_bytes
+
+    def broken(path, data):
+        original(path, data[:10])
+        raise OSError("disk full")
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", broken)
+    with pytest.raises(OutputError, match="disk full"):
+        export(invoices, "json", target)
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
+
+
+def test_invoice_commands(cli, db, config, write):  # noqa: F811
+    assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
+    assert cli("ingest", write("a.jsonl", events_a()), "--db", db).exit_code == 0
+    built = cli("invoice", "--period", "2026-10", "--finalize", "--db", db, "--pricebooks", config, "--json")
+    assert built.exit_code == 0, built.stderr
+    assert [o["number"] for o in json.loads(built.stdout)["invoices"]] == ["INV-2026-000001", "INV-2026-000002"]
+    listed = json.loads(cli("invoice", "list", "--db", db, "--json").stdout)
+    assert [(i["invoice_id"], i["status"]) for i in listed] == [("cus_1-20261001-r1", "finalized"), ("cus_2-20260910-r1", "finalized")]
+    shown = json.loads(cli("invoice", "show", "INV-2026-000001", "--db", db, "--json").stdout)
+    assert shown["customer"] == {"id": "cus_1", "name": "Acme Corp"} and shown["total_minor"] > 0
+    assert cli("invoice", "verify", "INV-2026-000001", "--db", db).exit_code == 0
+    out = write("events-of-line.jsonl", "")
+    explained = cli("explain", "INV-2026-000001", "--line", "2", "--events", "-o", out, "--db", db)
+    assert explained.exit_code == 0, explained.stderr
+    traced = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(traced) == 6 and {t["invoice_line"] for t in traced} == {2}
+    html_dir = write("html/.keep", "").parent
+    exported = cli("invoice", "export", "--format", "html", "-o", html_dir, "--db", db)
+    assert exported.exit_code == 0 and sorted(p.name for p in html_dir.glob("*.html")) == ["INV-2026-000001.html", "INV-2026-000002.html"]
+    assert cli("invoice", "show", "INV-2099-000001", "--db", db).exit_code == 65
+    assert cli("invoice", "export", "--format", "pdf", "-o", html_dir, "--db", db).exit_code == 2
+    assert cli("invoice", "--db", db).exit_code == 2
