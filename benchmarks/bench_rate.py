@@ -1,4 +1,4 @@
-"""Rating benchmark for issue #4: `meterctl rate` as a share of `meterctl ingest`, in the same run.
+"""Rating and invoicing benchmarks (issues #4 and #5), as shares of `meterctl ingest` in the same run.
 
 2M events (generate_events.py: 1000 customers, four event names) are ingested into a fresh
 store with `meterctl ingest`; 1000 customers (calendar and anniversary billing, three plans,
@@ -8,9 +8,13 @@ as a subprocess (start-up included); each timing is the best of --repeat runs.
 
     python benchmarks/bench_rate.py [--events 2000000] [--data-dir bench-data] [--repeat 3]
 
-Prints one JSON object: seconds for each step and rate/ingest (target: under 0.10), for
-the command (`rate_vs_ingest`, Python start-up included) and for the library call
-(`rate_library_vs_ingest`, after imports: what grows with the data).
+Then `meterctl invoice --period 2026-10` (which rates again and writes the invoices) and
+`meterctl invoice export` as JSON and as HTML (1000 files).
+
+Prints one JSON object: seconds for each step; rate/ingest (target: under 0.10), for the
+command (`rate_vs_ingest`, Python start-up included) and for the library call
+(`rate_library_vs_ingest`, after imports: what grows with the data); and
+(invoice + exports)/ingest (target: under 0.5), also both ways.
 """
 
 from __future__ import annotations
@@ -124,6 +128,29 @@ for _ in range(repeat):
 print(min(times))
 """
 
+INVOICE_IN_PROCESS = """
+import sys, time
+from pathlib import Path
+from meterctl import store
+from meterctl.export import export
+from meterctl.invoicing import build_invoices, list_invoices
+from meterctl.meters import load_meters
+from meterctl.pricebook import load_catalog
+config, db, out, repeat = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+meters = load_meters(config)
+catalog = load_catalog(config, meters)
+con = store.connect(db)
+times = []
+for _ in range(repeat):
+    started = time.perf_counter()
+    build_invoices(con, catalog, meters, "2026-10")
+    invoices = list_invoices(con, period="2026-10", current_only=True, with_lines=True)
+    export(invoices, "json", out / "invoices.json")
+    export(invoices, "html", out / "html")
+    times.append(time.perf_counter() - started)
+print(min(times))
+"""
+
 
 def meterctl(*args: str) -> float:
     started = time.perf_counter()
@@ -162,6 +189,17 @@ def main() -> None:
                   for _ in range(args.repeat)]
     in_process = float(subprocess.run([sys.executable, "-c", IN_PROCESS, str(config), str(db), str(args.repeat)],
                                       capture_output=True, text=True, check=True).stdout)
+    out = work / "out"
+    out.mkdir()
+    invoice_times, export_times = [], []
+    for _ in range(args.repeat):
+        invoice_times.append(meterctl("invoice", "--db", str(db), "--pricebooks", str(config), "--period", "2026-10"))
+        export_times.append(
+            meterctl("invoice", "export", "--db", str(db), "--period", "2026-10", "--format", "json", "-o", str(out / "invoices.json"))
+            + meterctl("invoice", "export", "--db", str(db), "--period", "2026-10", "--format", "html", "-o", str(out / "html")))
+    invoice_library = float(subprocess.run(
+        [sys.executable, "-c", INVOICE_IN_PROCESS, str(config), str(db), str(out), str(args.repeat)],
+        capture_output=True, text=True, check=True).stdout)
     lines = subprocess.run([sys.executable, "-c", (
         "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
         "print(c.execute('SELECT count(*) FROM rated_lines WHERE run_id = 1').fetchall()[0][0])"), str(db)],
@@ -172,6 +210,10 @@ def main() -> None:
         "ingest_seconds": round(ingest_s, 3), "rate_seconds": round(rate_s, 3),
         "rate_vs_ingest": round(rate_s / ingest_s, 4), "target": 0.10,
         "rate_library_seconds": round(in_process, 3), "rate_library_vs_ingest": round(in_process / ingest_s, 4),
+        "invoice_seconds": round(min(invoice_times), 3), "export_json_and_html_seconds": round(min(export_times), 3),
+        "invoice_export_vs_ingest": round((min(invoice_times) + min(export_times)) / ingest_s, 4),
+        "invoice_export_library_seconds": round(invoice_library, 3),
+        "invoice_export_library_vs_ingest": round(invoice_library / ingest_s, 4), "invoice_target": 0.5,
         "ingest_runs": [round(t, 3) for t in ingest_times], "rate_runs": [round(t, 3) for t in rate_times],
     }, indent=2))
 
