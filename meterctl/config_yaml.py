@@ -7,6 +7,7 @@ written on so that a validation error can say `file:line key: message`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from meterctl.errors import ConfigError, InputNotFoundError
 
 PathKey = tuple[str | int, ...]
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, path + (i,), lines, problems, file) for i, item in enumerate(node.value)]
+    if node.tag == "tag:yaml.org,2002:str" and node.style is None and _EXPONENT.match(node.value):
+        # YAML 1.1 reads 2e-6 (no dot) as text; written unquoted, it is meant as a number.
+        return Decimal(node.value)
     if node.tag == "tag:yaml.org,2002:float":
         text = node.value.replace("_", "")
         if text.lower().lstrip("+-") in (".inf", ".nan"):

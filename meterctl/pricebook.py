@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +39,11 @@ _FILE_VERSION = re.compile(r"^v(\d+)$")
 MAX_PLACES = 18
 
 
+# DECIMAL(38, 18) holds 20 digits before the point; a price or fee far below that limit
+# leaves room for quantity × price.
+MAX_AMOUNT = Decimal(10) ** 15
+
+
 def _exact_number(value: Any) -> Any:
     # YAML numbers arrive as int or Decimal (config_yaml never makes a float); a quoted
     # "0.0004" is text and is refused rather than guessed at.
@@ -47,6 +52,8 @@ def _exact_number(value: Any) -> Any:
     number = Decimal(value)
     if number.as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
         raise ValueError(f"at most {MAX_PLACES} decimal places")
+    if abs(number) >= MAX_AMOUNT:
+        raise ValueError(f"must be below {MAX_AMOUNT:,f}")
     return number
 
 
@@ -129,7 +136,8 @@ class Charge(_Strict):
         # `price_by: {model: {gpt-large: 0.000006}}`: a bare number is the model's price.
         if not isinstance(data, dict) or not isinstance(data.get("price_by"), dict):
             return data
-        field = _SHORTHAND.get(data.get("model"))  # type: ignore[arg-type]
+        model = data.get("model")
+        field = _SHORTHAND.get(model) if isinstance(model, str) else None
         price_by = {}
         for key, values in data["price_by"].items():
             if isinstance(values, dict) and field:
@@ -141,12 +149,12 @@ class Charge(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Charge:
         needed = _FIELDS[self.model]
-        for field in needed:
-            if getattr(self, field) is None:
-                raise ValueError(f"model '{self.model}' needs '{field}'")
-        for field in ("unit_price", "tiers", "package_size", "package_price"):
-            if field not in needed and getattr(self, field) is not None:
-                raise ValueError(f"'{field}' does not apply to model '{self.model}' (it uses {', '.join(needed)})")
+        for name in needed:
+            if getattr(self, name) is None:
+                raise ValueError(f"model '{self.model}' needs '{name}'")
+        for name in ("unit_price", "tiers", "package_size", "package_price"):
+            if name not in needed and getattr(self, name) is not None:
+                raise ValueError(f"'{name}' does not apply to model '{self.model}' (it uses {', '.join(needed)})")
         if self.model != "package" and "round" in self.model_fields_set:
             raise ValueError("'round' only applies to model 'package'")
         if self.package_size is not None and self.package_size <= 0:
@@ -232,13 +240,19 @@ class Pricebook(_Strict):
 
     def canonical(self) -> str:
         """The content as canonical JSON: what the hash covers and what the store keeps."""
-        return json.dumps(self.model_dump(mode="python"), default=_json_value, sort_keys=True, separators=(",", ":"))
+        # Defaults left out: a key added to the format later (with a default) does not make
+        # every frozen version look edited.
+        return json.dumps(self.model_dump(mode="python", exclude_defaults=True), default=_json_value,
+                          sort_keys=True, separators=(",", ":"))
 
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return text
+        # Trailing zeros stripped as text: normalize() would round past 28 digits.
+        text = format(value, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in ("", "-0") else text
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
@@ -252,6 +266,7 @@ class PricebookVersion:
     path: str
     content_hash: str
     source_text: str
+    key_lines: dict[str, int | None] = field(default_factory=dict, compare=False)  # top-level key → line
 
     @property
     def plan(self) -> str:
@@ -323,7 +338,8 @@ def _checked(document: Document, source_text: str, meters: Sequence[Meter] | Non
         raise ConfigProblems(sorted(problems, key=lambda p: p.line or 0))
     canonical = book.canonical()
     content_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    return PricebookVersion(book, document.file, content_hash, source_text)
+    lines = {key: document.line_of((key,)) for key in ("plan", "version", "effective_from", "currency", "billing_cycle")}
+    return PricebookVersion(book, document.file, content_hash, source_text, lines)
 
 
 def pricebook_files(directory: Path) -> tuple[Path, ...]:
@@ -386,7 +402,7 @@ def _catalog_problems(versions: Sequence[PricebookVersion]) -> list[Problem]:
     by_ref: dict[str, PricebookVersion] = {}
     for v in versions:
         if v.ref in by_ref:
-            problems.append(Problem(v.path, None, "version", f"{v.ref} is also defined in {by_ref[v.ref].path}"))
+            problems.append(Problem(v.path, v.key_lines.get("version"), "version", f"{v.ref} is also defined in {by_ref[v.ref].path}"))
         by_ref.setdefault(v.ref, v)
     plans: dict[str, list[PricebookVersion]] = {}
     for v in by_ref.values():
@@ -396,14 +412,14 @@ def _catalog_problems(versions: Sequence[PricebookVersion]) -> list[Problem]:
         first = plan_versions[0]
         for before, after in zip(plan_versions, plan_versions[1:]):
             if after.book.effective_from <= before.book.effective_from:
-                problems.append(Problem(after.path, None, "effective_from",
+                problems.append(Problem(after.path, after.key_lines.get("effective_from"), "effective_from",
                                         f"{after.ref} takes effect {after.book.effective_from}, not after {before.ref} ({before.book.effective_from})"))
         for later in plan_versions[1:]:
-            for field in ("billing_cycle", "currency"):
-                if getattr(later.book, field) != getattr(first.book, field):
-                    problems.append(Problem(later.path, None, field,
-                                            f"is {getattr(later.book, field)} but {first.ref} has {getattr(first.book, field)}: "
-                                            f"a plan keeps one {field.replace('_', ' ')} (make a new plan instead)"))
+            for key in ("billing_cycle", "currency"):
+                if getattr(later.book, key) != getattr(first.book, key):
+                    problems.append(Problem(later.path, later.key_lines.get(key), key,
+                                            f"is {getattr(later.book, key)} but {first.ref} has {getattr(first.book, key)}: "
+                                            f"a plan keeps one {key.replace('_', ' ')} (make a new plan instead)"))
     return problems
 
 

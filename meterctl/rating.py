@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
@@ -41,6 +41,7 @@ from meterctl.customers import CustomerVersion, list_customers
 from meterctl.errors import DataError, NotFoundError, UsageError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
+from meterctl.store import has_table
 from meterctl.usage import OpenSession, Unmeterable, usage
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -170,11 +171,17 @@ def _subscriptions(customer: CustomerVersion) -> list[cycles.Subscription]:
     ]
 
 
-def customer_cycle(customer: CustomerVersion, catalog: Catalog) -> cycles.Cycle:
-    """A customer's billing cycle: the cycle of its plans' pricebooks (they must agree)."""
-    found = {catalog.cycle(s["plan"]) for s in customer.subscriptions} - {None}
+def customer_cycle(customer: CustomerVersion, catalog: Catalog, since: date | None = None) -> cycles.Cycle:
+    """A customer's billing cycle: the cycle of its plans' pricebooks (they must agree).
+
+    With `since`, only subscriptions still running on or after that day count: a plan on
+    another cycle long ago does not block billing today.
+    """
+    current = [s for s in customer.subscriptions
+               if since is None or not s.get("end") or date.fromisoformat(s["end"]) > since]
+    found = {catalog.cycle(s["plan"]) for s in current} - {None}
     if len(found) > 1:
-        plans = ", ".join(sorted({s["plan"] for s in customer.subscriptions}))
+        plans = ", ".join(sorted({s["plan"] for s in current}))
         raise ConfigProblems([Problem(customer.source, None, f"customer {customer.customer_id}",
                                       f"its plans ({plans}) bill on different cycles ({', '.join(sorted(found))}); "
                                       "meterctl bills one customer on one cycle")])
@@ -191,7 +198,7 @@ def _full_period_days(segment: cycles.Segment, cycle: cycles.Cycle, alignment: s
 
 
 def _select_customers(con: duckdb.DuckDBPyConnection, wanted: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
-    chosen = list_customers(con)
+    chosen = list_customers(con) if has_table(con, "customer_versions") else ()
     if not chosen:
         raise DataError("no customers imported yet: run 'meterctl customers import FILE' first")
     if wanted:
@@ -218,15 +225,23 @@ def plan_jobs(
     versions (to re-derive an old invoice).
     """
     month_start, month_end = month_bounds(month)
+    # A period ending in the month may have begun up to a year before it (yearly cycles);
+    # looking back that far also finds the last period of a subscription that ended early.
+    lookback = date(month_start.year - 1, month_start.month, 1) - timedelta(days=1)
     jobs: list[_Job] = []
     problems: list[Problem] = []
     for customer in versions if versions is not None else _select_customers(con, customers):
-        cycle = candidate.book.billing_cycle if candidate and any(
-            s["plan"] == candidate.plan for s in customer.subscriptions) else customer_cycle(customer, catalog)
         try:
+            if candidate and any(s["plan"] == candidate.plan for s in customer.subscriptions):
+                cycle = candidate.book.billing_cycle
+            else:
+                cycle = customer_cycle(customer, catalog, since=lookback)
             found = cycles.periods_for_customer(subscriptions=_subscriptions(customer), cycle=cycle,
                                                 alignment=customer.billing, tz=customer.timezone,
-                                                start=month_start, end=month_end)
+                                                start=lookback, end=month_end)
+        except ConfigProblems as error:
+            problems.extend(error.problems)
+            continue
         except ValueError as error:
             problems.append(Problem(customer.source, None, f"customer {customer.customer_id}", str(error)))
             continue
@@ -239,9 +254,9 @@ def plan_jobs(
                 book = catalog.in_force(segment.plan, segment.start)
             where = f"customer {customer.customer_id}"
             if book is None:
-                versions = catalog.of_plan(segment.plan)
-                hint = (f"its first version, {versions[0].ref}, takes effect {versions[0].book.effective_from}"
-                        if versions else "no pricebook file defines this plan")
+                known = catalog.of_plan(segment.plan)
+                hint = (f"its first version, {known[0].ref}, takes effect {known[0].book.effective_from}"
+                        if known else "no pricebook file defines this plan")
                 problems.append(Problem(customer.source, None, where,
                                         f"plan '{segment.plan}' has no version in force on {segment.start} ({hint})"))
                 continue
@@ -293,13 +308,14 @@ class _Builder:
         self.window_end = job.end_at.strftime(_ISO)
 
     def add(self, kind: str, name: str, meter: str | None, dimensions: dict, quantity: Decimal,
-            unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0) -> RatedLine:
+            unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0,
+            precise: str | None = None) -> RatedLine:
         if isinstance(exact, Fraction):
             amount = _round_exact(exact, self.minor, self.mode)
-            precise = _fraction_text(exact)
+            precise = precise or _fraction_text(exact)
         else:
             amount = pricing.round_amount(exact, self.minor, self.mode)
-            precise = text(exact)
+            precise = precise or text(exact)
         job = self.job
         line = RatedLine(
             customer_id=job.customer.customer_id, currency=job.customer.currency, timezone=job.customer.timezone,
@@ -349,9 +365,10 @@ class _Builder:
             bound = Fraction(limit) * self.proration if prorated else Fraction(limit)
             rounded = _round_exact(bound, self.minor, self.mode)
             if (kind == "minimum" and total < rounded) or (kind == "maximum" and total > rounded):
-                exact = bound - Fraction(total)
+                # The line brings the rounded total exactly to the rounded limit; rounding
+                # `bound − total` instead could land a minor unit short under half_even.
                 self.add(kind, f"{charge.label} {kind}", charge.meter, {}, Decimal(1), limit, (),
-                         exact if prorated else Decimal(rounded - total), prorated)
+                         Decimal(rounded - total), prorated, precise=_fraction_text(bound - Fraction(total)))
 
 
 def _variant_name(charge: Charge) -> str:
@@ -502,7 +519,11 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
             {"run": run_id, "period": period, "customers": json.dumps(sorted(customers)) if customers else None,
              "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
         )
-        con.register("rated_batch", _lines_table(run_id, lines))
+        try:
+            batch = _lines_table(run_id, lines)
+        except (pa.ArrowInvalid, OverflowError) as error:
+            raise DataError(f"a rated amount or quantity does not fit the store's DECIMAL(38, 18): {error}") from None
+        con.register("rated_batch", batch)
         con.execute("INSERT INTO rated_lines SELECT * FROM rated_batch")
         con.unregister("rated_batch")
         con.execute("COMMIT")

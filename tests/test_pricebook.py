@@ -184,3 +184,25 @@ def test_the_published_json_schema_is_current(cli):
     published = json.loads((REPO / "pricebooks" / "pricebook.schema.json").read_text())
     assert json.loads(result.stdout) == published
     assert set(published["required"]) >= {"plan", "version", "effective_from", "currency"}
+
+
+def test_unquoted_exponents_are_numbers_and_long_decimals_keep_every_digit(tmp_path):
+    text = PRO_V2.replace("unit_price: 0.000002", "unit_price: 2e-6").replace("amount: 49.00", "amount: 12345678901.123456789012345678")
+    book = load_pricebook(write_book(tmp_path, "a/v2.yaml", text), METERS)
+    assert book.book.charges[1].unit_price == Decimal("0.000002")
+    nudged = load_pricebook(write_book(tmp_path, "b/v2.yaml", text.replace("345678}", "345681}")), METERS)
+    assert nudged.content_hash != book.content_hash  # 30 significant digits: no 28-digit rounding
+
+
+def test_a_zero_price_by_price_shows(cli, tmp_path):
+    directory = tmp_path / "config"
+    (directory / "pro").mkdir(parents=True)
+    (directory / "meters.yaml").write_text((REPO / "pricebooks" / "meters.yaml").read_text())
+    (directory / "pro" / "v2.yaml").write_text(PRO_V2.replace("embed: 0.0000001", "embed: 0"))
+    result = cli("pricebook", "show", "pro", "--pricebooks", directory)
+    assert result.exit_code == 0 and "embed=0" in result.stdout
+
+
+def test_a_model_that_is_not_a_string_is_a_problem_not_a_crash(tmp_path):
+    path = write_book(tmp_path, "pro/v2.yaml", PRO_V2.replace("model: per_unit", "model: [per_unit]"))
+    assert any("charges[1].model" in p for p in problems(path))

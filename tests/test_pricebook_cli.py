@@ -86,7 +86,7 @@ def test_simulate_compares_current_and_candidate_without_writing(cli, db, config
     assert [(t["currency"], t["difference_minor"]) for t in document["totals"]] == [("USD", 100)]
     as_csv = cli("simulate", "--pricebook", candidate, "--period", "2026-10", "--pricebooks", config, "--db", db, "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert [(r["customer_id"], r["difference"]) for r in parsed] == [("cus_1", "1.00"), ("cus_2", "0.00")]
+    assert [(r["customer_id"], r["difference"]) for r in parsed] == [("cus_1", "1.00"), ("cus_2", "0.00"), ("TOTAL", "1.00")]
     table = cli("simulate", "--pricebook", candidate, "--period", "2026-10", "--pricebooks", config, "--db", db)
     assert "total" in table.stdout and "1.00" in table.stdout
     listed = json.loads(cli("pricebook", "list", "--pricebooks", config, "--db", db, "--json").stdout)

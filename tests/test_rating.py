@@ -285,3 +285,46 @@ def test_rate_command_errors(cli, db, config, tenant):
     assert cli("rate", "--period", "2026-13", "--db", db, "--pricebooks", config).exit_code == 2
     missing = cli("rate", "--period", "2026-10", "--customer", "cus_404", "--db", db, "--pricebooks", config)
     assert missing.exit_code == 65 and "cus_404" in missing.stderr
+
+
+def test_the_last_partial_period_of_an_ended_subscription_is_rated_once(con, config, tenant):
+    # Anniversary periods run from the 15th; the subscription ends Oct 20, inside the
+    # period [Oct 15, Nov 15): that period is rated in November, for its 5 days.
+    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
+        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+        "      - {plan: pro, start: 2025-01-15, end: 2026-10-20}\n")
+    tenant(customers=customers)
+    fees = {month: [(l.segment_start.isoformat(), l.segment_end.isoformat(), l.proration, l.amount)
+                    for l in run(con, config, month).lines if l.kind == "fee"]
+            for month in ("2026-10", "2026-11", "2026-12")}
+    assert fees == {
+        "2026-10": [("2026-09-15", "2026-10-15", None, Decimal("31.00"))],
+        "2026-11": [("2026-10-15", "2026-10-20", "5/31", Decimal("5.00"))],
+        "2026-12": [],
+    }
+
+
+def test_a_quarterly_plan_is_rated_in_the_month_its_quarter_ends(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
+    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+                                       "      - {plan: pro, start: 2025-01-01, end: 2026-11-10}\n")
+    tenant(event("oct", timestamp="2026-10-15T12:00:00Z"), customers=customers)
+    assert run(con, config, "2026-10").lines == () and run(con, config, "2026-11").lines == ()
+    december = run(con, config, "2026-12").lines
+    fee = next(l for l in december if l.kind == "fee")
+    # Q4 has 92 days; the subscription covers Oct 1 to Nov 9: 40 of them.
+    assert (fee.period_start.isoformat(), fee.period_end.isoformat(), fee.proration) == ("2026-10-01", "2027-01-01", "40/92")
+    assert next(l for l in december if l.meter == "api_calls").quantity == 1
+
+
+def test_a_prorated_minimum_brings_the_rounded_total_exactly_to_the_rounded_minimum(con, config, tenant):
+    # September has 30 days; the subscription ends Sep 4: 3/30 of 0.15 is 0.015, which rounds
+    # half-even to 0.02. Usage is 0.01, so the top-up is 0.01 (rounding 0.015 − 0.01 = 0.005
+    # on its own would give 0.00 and bill a cent short).
+    (config / "scale" / "v1.yaml").write_text(SCALE.replace("unit_price: 0.05", "unit_price: 0.01\n    minimum: 0.15"))
+    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+                                       "      - {plan: scale, start: 2025-01-01, end: 2026-09-04}\n")
+    tenant(event("c1", timestamp="2026-09-02T12:00:00Z"), customers=customers)
+    lines = {l.kind: l for l in run(con, config, "2026-09").lines if l.meter == "api_calls"}
+    assert (lines["usage"].amount, lines["minimum"].amount) == (Decimal("0.01"), Decimal("0.01"))
+    assert (lines["minimum"].proration, lines["minimum"].precise_amount) == ("3/30", "0.005")

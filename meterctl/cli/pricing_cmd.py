@@ -126,7 +126,7 @@ def _describe_charge(charge) -> str:
     if charge.price_by:
         key = charge.dimension
         extras.append(f"by {key}: " + ", ".join(
-            f"{value}={_money(p.unit_price or p.package_price) if p.tiers is None else 'tiers'}"
+            f"{value}={_money(p.unit_price if p.unit_price is not None else p.package_price) if p.tiers is None else 'tiers'}"
             for value, p in charge.price_by[key].items()))
     if charge.minimum is not None:
         extras.append(f"minimum {_money(charge.minimum)}")
@@ -318,6 +318,8 @@ def simulate_command(
 
     if fmt not in (None, "csv"):
         raise UsageError(f"--format must be csv, not '{fmt}'")
+    if as_json and (fmt or output):
+        raise UsageError("--json prints JSON on stdout; --format csv and -o write CSV: choose one")
     _, meters, catalog = _load(pricebooks)
     candidate = load_pricebook(pricebook, meters)
     if not db.exists():
@@ -333,6 +335,8 @@ def simulate_command(
         writer.writerow(["customer_id", "plan", "current_pricebook", "candidate_pricebook", "currency", "current", "candidate", "difference"])
         for r in result.rows:
             writer.writerow([r.customer_id, r.plan, r.current_pricebook, r.candidate_pricebook, r.currency, r.current, r.candidate, r.difference])
+        for t in result.totals:  # one row per currency: amounts in different currencies never add up
+            writer.writerow(["TOTAL", candidate.plan, "", candidate.ref, t.currency, t.current, t.candidate, t.difference])
         if output is not None:
             from meterctl.files import write_bytes_atomically
 
