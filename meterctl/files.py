@@ -10,29 +10,57 @@ from pathlib import Path
 from meterctl.errors import OutputError
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(temporary)` beside `path`, flush it to disk, then rename it over `path`."""
+def _temporary(path: Path) -> tuple[int, Path]:
     directory = path.resolve().parent
     if not directory.is_dir():
         raise OutputError(f"{path}: directory {directory} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    os.close(handle)
+    try:
+        handle, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot be written: {error}") from error
     # mkstemp makes the file private (0600); an export gets the usual mode, as open() would give.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
+    os.fchmod(handle, 0o666 & ~umask)
+    return handle, Path(name)
+
+
+def _finish(temporary: Path, path: Path, work: Callable[[], None]) -> None:
     try:
-        write(Path(temporary))
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+        work()
         os.replace(temporary, path)
     except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot be written: {error}") from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary)` beside `path`, flush it to disk, then rename it over `path`."""
+    handle, temporary = _temporary(path)
+    os.close(handle)
+
+    def work() -> None:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+
+    _finish(temporary, path, work)
+
+
 def write_bytes_atomically(path: Path, data: bytes) -> None:
-    write_atomically(path, lambda temporary: temporary.write_bytes(data))
+    """`data` into a temporary file beside `path` (one open, one fsync), then renamed over it."""
+    handle, temporary = _temporary(path)
+
+    def work() -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view):]
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+    _finish(temporary, path, work)

@@ -147,17 +147,19 @@ def invoice_totals(lines: Sequence[RatedLine]) -> dict:
             "total_minor": max(subtotal - credits, 0) + tax}
 
 
-def _stored(con: duckdb.DuckDBPyConnection, customer_id: str, period_start: date) -> list[tuple]:
-    return con.execute(
-        "SELECT invoice_id, revision, status, content_hash, total_minor, number FROM invoices "
-        "WHERE customer_id = ? AND period_start = ? ORDER BY revision",
-        [customer_id, period_start],
+def _stored(con: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, date]]) -> dict[tuple[str, date], list[tuple]]:
+    """The stored revisions of each (customer, period start), oldest first: one query for all."""
+    found: dict[tuple[str, date], list[tuple]] = {}
+    if not keys:
+        return found
+    rows = con.execute(
+        "SELECT customer_id, period_start, invoice_id, revision, status, content_hash, total_minor, number FROM invoices "
+        "WHERE list_contains($customers, customer_id) AND list_contains($starts, period_start) ORDER BY revision",
+        {"customers": sorted({k[0] for k in keys}), "starts": sorted({k[1] for k in keys})},
     ).fetchall()
-
-
-def _next_number(con: duckdb.DuckDBPyConnection, year: int) -> tuple[str, int]:
-    last = con.execute("SELECT coalesce(max(number_seq), 0) FROM invoices WHERE number_year = ?", [year]).fetchall()[0][0]
-    return f"INV-{year}-{last + 1:06d}", last + 1
+    for row in rows:
+        found.setdefault((row[0], row[1]), []).append(row[2:])
+    return found
 
 
 _LINE_COLUMNS = (
@@ -167,27 +169,58 @@ _LINE_COLUMNS = (
 )
 
 
-def _insert(con, new_id: str, revision: int, customer, lines: list[tuple[int, RatedLine]], run_id: int,
-            totals: dict, digest: str, supersedes: str | None, delta: int | None, now: datetime) -> None:
-    first = lines[0][1]
-    con.execute(
-        "INSERT INTO invoices VALUES ($id, $customer, $cversion, $name, $currency, $tz, $start, $end, $revision, "
-        "'draft', NULL, NULL, NULL, $supersedes, $run, $subtotal, $credits, $tax, $total, $delta, $hash, $now, NULL)",
-        {"id": new_id, "customer": customer.customer_id, "cversion": customer.version, "name": customer.name,
-         "currency": first.currency, "tz": first.timezone, "start": first.period_start, "end": first.period_end,
-         "revision": revision, "supersedes": supersedes, "run": run_id, "subtotal": totals["subtotal_minor"],
-         "credits": totals["credits_minor"], "tax": totals["tax_minor"], "total": totals["total_minor"],
-         "delta": delta, "hash": digest, "now": now},
-    )
-    # Copied from the run's rated lines: the invoice stays readable whatever is rated later.
-    con.execute(
-        f"INSERT INTO invoice_lines ({_LINE_COLUMNS}) "
-        "SELECT $id, row_number() OVER (ORDER BY line_no), run_id, line_no, kind, name, meter, plan, version, pricebook_hash, "
-        "segment_start, segment_end, window_start, window_end, dimensions, quantity, unit_price, tiers, proration, "
-        "precise_amount, amount, amount_minor, unmeterable "
-        "FROM rated_lines WHERE run_id = $run AND list_contains($line_nos, line_no)",
-        {"id": new_id, "run": run_id, "line_nos": [number for number, _ in lines]},
-    )
+@dataclass
+class _Changes:
+    """What one invoice run writes, decided in Python and then applied in a few statements."""
+
+    drafts_to_delete: list[str] = dataclasses.field(default_factory=list)
+    invoices: list[dict] = dataclasses.field(default_factory=list)
+    lines: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # (invoice_id, rated line_no)
+    finalized: list[tuple[str, str, int, int]] = dataclasses.field(default_factory=list)  # (id, number, year, seq)
+
+    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int, now: datetime) -> None:
+        import pyarrow as pa
+
+        if self.drafts_to_delete:
+            params = {"ids": self.drafts_to_delete}
+            con.execute("DELETE FROM invoice_lines WHERE list_contains($ids, invoice_id)", params)
+            con.execute("DELETE FROM invoices WHERE list_contains($ids, invoice_id) AND status = 'draft'", params)
+        if self.invoices:
+            columns = {key: [row[key] for row in self.invoices] for key in self.invoices[0]}
+            con.register("new_invoices", pa.table(columns))
+            con.execute(
+                "INSERT INTO invoices SELECT invoice_id, customer_id, customer_version, customer_name, currency, timezone, "
+                "period_start, period_end, revision, 'draft', NULL, NULL, NULL, supersedes, $run, subtotal_minor, "
+                "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL FROM new_invoices",
+                {"run": run_id, "now": now},
+            )
+            con.unregister("new_invoices")
+            # Copied from the run's rated lines: the invoice stays readable whatever is rated later.
+            con.register("new_lines", pa.table({"invoice_id": [i for i, _ in self.lines],
+                                                "rated_line_no": pa.array([n for _, n in self.lines], pa.int32())}))
+            con.execute(
+                f"INSERT INTO invoice_lines ({_LINE_COLUMNS}) "
+                "SELECT n.invoice_id, row_number() OVER (PARTITION BY n.invoice_id ORDER BY r.line_no), r.run_id, r.line_no, "
+                "r.kind, r.name, r.meter, r.plan, r.version, r.pricebook_hash, r.segment_start, r.segment_end, "
+                "r.window_start, r.window_end, r.dimensions, r.quantity, r.unit_price, r.tiers, r.proration, "
+                "r.precise_amount, r.amount, r.amount_minor, r.unmeterable "
+                "FROM new_lines AS n JOIN rated_lines AS r ON r.run_id = $run AND r.line_no = n.rated_line_no",
+                {"run": run_id},
+            )
+            con.unregister("new_lines")
+        if self.finalized:
+            con.register("finalizing", pa.table({
+                "invoice_id": [f[0] for f in self.finalized], "number": [f[1] for f in self.finalized],
+                "number_year": pa.array([f[2] for f in self.finalized], pa.int32()),
+                "number_seq": pa.array([f[3] for f in self.finalized], pa.int32()),
+            }))
+            con.execute(
+                "UPDATE invoices SET status = 'finalized', number = f.number, number_year = f.number_year, "
+                "number_seq = f.number_seq, finalized_at = $now FROM finalizing AS f "
+                "WHERE invoices.invoice_id = f.invoice_id AND invoices.status = 'draft'",
+                {"now": now},
+            )
+            con.unregister("finalizing")
 
 
 def build_invoices(
@@ -209,22 +242,26 @@ def build_invoices(
     for number, line in enumerate(rating.lines, 1):
         groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
     outcomes: list[InvoiceOutcome] = []
+    changes = _Changes()
     con.execute("BEGIN TRANSACTION")
     try:
+        stored_all = _stored(con, list(groups))
+        # Numbers are handed out in customer order, inside the transaction: gap-free.
+        last_seq = con.execute("SELECT coalesce(max(number_seq), 0) FROM invoices WHERE number_year = ?", [year]).fetchall()[0][0]
         for (customer_id, period_start), numbered in sorted(groups.items()):
             lines = [line for _, line in numbered]
+            first = lines[0]
             totals = invoice_totals(lines)
             digest = content_hash(lines, totals)
-            stored = _stored(con, customer_id, period_start)
+            stored = stored_all.get((customer_id, period_start), [])
             finalized = [row for row in stored if row[2] == "finalized"]
             draft = next((row for row in stored if row[2] == "draft"), None)
             latest_final = finalized[-1] if finalized else None
             if latest_final is not None and latest_final[3] == digest:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
-                    con.execute("DELETE FROM invoice_lines WHERE invoice_id = ?", [draft[0]])
-                    con.execute("DELETE FROM invoices WHERE invoice_id = ? AND status = 'draft'", [draft[0]])
-                outcomes.append(InvoiceOutcome(latest_final[0], customer_id, period_start, lines[0].period_end, latest_final[1],
-                                               "unchanged", "finalized", latest_final[5], lines[0].currency, latest_final[4], None))
+                    changes.drafts_to_delete.append(draft[0])
+                outcomes.append(InvoiceOutcome(latest_final[0], customer_id, period_start, first.period_end, latest_final[1],
+                                               "unchanged", "finalized", latest_final[5], first.currency, latest_final[4], None))
                 continue
             revision = latest_final[1] + 1 if latest_final else 1
             new_id = invoice_id(customer_id, period_start, revision)
@@ -233,22 +270,26 @@ def build_invoices(
                 action = "unchanged"
             else:
                 if draft is not None:
-                    con.execute("DELETE FROM invoice_lines WHERE invoice_id = ?", [draft[0]])
-                    con.execute("DELETE FROM invoices WHERE invoice_id = ? AND status = 'draft'", [draft[0]])
-                _insert(con, new_id, revision, versions[customer_id], numbered, rating.run_id or 0, totals, digest,
-                        latest_final[0] if latest_final else None, delta, now)
+                    changes.drafts_to_delete.append(draft[0])
+                customer = versions[customer_id]
+                changes.invoices.append({
+                    "invoice_id": new_id, "customer_id": customer_id, "customer_version": customer.version,
+                    "customer_name": customer.name, "currency": first.currency, "timezone": first.timezone,
+                    "period_start": first.period_start, "period_end": first.period_end, "revision": revision,
+                    "supersedes": latest_final[0] if latest_final else None, "delta_minor": delta,
+                    "content_hash": digest, **totals,
+                })
+                changes.lines.extend((new_id, number) for number, _ in numbered)
                 action = "regenerated" if draft is not None else ("revised" if latest_final else "created")
-            status, number = "draft", None
+            status, number_text = "draft", None
             if finalize:
-                number, seq = _next_number(con, year)
-                con.execute(
-                    "UPDATE invoices SET status = 'finalized', number = ?, number_year = ?, number_seq = ?, finalized_at = ? "
-                    "WHERE invoice_id = ? AND status = 'draft'",
-                    [number, year, seq, now, new_id],
-                )
+                last_seq += 1
+                number_text = f"INV-{year}-{last_seq:06d}"
+                changes.finalized.append((new_id, number_text, year, last_seq))
                 status, action = "finalized", ("revised" if latest_final else "finalized")
-            outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, lines[0].period_end, revision, action, status,
-                                           number, lines[0].currency, totals["total_minor"], delta))
+            outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, first.period_end, revision, action, status,
+                                           number_text, first.currency, totals["total_minor"], delta))
+        changes.apply(con, rating.run_id or 0, now)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -219,13 +219,10 @@ def test_an_interrupted_export_leaves_the_old_file(tenant, tmp_path, monkeypatch
     target = tmp_path / "out.json"
     target.write_text("old")
 
-    original = Path.write_bytes
-
-    def broken(path, data):
-        original(path, data[:10])
+    def broken(handle):  # the bytes are written, then the disk fails
         raise OSError("disk full")
 
-    monkeypatch.setattr("pathlib.Path.write_bytes", broken)
+    monkeypatch.setattr("meterctl.files.os.fsync", broken)
     with pytest.raises(OutputError, match="disk full"):
         export(invoices, "json", target)
     monkeypatch.undo()
