@@ -90,6 +90,14 @@ class RatedLine:
 
     def canonical(self) -> dict:
         """The line as JSON-ready data, decimals as strings; what the run hash covers."""
+        cached = self.__dict__.get("_canonical")
+        if cached is None:
+            # Frozen, so computed once: the run hash, the invoice hash and --json all use it.
+            cached = self._canonical_document()
+            object.__setattr__(self, "_canonical", cached)
+        return dict(cached)
+
+    def _canonical_document(self) -> dict:
         return {
             "customer_id": self.customer_id, "currency": self.currency, "timezone": self.timezone,
             "period_start": self.period_start.isoformat(), "period_end": self.period_end.isoformat(),
@@ -225,9 +233,9 @@ def plan_jobs(
     versions (to re-derive an old invoice).
     """
     month_start, month_end = month_bounds(month)
-    # A period ending in the month may have begun up to a year before it (yearly cycles);
-    # looking back that far also finds the last period of a subscription that ended early.
-    lookback = date(month_start.year - 1, month_start.month, 1) - timedelta(days=1)
+    # A period ending in the month began at most one cycle before the month; looking back
+    # that far also finds the last period of a subscription that ended early.
+    year_back = date(month_start.year - 1, month_start.month, 1) - timedelta(days=1)
     jobs: list[_Job] = []
     problems: list[Problem] = []
     for customer in versions if versions is not None else _select_customers(con, customers):
@@ -235,7 +243,10 @@ def plan_jobs(
             if candidate and any(s["plan"] == candidate.plan for s in customer.subscriptions):
                 cycle = candidate.book.billing_cycle
             else:
-                cycle = customer_cycle(customer, catalog, since=lookback)
+                cycle = customer_cycle(customer, catalog, since=year_back)
+            months = {cycles.Cycle.MONTHLY: 1, cycles.Cycle.QUARTERLY: 3, cycles.Cycle.YEARLY: 12}[cycles.Cycle(cycle)]
+            back = month_start.month - 1 - months
+            lookback = date(month_start.year + back // 12, back % 12 + 1, 1) - timedelta(days=1)
             found = cycles.periods_for_customer(subscriptions=_subscriptions(customer), cycle=cycle,
                                                 alignment=customer.billing, tz=customer.timezone,
                                                 start=lookback, end=month_end)
