@@ -134,6 +134,8 @@ class RatingResult:
     unmeterable: tuple[Unmeterable, ...] = ()
     open_sessions: tuple[OpenSession, ...] = ()
     newly_frozen: tuple[str, ...] = field(default=())
+    # Events in the month from customer ids that were never imported: nobody is billed for them.
+    unknown_customers: tuple[tuple[str, int], ...] = ()
 
     def total_minor(self, customer_id: str | None = None) -> dict[str, int]:
         """Σ rounded lines in minor units, per currency."""
@@ -469,7 +471,23 @@ def rate(
         unmeterable=tuple(dataclasses.replace(u, meter=_meter_of(u.meter)) for u in found.unmeterable) if found else (),
         open_sessions=tuple(dataclasses.replace(s, meter=_meter_of(s.meter)) for s in found.open_sessions) if found else (),
         newly_frozen=newly_frozen,
+        unknown_customers=() if customers else _unknown_customers(con, period, meters),
     )
+
+
+def _unknown_customers(con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter]) -> tuple[tuple[str, int], ...]:
+    """Metered events of the month (UTC) whose customer id is not imported."""
+    if not has_table(con, "customer_versions"):
+        return ()
+    month_start, month_end = month_bounds(period)
+    names = sorted({m.event_name for m in meters} | {m.stop_event for m in meters if m.stop_event})
+    rows = con.execute(
+        "SELECT customer_id, count(*) FROM events "
+        "WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ) AND list_contains($names, event_name) "
+        "AND customer_id NOT IN (SELECT customer_id FROM customer_versions) GROUP BY customer_id ORDER BY customer_id",
+        {"start": month_start.isoformat(), "end": month_end.isoformat(), "names": names},
+    ).fetchall()
+    return tuple((customer, count) for customer, count in rows)
 
 
 _DEC = pa.decimal128(38, 18)

@@ -281,6 +281,26 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
     return rows, open_sessions
 
 
+def _merge_windows(rows: list[tuple]) -> list[tuple]:
+    """One row per (customer, window, dimensions): metered seconds and unmeterable events
+    of a duration meter come from two queries."""
+    merged: dict[tuple, list] = {}
+    for customer, start, end, dims, value, unmetered in rows:
+        key = (customer, start, end, tuple(dims))
+        if key not in merged:
+            merged[key] = [customer, start, end, dims, value, unmetered]
+            continue
+        entry = merged[key]
+        entry[4] = value if entry[4] is None else entry[4] if value is None else entry[4] + value
+        entry[5] += unmetered
+    return [tuple(entry) for _, entry in sorted(merged.items(), key=lambda item: _sort_key(item[0]))]
+
+
+def _sort_key(key: tuple) -> tuple:
+    customer, start, end, dims = key
+    return (customer, start, end, tuple((d is None, d or "") for d in dims))
+
+
 def usage(
     con: duckdb.DuckDBPyConnection,
     meters: Sequence[Meter],
@@ -334,7 +354,7 @@ def usage(
     for index, meter in enumerate(meters):
         if meter.aggregation == "duration":
             rows_found, sessions = _duration_meter(con, meter, index, window, params)
-            found += [(index, *row) for row in rows_found]
+            found += [(index, *row) for row in _merge_windows(rows_found)]
             opened += [(index, *row) for row in sessions]
     found.sort(key=lambda row: row[0])  # stable: keeps the SQL order inside each meter
     names = [m.name for m in meters]

@@ -328,3 +328,10 @@ def test_a_prorated_minimum_brings_the_rounded_total_exactly_to_the_rounded_mini
     lines = {l.kind: l for l in run(con, config, "2026-09").lines if l.meter == "api_calls"}
     assert (lines["usage"].amount, lines["minimum"].amount) == (Decimal("0.01"), Decimal("0.01"))
     assert (lines["minimum"].proration, lines["minimum"].precise_amount) == ("3/30", "0.005")
+
+
+def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(con, config, tenant):
+    tenant(event("c1"), event("x1", customer_id="cus_ghost"), event("x2", customer_id="cus_ghost"),
+           event("x3", customer_id="cus_ghost", timestamp="2026-11-02T00:00:00Z"))
+    assert run(con, config).unknown_customers == (("cus_ghost", 2),)
+    assert run(con, config, customers=["cus_1"]).unknown_customers == ()

@@ -253,6 +253,15 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict]:
     return list(rows.values()) if per_customer else sorted(rows.values(), key=lambda r: (r["currency"], r["pricebook"]))
 
 
+def _warn_unknown_customers(console, result: RatingResult) -> None:
+    if result.unknown_customers:
+        shown = ", ".join(f"{c} ({n})" for c, n in result.unknown_customers[:5])
+        more = f" and {len(result.unknown_customers) - 5} more" if len(result.unknown_customers) > 5 else ""
+        total = sum(n for _, n in result.unknown_customers)
+        console.print(f"warning: {total} event(s) in {result.period} from customers that are not imported, so not billed: "
+                      f"{shown}{more} (see 'meterctl customers import')", style="yellow")
+
+
 def rate_command(
     period: PeriodOption,
     customer: CustomerOption = None,
@@ -273,6 +282,7 @@ def rate_command(
         console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
     for s in result.open_sessions:
         console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
+    _warn_unknown_customers(console, result)
     for ref in result.newly_frozen:
         console.print(f"froze {ref}: its file may no longer change (publish a new version instead)")
     if as_json:
