@@ -31,6 +31,12 @@ PARQUET_BATCH_ROWS = 250_000
 SCAN_BATCH_ROWS = 1 << 16
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+def looks_gzipped(head: bytes) -> bool:
+    """A gzip header: magic, deflate (method 8), reserved flag bits clear, and room for a
+    whole header. A text line that merely starts with the two magic bytes is text."""
+    return len(head) >= 10 and head[:2] == GZIP_MAGIC and head[2] == 8 and head[3] & 0xE0 == 0
 PARQUET_MAGIC = b"PAR1"
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -139,7 +145,7 @@ class LineReader:
             raw: BinaryIO = stdin_bytes()
         else:
             raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
-        if hasattr(raw, "peek") and raw.peek(2)[:2] == GZIP_MAGIC:
+        if hasattr(raw, "peek") and looks_gzipped(raw.peek(10)[:10]):
             self.format = FORMAT_JSONL_GZ
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return raw
@@ -238,12 +244,12 @@ def sniff_format(source: Source) -> str:
     if source.path.name.lower().endswith(".parquet"):
         return FORMAT_PARQUET  # a damaged one is reported as such, not read as text
     with open(source.path, "rb") as handle:
-        head = handle.read(4)
-        if head == PARQUET_MAGIC and source.path.stat().st_size >= 8:
+        head = handle.read(10)
+        if head[:4] == PARQUET_MAGIC and source.path.stat().st_size >= 8:
             handle.seek(-4, os.SEEK_END)
             if handle.read(4) == PARQUET_MAGIC:
                 return FORMAT_PARQUET
-    if head[:2] == GZIP_MAGIC:
+    if looks_gzipped(head):
         return FORMAT_JSONL_GZ
     return FORMAT_JSONL
 

@@ -199,3 +199,10 @@ def test_a_line_that_starts_like_parquet_is_still_a_jsonl_line(write, run_ingest
     result = run_ingest(write("odd.jsonl", "PAR1\n" + jsonl(event("e1"))))
     assert (result.read, result.accepted, result.dead_lettered) == (2, 1, 1)
     assert dead_letters(con)[0][1] == "malformed JSON"
+
+
+def test_a_text_line_starting_with_the_gzip_magic_bytes_is_text(write, run_ingest):
+    # Found by Hypothesis: two bytes 1f 8b at the start do not make a gzip file.
+    result = run_ingest(write("odd.jsonl", b"\x1f\x8b\n" + jsonl(event("e1")).encode()))
+    [outcome] = result.files
+    assert (outcome.read, outcome.accepted, outcome.dead_lettered) == (2, 1, 1)
