@@ -74,8 +74,11 @@ def _event_query(meter: Meter, line: InvoiceLine, customer_id: str) -> tuple[str
         "name": meter.event_name,
         "stop": meter.stop_event,
     }
-    names = "(event_name = $name OR event_name = $stop)" if meter.aggregation == "duration" else "event_name = $name"
-    where, dims = selection(meter, params, "m_", names)
+    duration = meter.aggregation == "duration"
+    names = "(event_name = $name OR event_name = $stop)" if duration else "event_name = $name"
+    # A duration counts from the heartbeat before the window (within the gap), as rating does.
+    params["m_gap"] = meter.heartbeat_gap_seconds
+    where, dims = selection(meter, params, "m_", names, lookback=duration)
     # A line priced by a dimension value covers the events with that value (or without the property).
     for index, key in enumerate(meter.dimension_keys):
         if key in line.dimensions:

@@ -20,6 +20,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -238,11 +239,15 @@ class ExportResult:
     invoices: int
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def _html_name(invoice: Invoice) -> str:
-    return f"{invoice.number or invoice.invoice_id}.html"
+    # A customer id is data from a CRM: "a/b" or "../x" must stay a name inside the directory.
+    return _UNSAFE.sub("_", f"{invoice.number or invoice.invoice_id}") + ".html"
 
 
-def export(invoices: Sequence[Invoice], fmt: str, output: Path) -> ExportResult:
+def export(invoices: Sequence[Invoice], fmt: str, output: Path | str) -> ExportResult:
     """Write `invoices` as `fmt` to `output`: a file, or a directory (created if missing).
 
     HTML always writes one file per invoice into a directory; the other formats write one
@@ -250,7 +255,9 @@ def export(invoices: Sequence[Invoice], fmt: str, output: Path) -> ExportResult:
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    if fmt == "html":
+    wants_directory = isinstance(output, str) and output.endswith(("/", "\\"))
+    output = Path(output)
+    if fmt == "html" or wants_directory:
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as error:

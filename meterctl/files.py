@@ -18,10 +18,15 @@ def _temporary(path: Path) -> tuple[int, Path]:
         handle, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
     except OSError as error:
         raise OutputError(f"{path}: cannot be written: {error}") from error
-    # mkstemp makes the file private (0600); an export gets the usual mode, as open() would give.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(handle, 0o666 & ~umask)
+    # mkstemp makes the file private (0600). A replaced file keeps its mode (a chmod 600
+    # export stays private); a new one gets the usual mode, as open() would give.
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.fchmod(handle, mode)
     return handle, Path(name)
 
 

@@ -153,7 +153,8 @@ def _stored(con: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, date]]) ->
     if not keys:
         return found
     rows = con.execute(
-        "SELECT customer_id, period_start, invoice_id, revision, status, content_hash, total_minor, number FROM invoices "
+        "SELECT customer_id, period_start, invoice_id, revision, status, content_hash, total_minor, number, customer_version "
+        "FROM invoices "
         "WHERE list_contains($customers, customer_id) AND list_contains($starts, period_start) ORDER BY revision",
         {"customers": sorted({k[0] for k in keys}), "starts": sorted({k[1] for k in keys})},
     ).fetchall()
@@ -223,6 +224,21 @@ class _Changes:
             con.unregister("finalizing")
 
 
+def _orphan_drafts(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None,
+                   produced: set[tuple[str, date]]) -> list[str]:
+    """Drafts for periods ending in the month that this run no longer produces (the customer's
+    billing or subscriptions changed): left alone, they would be exported beside the right ones."""
+    from meterctl.rating import month_bounds
+
+    month_start, month_end = month_bounds(period)
+    rows = con.execute(
+        "SELECT invoice_id, customer_id, period_start FROM invoices WHERE status = 'draft' "
+        "AND period_end > $start AND period_end <= $end AND ($customers IS NULL OR list_contains($customers, customer_id))",
+        {"start": month_start, "end": month_end, "customers": list(customers) if customers else None},
+    ).fetchall()
+    return [invoice for invoice, customer, start in rows if (customer, start) not in produced]
+
+
 def build_invoices(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -266,7 +282,8 @@ def build_invoices(
             revision = latest_final[1] + 1 if latest_final else 1
             new_id = invoice_id(customer_id, period_start, revision)
             delta = totals["total_minor"] - latest_final[4] if latest_final else None
-            if draft is not None and draft[3] == digest:
+            # A draft is kept only if nothing on it would change: content, and the customer's details.
+            if draft is not None and draft[3] == digest and draft[6] == versions[customer_id].version:
                 action = "unchanged"
             else:
                 if draft is not None:
@@ -289,6 +306,7 @@ def build_invoices(
                 status, action = "finalized", ("revised" if latest_final else "finalized")
             outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, first.period_end, revision, action, status,
                                            number_text, first.currency, totals["total_minor"], delta))
+        changes.drafts_to_delete.extend(_orphan_drafts(con, period, customers, set(groups)))
         changes.apply(con, rating.run_id or 0, now)
         con.execute("COMMIT")
     except BaseException:
@@ -348,9 +366,11 @@ def list_invoices(
     status: str | None = None,
     current_only: bool = False,
     with_lines: bool = False,
+    revision_status: str | None = None,
 ) -> tuple[Invoice, ...]:
     """Invoices by customer, then period and revision. `period` (YYYY-MM) selects periods ending in that month;
-    `current_only` keeps the latest revision of each customer × period."""
+    `current_only` keeps the latest revision of each customer × period (of `revision_status`
+    when given: `finalized` gives what was last sent, even while a new draft waits)."""
     where, params = ["true"], {}
     if period is not None:
         from meterctl.rating import month_bounds
@@ -361,6 +381,9 @@ def list_invoices(
     if customers:
         where.append("list_contains($customers, i.customer_id)")
         params["customers"] = list(customers)
+    if revision_status is not None:  # stored status: draft or finalized (superseded ones are finalized)
+        where.append("i.status = $revision_status")
+        params["revision_status"] = revision_status
     query = _INVOICE_SELECT + " WHERE " + " AND ".join(where)
     if current_only:
         query += " QUALIFY i.revision = max(i.revision) OVER (PARTITION BY i.customer_id, i.period_start)"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
-from pydantic import BaseModel, BeforeValidator, ValidationError, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, validation_problems
@@ -74,8 +74,12 @@ class TierModel(_Strict):
         return pricing.Tier(self.up_to, self.unit_price, self.flat_fee)
 
 
-def _check_tiers(tiers: Sequence[TierModel]) -> None:
+def _check_tiers(tiers: tuple[TierModel, ...]) -> tuple[TierModel, ...]:
     pricing.check_tiers([t.tier() for t in tiers])
+    return tiers
+
+
+Tiers = Annotated[tuple[TierModel, ...], AfterValidator(_check_tiers)]
 
 
 class Fee(_Strict):
@@ -87,15 +91,8 @@ class DimensionPrice(_Strict):
     """The price of one dimension value, overriding the charge's own."""
 
     unit_price: Amount | None = None
-    tiers: tuple[TierModel, ...] | None = None
+    tiers: Tiers | None = None
     package_price: Amount | None = None
-
-    @field_validator("tiers")
-    @classmethod
-    def _tiers(cls, tiers: tuple[TierModel, ...] | None) -> tuple[TierModel, ...] | None:
-        if tiers is not None:
-            _check_tiers(tiers)
-        return tiers
 
 
 Model = Literal["per_unit", "graduated", "volume", "package"]
@@ -114,7 +111,7 @@ class Charge(_Strict):
     name: StrictStr | None = None
     model: Model
     unit_price: Amount | None = None
-    tiers: tuple[TierModel, ...] | None = None
+    tiers: Tiers | None = None
     package_size: Amount | None = None
     package_price: Amount | None = None
     round: Literal["up", "down"] = "up"
@@ -122,13 +119,6 @@ class Charge(_Strict):
     price_by: dict[StrictStr, dict[StrictStr, DimensionPrice]] | None = None
     minimum: Amount | None = None
     maximum: Amount | None = None
-
-    @field_validator("tiers")
-    @classmethod
-    def _tiers(cls, tiers: tuple[TierModel, ...] | None) -> tuple[TierModel, ...] | None:
-        if tiers is not None:
-            _check_tiers(tiers)
-        return tiers
 
     @model_validator(mode="before")
     @classmethod

@@ -252,3 +252,67 @@ def test_invoice_commands(cli, db, config, write):  # noqa: F811
     assert cli("invoice", "show", "INV-2099-000001", "--db", db).exit_code == 65
     assert cli("invoice", "export", "--format", "pdf", "-o", html_dir, "--db", db).exit_code == 2
     assert cli("invoice", "--db", db).exit_code == 2
+
+
+def test_a_draft_follows_the_customers_details_until_it_is_finalized(tenant, write):
+    tenant.invoice()
+    import_customers(tenant.con, write("renamed.yaml", TWO_CUSTOMERS.replace("Acme Corp", "Acme Corporation")))
+    outcome = {o.customer_id: o for o in tenant.invoice(finalize=True).outcomes}["cus_1"]
+    assert outcome.action == "finalized"
+    invoice = get_invoice(tenant.con, "INV-2026-000001")
+    assert (invoice.customer_name, invoice.customer_version) == ("Acme Corporation", 2)
+
+
+def test_a_draft_for_a_period_no_longer_billed_is_removed(tenant, write):
+    tenant.invoice()
+    moved = TWO_CUSTOMERS.replace("billing: calendar", "billing: anniversary")
+    import_customers(tenant.con, write("moved.yaml", moved))
+    tenant.invoice()
+    ids = [i.invoice_id for i in list_invoices(tenant.con) if i.customer_id == "cus_1"]
+    assert ids == ["cus_1-20260914-r1"]  # the calendar draft cus_1-20261001-r1 is gone
+
+
+def test_export_of_finalized_invoices_ignores_a_newer_draft(tenant, write, tmp_path):
+    tenant.invoice(finalize=True)
+    tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
+    tenant.invoice()
+    latest = list_invoices(tenant.con, current_only=True)
+    sent = list_invoices(tenant.con, current_only=True, revision_status="finalized")
+    assert [i.invoice_id for i in latest if i.customer_id == "cus_1"] == ["cus_1-20261001-r2"]
+    assert [(i.invoice_id, i.status) for i in sent if i.customer_id == "cus_1"] == [("cus_1-20261001-r1", "finalized")]
+
+
+def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):  # noqa: F811
+    odd = TWO_CUSTOMERS.replace("id: cus_2", "id: ../a/b")
+    files = [write("odd.yaml", odd), write("a.jsonl", events_a().replace('"cus_2"', '"../a/b"'))]
+    tenant = Tenant(tmp_path / "odd.duckdb", config, files)
+    tenant.invoice()
+    out = tmp_path / "deep" / "html"
+    result = export(list_invoices(tenant.con, current_only=True, with_lines=True), "html", out)
+    assert sorted(p.name for p in out.iterdir()) == [".._a_b-20260910-r1.html", "cus_1-20261001-r1.html"]
+    assert all(Path(f).parent == out for f in result.files)
+
+
+def test_export_paths_and_modes(tenant, tmp_path):
+    tenant.invoice()
+    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    result = export(invoices, "csv", f"{tmp_path}/new-dir/")
+    assert result.files == (str(tmp_path / "new-dir" / "invoices.csv"),)
+    private = tmp_path / "private.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    export(invoices, "json", private)
+    assert private.stat().st_mode & 0o777 == 0o600 and private.read_bytes() == to_json(invoices)
+
+
+def test_names_are_shown_as_written_never_as_markup(cli, db, config, write):  # noqa: F811
+    customers = TWO_CUSTOMERS.replace("Acme Corp", "Slash [/b] Acme [legacy] GmbH")
+    assert cli("customers", "import", write("customers.yaml", customers), "--db", db).exit_code == 0
+    assert cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config).exit_code == 0
+    shown = cli("invoice", "show", "cus_1-20261001-r1", "--db", db)
+    assert shown.exit_code == 0 and "Slash [/b] Acme [legacy] GmbH" in shown.stdout
+
+
+def test_options_before_an_invoice_subcommand_are_refused(cli, db):
+    result = cli("invoice", "--db", db, "list")
+    assert result.exit_code == 2 and "after the subcommand" in result.stderr

@@ -35,12 +35,14 @@ _PIPE_WIDTH = 160
 
 def stderr_console() -> Console:
     width = None if sys.stderr.isatty() else _PIPE_WIDTH
-    return Console(stderr=True, highlight=False, soft_wrap=False, width=width)
+    # markup=False: customer names, ids and property values are shown as written, never
+    # read as Rich markup ("Acme [legacy]" must not lose a word, "[/b]" must not crash).
+    return Console(stderr=True, highlight=False, soft_wrap=False, width=width, markup=False)
 
 
 def stdout_console() -> Console:
     width = None if sys.stdout.isatty() else _PIPE_WIDTH
-    return Console(highlight=False, soft_wrap=False, width=width)
+    return Console(highlight=False, soft_wrap=False, width=width, markup=False)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -53,8 +55,12 @@ def invoice_command(
 ) -> None:
     """Build (or rebuild) the invoices of a month: rates it afresh, writes drafts or new revisions."""
     if ctx.invoked_subcommand is not None:
-        if period or finalize:
-            raise UsageError("--period and --finalize belong to 'meterctl invoice --period …', not to a subcommand")
+        given = [name for name in ("period", "customer", "finalize", "pricebooks", "db", "wait", "as_json")
+                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        if given:
+            options = ", ".join("--" + name.replace("as_", "").replace("_", "-") for name in given)
+            raise UsageError(f"{options}: put options after the subcommand "
+                             f"('meterctl invoice {ctx.invoked_subcommand} {options.split(', ')[0]} …')")
         return
     if period is None:
         raise UsageError("missing --period YYYY-MM (or a subcommand: list, show, export, verify)")
@@ -113,12 +119,21 @@ def _has_invoices(con) -> bool:
     return store.has_table(con, "invoices")
 
 
+@contextmanager
+def _invoice_store(db: Path, wait: float) -> Iterator:
+    """The store, read-only, once invoices exist in it."""
+    with store.open_store(db, read_only=True, wait=wait) as con:
+        if not _has_invoices(con):
+            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+        yield con
+
+
 def _render_invoice(invoice) -> None:
     from meterctl.rating import text
 
     console = stdout_console()
     title = invoice.number or "draft"
-    console.print(f"[bold]{invoice.invoice_id}[/bold]  {title}  {invoice.status}  revision {invoice.revision}"
+    console.print(f"{invoice.invoice_id}  {title}  {invoice.status}  revision {invoice.revision}"
                   + (f", supersedes {invoice.supersedes}" if invoice.supersedes else "")
                   + (f", superseded by {invoice.superseded_by}" if invoice.superseded_by else ""))
     console.print(f"{invoice.customer_name} ({invoice.customer_id})  period [{invoice.period_start}, {invoice.period_end}) "
@@ -138,8 +153,8 @@ def _render_invoice(invoice) -> None:
                       _money(line.amount_minor, invoice.currency), line.pricebook)
     console.print(table)
     console.print(f"subtotal {_money(invoice.subtotal_minor, invoice.currency)}  credits {_money(invoice.credits_minor, invoice.currency)}  "
-                  f"tax {_money(invoice.tax_minor, invoice.currency)}  [bold]total {_money(invoice.total_minor, invoice.currency)} "
-                  f"{invoice.currency}[/bold]" + (f"  (change {_money(invoice.delta_minor, invoice.currency, signed=True)})"
+                  f"tax {_money(invoice.tax_minor, invoice.currency)}  total {_money(invoice.total_minor, invoice.currency)} "
+                  f"{invoice.currency}" + (f"  (change {_money(invoice.delta_minor, invoice.currency, signed=True)})"
                                                   if invoice.delta_minor is not None else ""))
 
 
@@ -154,9 +169,7 @@ def show_command(
     from meterctl.export import invoice_document
     from meterctl.invoicing import get_invoice
 
-    with store.open_store(db, read_only=True, wait=wait) as con:
-        if not _has_invoices(con):
-            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+    with _invoice_store(db, wait) as con:
         invoice = get_invoice(con, reference)
     if as_json:
         document = invoice_document(invoice)
@@ -169,10 +182,11 @@ def show_command(
 @invoice_app.command("export")
 def export_command(
     fmt: Annotated[str, typer.Option("--format", help="json, csv, parquet or html (one page per invoice).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="A file, or a directory (html always writes a directory).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="A file, or a directory (an existing one, or ending in /; html always writes a directory).")],
     period: Annotated[str | None, typer.Option("--period", help="Billing periods ending in this month (YYYY-MM).")] = None,
     customer: CustomerOption = None,
     include_superseded: Annotated[bool, typer.Option("--all-revisions", help="Every revision, not only the latest of each period.")] = False,
+    status: Annotated[str | None, typer.Option("--status", help="Only draft or finalized invoices (the latest such revision of each period).")] = None,
     db: DbOption = store.default_db_path(),
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
@@ -183,10 +197,11 @@ def export_command(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    with store.open_store(db, read_only=True, wait=wait) as con:
-        if not _has_invoices(con):
-            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
-        invoices = list_invoices(con, period=period, customers=customer, current_only=not include_superseded, with_lines=True)
+    with _invoice_store(db, wait) as con:
+        if status not in (None, "draft", "finalized"):
+            raise UsageError(f"--status must be draft or finalized, not '{status}'")
+        invoices = list_invoices(con, period=period, customers=customer, current_only=not include_superseded,
+                                 with_lines=True, revision_status=status)
     if not invoices:
         raise DataError("no invoices match" + (f" --period {period}" if period else "") + (" --customer" if customer else ""))
     result = export(invoices, fmt, output)
@@ -207,9 +222,7 @@ def verify_command(
     """Derive the invoice again from the stored events and pricebook snapshot: identical, or the difference (exit 65)."""
     from meterctl.audit import verify
 
-    with store.open_store(db, read_only=True, wait=wait) as con:
-        if not _has_invoices(con):
-            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+    with _invoice_store(db, wait) as con:
         result = verify(con, reference)
     if as_json:
         print_json(result)
@@ -245,9 +258,7 @@ def explain_command(
 
     if output is not None and not events:
         raise UsageError("-o writes the events: add --events")
-    with store.open_store(db, read_only=True, wait=wait) as con:
-        if not _has_invoices(con):
-            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+    with _invoice_store(db, wait) as con:
         result = explain(con, reference, line_no=line, with_events=events, limit=None if output or as_json else limit)
     if output is not None:
         from meterctl.files import write_bytes_atomically
@@ -264,7 +275,7 @@ def explain_command(
     console = stdout_console()
     for x in result.lines:
         l = x.line
-        console.print(f"\n[bold]line {l.line_no}[/bold]: {l.kind} {l.name} = {_money(l.amount_minor, result.invoice.currency)} "
+        console.print(f"\nline {l.line_no}: {l.kind} {l.name} = {_money(l.amount_minor, result.invoice.currency)} "
                       f"{result.invoice.currency} (exact {l.precise_amount})")
         console.print(f"  rated record: run {x.rating_run_id} line {x.rated_line_no}; pricebook {l.pricebook} sha256 {l.pricebook_hash[:16]}")
         if l.tiers:

@@ -150,7 +150,7 @@ def show_command(
         return
     book = chosen.book
     console = stdout_console()
-    console.print(f"[bold]{chosen.ref}[/bold]  effective {book.effective_from}  {book.currency}  "
+    console.print(f"{chosen.ref}  effective {book.effective_from}  {book.currency}  "
                   f"{book.billing_cycle}  rounding {book.rounding}")
     console.print(f"{chosen.path}  sha256 {chosen.content_hash}")
     table = Table()
@@ -363,5 +363,5 @@ def simulate_command(
     for r in result.rows:
         table.add_row(r.customer_id, r.current_pricebook, r.current, r.candidate, r.difference, r.currency)
     for t in result.totals:
-        table.add_row("[bold]total[/bold]", "", t.current, t.candidate, t.difference, t.currency, end_section=False)
+        table.add_row("total", "", t.current, t.candidate, t.difference, t.currency, end_section=False)
     stdout_console().print(table)
