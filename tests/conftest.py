@@ -106,3 +106,54 @@ def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = Non
 
 def balanced(result: IngestResult) -> bool:
     return all(f.balanced for f in result.files)
+
+
+# A small configuration for rating and invoicing tests.
+METERS = """meters:
+  - {name: api_calls, event_name: api_call, aggregation: count}
+  - {name: tokens, event_name: llm_tokens, aggregation: sum, value: quantity, group_by: [model]}
+  - {name: storage_gb, event_name: storage_report, aggregation: max, value: properties.gb}
+"""
+
+PRO = """plan: pro
+version: 1
+effective_from: 2024-01-01
+currency: USD
+fees:
+  - {name: Platform fee, amount: 31.00}
+charges:
+  - meter: api_calls
+    model: graduated
+    tiers:
+      - {up_to: 2, unit_price: 0}
+      - {up_to: null, unit_price: 0.10, flat_fee: 1}
+  - meter: tokens
+    model: per_unit
+    unit_price: 0.001
+    price_by: {model: {big: 0.01}}
+"""
+
+SCALE = """plan: scale
+version: 1
+effective_from: 2024-01-01
+currency: USD
+rounding: half_even
+fees:
+  - {name: Scale fee, amount: 62.00}
+charges:
+  - meter: api_calls
+    model: per_unit
+    unit_price: 0.05
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A configuration directory: three meters, pro@1 and scale@1 (USD, monthly)."""
+    directory = tmp_path / "pricebooks"
+    (directory / "pro").mkdir(parents=True)
+    (directory / "scale").mkdir()
+    (directory / "meters.yaml").write_text(METERS)
+    (directory / "pro" / "v1.yaml").write_text(PRO)
+    (directory / "scale" / "v1.yaml").write_text(SCALE)
+    return directory

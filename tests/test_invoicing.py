@@ -23,7 +23,6 @@ from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
 from meterctl.sources import resolve_sources
 from tests.conftest import ACME_CUSTOMERS, NOW, REPO, event, jsonl
-from tests.test_rating import config  # noqa: F401 - fixture
 
 GOLDEN = REPO / "tests" / "golden"
 TWO_CUSTOMERS = ACME_CUSTOMERS + """  - id: cus_2
@@ -78,7 +77,7 @@ def files(write):
 
 
 @pytest.fixture
-def tenant(tmp_path, config, files):  # noqa: F811
+def tenant(tmp_path, config, files):
     made = Tenant(tmp_path / "t.duckdb", config, files)
     yield made
     made.con.close()
@@ -140,7 +139,7 @@ def test_verify_says_identical_then_shows_late_events(tenant, write):
     assert result.derived_total_minor - result.stored_total_minor == 5
 
 
-def test_verify_uses_the_frozen_snapshot_not_the_edited_file(tenant, config):  # noqa: F811
+def test_verify_uses_the_frozen_snapshot_not_the_edited_file(tenant, config):
     tenant.invoice(finalize=True)
     (config / "pro" / "v1.yaml").write_text((config / "pro" / "v1.yaml").read_text().replace("31.00", "99.00"))
     assert verify(tenant.con, "INV-2026-000002").identical
@@ -163,7 +162,7 @@ def test_explain_walks_a_line_back_to_its_events(tenant):
     assert tokens.rating_run_id == 1 and tokens.meter["event_name"] == "llm_tokens"
 
 
-def test_exports_are_byte_identical_and_independent_of_ingest_order(tmp_path, config, write, files):  # noqa: F811
+def test_exports_are_byte_identical_and_independent_of_ingest_order(tmp_path, config, write, files):
     forward = Tenant(tmp_path / "forward.duckdb", config, files)
     backward = Tenant(tmp_path / "backward.duckdb", config, [files[0], files[2], files[1]])
     outputs = []
@@ -230,7 +229,7 @@ def test_an_interrupted_export_leaves_the_old_file(tenant, tmp_path, monkeypatch
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
 
 
-def test_invoice_commands(cli, db, config, write):  # noqa: F811
+def test_invoice_commands(cli, db, config, write):
     assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
     assert cli("ingest", write("a.jsonl", events_a()), "--db", db).exit_code == 0
     built = cli("invoice", "--period", "2026-10", "--finalize", "--db", db, "--pricebooks", config, "--json")
@@ -282,7 +281,7 @@ def test_export_of_finalized_invoices_ignores_a_newer_draft(tenant, write, tmp_p
     assert [(i.invoice_id, i.status) for i in sent if i.customer_id == "cus_1"] == [("cus_1-20261001-r1", "finalized")]
 
 
-def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):  # noqa: F811
+def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):
     odd = TWO_CUSTOMERS.replace("id: cus_2", "id: ../a/b")
     files = [write("odd.yaml", odd), write("a.jsonl", events_a().replace('"cus_2"', '"../a/b"'))]
     tenant = Tenant(tmp_path / "odd.duckdb", config, files)
@@ -305,7 +304,7 @@ def test_export_paths_and_modes(tenant, tmp_path):
     assert private.stat().st_mode & 0o777 == 0o600 and private.read_bytes() == to_json(invoices)
 
 
-def test_names_are_shown_as_written_never_as_markup(cli, db, config, write):  # noqa: F811
+def test_names_are_shown_as_written_never_as_markup(cli, db, config, write):
     customers = TWO_CUSTOMERS.replace("Acme Corp", "Slash [/b] Acme [legacy] GmbH")
     assert cli("customers", "import", write("customers.yaml", customers), "--db", db).exit_code == 0
     assert cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config).exit_code == 0

@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import ACME_CUSTOMERS, event, jsonl
-from tests.test_rating import PRO, config  # noqa: F401 - fixture
+from tests.conftest import ACME_CUSTOMERS, PRO, event, jsonl
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ ONE_PLAN = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", 
 SECOND = ACME_CUSTOMERS.replace("cus_1", "cus_2").replace("Acme Corp", "Globex").replace("customers:\n", "")
 
 
-def test_list_show_and_diff(cli, db, config):  # noqa: F811
+def test_list_show_and_diff(cli, db, config):
     (config / "pro" / "v2.yaml").write_text(PRO.replace("version: 1", "version: 2").replace("2024-01-01", "2026-11-01")
                                           .replace("unit_price: 0.10", "unit_price: 0.08"))
     listed = cli("pricebook", "list", "--pricebooks", config, "--db", db, "--json")
@@ -61,7 +60,7 @@ def test_validate_reports_edited_frozen_versions(cli, db, config, tenant):
     assert rated.exit_code == 78 and "publish the change as a new version" in rated.stderr
 
 
-def test_config_validate_lists_meter_and_pricebook_problems_together(cli, config):  # noqa: F811
+def test_config_validate_lists_meter_and_pricebook_problems_together(cli, config):
     (config / "meters.yaml").write_text((config / "meters.yaml").read_text().replace("aggregation: count", "aggregation: cnt"))
     (config / "scale" / "v1.yaml").write_text((config / "scale" / "v1.yaml").read_text().replace("currency: USD", "currency: US"))
     result = cli("config", "validate", "--pricebooks", config)
