@@ -118,6 +118,7 @@ class InvoiceOutcome:
     currency: str
     total_minor: int
     delta_minor: int | None
+    period_open: bool = False  # the billing period has not ended: usage may still grow
 
 
 @dataclass(frozen=True)
@@ -250,13 +251,24 @@ def build_invoices(
     now: datetime | None = None,
 ) -> InvoiceRun:
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
-    rating = rate(con, catalog, meters, period, customers=customers)
     now = now or datetime.now(UTC)
+
+    def refuse_open_periods(lines: Sequence[RatedLine]) -> None:
+        # Checked before the rating run is recorded: a refused command writes nothing.
+        still_open = sorted({(l.customer_id, l.period_start, l.period_end) for l in lines if l.period_end_at > now})
+        if finalize and still_open:
+            shown = ", ".join(f"{c} [{start}, {end})" for c, start, end in still_open[:3])
+            shown += f" and {len(still_open) - 3} more" if len(still_open) > 3 else ""
+            raise DataError(f"cannot finalize {len(still_open)} invoice(s) whose billing period has not ended yet: {shown}; "
+                            "build drafts now (without --finalize) and finalize once the period is over")
+
+    rating = rate(con, catalog, meters, period, customers=customers, check=refuse_open_periods)
     year = int(period[:4])
     versions = {c.customer_id: c for c in list_customers(con)}
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
     for number, line in enumerate(rating.lines, 1):
         groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
+    still_open = {key for key, numbered in groups.items() if numbered[0][1].period_end_at > now}
     outcomes: list[InvoiceOutcome] = []
     changes = _Changes()
     con.execute("BEGIN TRANSACTION")
@@ -305,7 +317,8 @@ def build_invoices(
                 changes.finalized.append((new_id, number_text, year, last_seq))
                 status, action = "finalized", ("revised" if latest_final else "finalized")
             outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, first.period_end, revision, action, status,
-                                           number_text, first.currency, totals["total_minor"], delta))
+                                           number_text, first.currency, totals["total_minor"], delta,
+                                           (customer_id, period_start) in still_open))
         changes.drafts_to_delete.extend(_orphan_drafts(con, period, customers, set(groups)))
         changes.apply(con, rating.run_id or 0, now)
         con.execute("COMMIT")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
@@ -87,6 +87,11 @@ class RatedLine:
     @property
     def pricebook(self) -> str:
         return f"{self.plan}@{self.version}"
+
+    @property
+    def period_end_at(self) -> datetime:
+        """When the billing period ends (local midnight after its last day, in UTC)."""
+        return cycles.Period(self.period_start, self.period_end, self.timezone).end_at
 
     def canonical(self) -> dict:
         """The line as JSON-ready data, decimals as strings; what the run hash covers."""
@@ -448,13 +453,19 @@ def rate(
     customers: Sequence[str] | None = None,
     record: bool = True,
     candidate: PricebookVersion | None = None,
+    check: Callable[[Sequence[RatedLine]], None] | None = None,
 ) -> RatingResult:
-    """Rate every billing period ending in month `period` (YYYY-MM); record the run unless asked not to."""
+    """Rate every billing period ending in month `period` (YYYY-MM); record the run unless asked not to.
+
+    `check` sees the lines before anything is recorded, and may refuse them by raising.
+    """
     jobs = plan_jobs(con, catalog, period, customers, candidate)
     used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
     check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
     lines, found = rate_jobs(con, jobs, meters)
     digest = run_hash(period, customers, lines)
+    if check is not None:
+        check(lines)
     run_id = None
     newly_frozen: tuple[str, ...] = ()
     if record:

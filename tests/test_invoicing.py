@@ -315,3 +315,17 @@ def test_names_are_shown_as_written_never_as_markup(cli, db, config, write):
 def test_options_before_an_invoice_subcommand_are_refused(cli, db):
     result = cli("invoice", "--db", db, "list")
     assert result.exit_code == 2 and "after the subcommand" in result.stderr
+
+
+def test_a_period_that_has_not_ended_can_be_drafted_but_not_finalized(tenant):
+    from datetime import UTC, datetime
+
+    from meterctl.errors import DataError
+
+    mid_october = datetime(2026, 10, 25, tzinfo=UTC)
+    drafts = tenant.invoice(now=mid_october)
+    assert {o.customer_id: o.period_open for o in drafts.outcomes} == {"cus_1": True, "cus_2": False}
+    with pytest.raises(DataError, match=r"cannot finalize 1 invoice\(s\) whose billing period has not ended yet: cus_1"):
+        tenant.invoice(finalize=True, now=mid_october)
+    assert all(i.status == "draft" for i in list_invoices(tenant.con))
+    assert tenant.con.execute("SELECT count(*) FROM rating_runs").fetchall() == [(1,)]  # the refusal wrote nothing

@@ -91,6 +91,10 @@ def invoice_command(
         actions[o.action] = actions.get(o.action, 0) + 1
     console.print(f"{len(run.outcomes)} invoice(s): " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
                   + f" (rating run {run.rating.run_id})")
+    still_open = sum(o.period_open for o in run.outcomes)
+    if still_open:
+        console.print(f"note: {still_open} of them are for billing periods that have not ended yet: "
+                      "their usage may still grow (they cannot be finalized before the period is over)")
 
 
 @invoice_app.command("list")

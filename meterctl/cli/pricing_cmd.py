@@ -262,6 +262,15 @@ def _warn_unknown_customers(console, result: RatingResult) -> None:
                       f"{shown}{more} (see 'meterctl customers import')", style="yellow")
 
 
+def _note_open_periods(console, result: RatingResult) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    still_open = {(l.customer_id, l.period_start) for l in result.lines if l.period_end_at > now}
+    if still_open:
+        console.print(f"note: {len(still_open)} billing period(s) have not ended yet: their usage may still grow")
+
+
 def rate_command(
     period: PeriodOption,
     customer: CustomerOption = None,
@@ -306,6 +315,7 @@ def rate_command(
         stdout_console().print(table)
     console.print(f"rating run {result.run_id}: {result.customers_rated} customer(s), {result.segments} segment(s), "
                   f"{len(result.lines)} line(s); run hash {result.run_hash[:16]}")
+    _note_open_periods(console, result)
 
 
 # ---------------------------------------------------------------- simulate
