@@ -141,6 +141,9 @@ class RatingResult:
     newly_frozen: tuple[str, ...] = field(default=())
     # Events in the month from customer ids that were never imported: nobody is billed for them.
     unknown_customers: tuple[tuple[str, int], ...] = ()
+    # Events in the month (UTC) of imported customers at times no subscription covers
+    # (before the first one starts, after the last one ends, in a gap): not billed either.
+    outside_subscriptions: tuple[tuple[str, int], ...] = ()
 
     def total_minor(self, customer_id: str | None = None) -> dict[str, int]:
         """Σ rounded lines in minor units, per currency."""
@@ -483,7 +486,45 @@ def rate(
         open_sessions=tuple(dataclasses.replace(s, meter=_meter_of(s.meter)) for s in found.open_sessions) if found else (),
         newly_frozen=newly_frozen,
         unknown_customers=() if customers else _unknown_customers(con, period, meters),
+        outside_subscriptions=_outside_subscriptions(con, period, meters, customers),
     )
+
+
+def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
+                           customers: Sequence[str] | None) -> tuple[tuple[str, int], ...]:
+    """Metered events of the month (UTC) that fall outside every subscription of their customer."""
+    chosen = [c for c in list_customers(con) if not customers or c.customer_id in set(customers)]
+    if not chosen:
+        return ()
+    spans: list[tuple[str, datetime, datetime]] = []
+    for customer in chosen:
+        tz = cycles.zone(customer.timezone)
+        for sub in customer.subscriptions:
+            start = datetime.fromisoformat(sub["start"]).replace(tzinfo=tz).astimezone(UTC)
+            end = (datetime.fromisoformat(sub["end"]).replace(tzinfo=tz).astimezone(UTC) if sub.get("end")
+                   else datetime(9999, 1, 1, tzinfo=UTC))
+            spans.append((customer.customer_id, start, end))
+    month_start, month_end = month_bounds(period)
+    names = sorted({m.event_name for m in meters} | {m.stop_event for m in meters if m.stop_event})
+    con.register("covered_spans", pa.table({
+        "customer_id": pa.array([s[0] for s in spans], pa.string()),
+        "start_at": pa.array([s[1] for s in spans], pa.timestamp("us", "UTC")),
+        "end_at": pa.array([s[2] for s in spans], pa.timestamp("us", "UTC")),
+    }))
+    try:
+        rows = con.execute(
+            "SELECT e.customer_id, count(*) FROM events AS e "
+            "WHERE e.ts >= CAST($start AS TIMESTAMPTZ) AND e.ts < CAST($end AS TIMESTAMPTZ) "
+            "AND list_contains($names, e.event_name) AND list_contains($customers, e.customer_id) "
+            "AND NOT EXISTS (SELECT 1 FROM covered_spans AS c WHERE c.customer_id = e.customer_id "
+            "                AND e.ts >= c.start_at AND e.ts < c.end_at) "
+            "GROUP BY e.customer_id ORDER BY e.customer_id",
+            {"start": month_start.isoformat(), "end": month_end.isoformat(), "names": names,
+             "customers": [c.customer_id for c in chosen]},
+        ).fetchall()
+    finally:
+        con.unregister("covered_spans")
+    return tuple((customer, count) for customer, count in rows)
 
 
 def _unknown_customers(con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter]) -> tuple[tuple[str, int], ...]:

@@ -286,3 +286,13 @@ def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(c
            event("x3", customer_id="cus_ghost", timestamp="2026-11-02T00:00:00Z"))
     assert run(con, config).unknown_customers == (("cus_ghost", 2),)
     assert run(con, config, customers=["cus_1"]).unknown_customers == ()
+
+
+def test_events_outside_every_subscription_are_reported(con, config, tenant):
+    # Subscribed from Oct 8 (New York): a call on Oct 7 local time is before the subscription.
+    customers = ACME_CUSTOMERS.replace("2026-09-14", "2026-10-08").replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant(event("early", timestamp="2026-10-08T03:59:59Z"), event("on-time", timestamp="2026-10-08T04:00:00Z"),
+           customers=customers)
+    result = run(con, config)
+    assert result.outside_subscriptions == (("cus_1", 1),)
+    assert next(l for l in result.lines if l.meter == "api_calls").quantity == 1

@@ -254,6 +254,12 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict]:
 
 
 def _warn_unknown_customers(console, result: RatingResult) -> None:
+    if result.outside_subscriptions:
+        shown = ", ".join(f"{c} ({n})" for c, n in result.outside_subscriptions[:5])
+        more = f" and {len(result.outside_subscriptions) - 5} more" if len(result.outside_subscriptions) > 5 else ""
+        total = sum(n for _, n in result.outside_subscriptions)
+        console.print(f"warning: {total} event(s) in {result.period} fall outside their customer's subscriptions, so are "
+                      f"not billed: {shown}{more} (see 'meterctl customers show ID')", style="yellow")
     if result.unknown_customers:
         shown = ", ".join(f"{c} ({n})" for c, n in result.unknown_customers[:5])
         more = f" and {len(result.unknown_customers) - 5} more" if len(result.unknown_customers) > 5 else ""
