@@ -27,7 +27,7 @@ from meterctl.invoicing import Invoice, InvoiceLine, content_hash, get_invoice, 
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, pricebook_from_text
 from meterctl.rating import plan_jobs, rate_jobs, text
-from meterctl.usage import selection
+from meterctl.usage import selection, value_sql
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -41,6 +41,7 @@ class TracedEvent:
     properties: Any
     source: str
     source_line: int
+    meterable: bool = True  # False: the meter could not read its value (counted as unmeterable)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,16 @@ def _event_query(meter: Meter, line: InvoiceLine, customer_id: str) -> tuple[str
     return where, params
 
 
+def _meterable_sql(meter: Meter, params: dict) -> str:
+    """Whether the meter can read an event's value, as usage() decides it."""
+    if meter.aggregation == "count":
+        return "true"
+    if meter.aggregation == "duration":
+        params["m_sk"] = (meter.session or "").removeprefix("properties.")
+        return "(e.properties ->> $m_sk) IS NOT NULL"
+    return f"({value_sql(meter, params, 'm_')}) IS NOT NULL"  # properties and quantity: only events has them
+
+
 def explain(
     con: duckdb.DuckDBPyConnection,
     reference: str,
@@ -117,11 +128,12 @@ def explain(
                 params["limit"] = limit
                 rows = sql.execute(con, f"""
                     SELECT e.event_id, strftime(e.ts, '%Y-%m-%dT%H:%M:%S.%fZ'), e.event_name, CAST(e.quantity AS VARCHAR),
-                           e.properties, b.source, e.line_no
+                           e.properties, b.source, e.line_no, {_meterable_sql(meter, params)}
                     FROM (SELECT * FROM events WHERE {where}) AS e JOIN ingest_batches AS b USING (batch_id)
                     ORDER BY e.ts, e.event_id LIMIT $limit""", params).fetchall()
                 events = tuple(TracedEvent(r[0], r[1], r[2], None if r[3] is None else text(Decimal(r[3])),
-                                           json.loads(r[4]) if r[4] is not None else None, r[5], r[6]) for r in rows)
+                                           json.loads(r[4]) if r[4] is not None else None, r[5], r[6], bool(r[7]))
+                               for r in rows)
         explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, events))
     return Explanation(invoice, tuple(explained))
 

@@ -149,7 +149,7 @@ def selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback
     return " AND ".join(where), dims
 
 
-def _value_sql(meter: Meter, params: dict, p: str) -> str:
+def value_sql(meter: Meter, params: dict, p: str) -> str:
     if meter.value == "quantity":
         return "quantity"
     params[f"{p}vk"] = _property(meter.value or "")
@@ -174,7 +174,7 @@ def _plain_meter_sql(meter: Meter, index: int, window: str, params: dict) -> str
     p = f"m{index}_"
     params[f"{p}event_name"] = meter.event_name
     where, dims = selection(meter, params, p, f"event_name = ${p}event_name")
-    value = "NULL" if meter.aggregation == "count" else _value_sql(meter, params, p)
+    value = "NULL" if meter.aggregation == "count" else value_sql(meter, params, p)
     w_start, w_end, periods_join = _windows(window, "e")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_names = "".join(f", d{i}" for i in range(len(dims)))

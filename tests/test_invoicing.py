@@ -22,7 +22,7 @@ from meterctl.invoicing import build_invoices, get_invoice, list_invoices
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
 from meterctl.sources import resolve_sources
-from tests.conftest import ACME_CUSTOMERS, NOW, REPO, event, jsonl
+from tests.conftest import ACME_CUSTOMERS, NOW, PRO, REPO, event, jsonl
 
 GOLDEN = REPO / "tests" / "golden"
 TWO_CUSTOMERS = ACME_CUSTOMERS + """  - id: cus_2
@@ -329,3 +329,16 @@ def test_a_period_that_has_not_ended_can_be_drafted_but_not_finalized(tenant):
         tenant.invoice(finalize=True, now=mid_october)
     assert all(i.status == "draft" for i in list_invoices(tenant.con))
     assert tenant.con.execute("SELECT count(*) FROM rating_runs").fetchall() == [(1,)]  # the refusal wrote nothing
+
+
+def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write):
+    (config / "pro" / "v1.yaml").write_text(PRO + "  - {meter: storage_gb, model: per_unit, unit_price: 1}\n")
+    files = [write("c.yaml", TWO_CUSTOMERS), write("s.jsonl", jsonl(
+        event("s1", event_name="storage_report", properties={"gb": 5}),
+        event("s2", event_name="storage_report", properties={"gb": "lots"})))]
+    tenant = Tenant(tmp_path / "s.duckdb", config, files)
+    tenant.invoice()
+    result = explain(tenant.con, "cus_1-20261001-r1", with_events=True)
+    storage = next(x for x in result.lines if x.line.meter == "storage_gb")
+    assert [(e.event_id, e.meterable) for e in storage.events] == [("s1", True), ("s2", False)]
+    assert storage.line.quantity == 5 and storage.line.unmeterable == 1

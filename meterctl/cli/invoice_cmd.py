@@ -292,6 +292,7 @@ def explain_command(
                           + (f", {', '.join(f'{k}={v}' for k, v in l.dimensions.items())}" if l.dimensions else "")
                           + f" → {x.event_count} event(s), quantity {text(l.quantity)}")
             for e in x.events:
-                console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.source_line}")
+                console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.source_line}"
+                              + ("" if e.meterable else "  (unmeterable: not counted)"))
             if events and x.event_count and x.event_count > len(x.events):
                 console.print(f"    … {x.event_count - len(x.events)} more (use -o FILE to write them all)")
