@@ -418,18 +418,45 @@ def _meter_variants(jobs: Sequence[_Job], meters: Sequence[Meter]) -> list[Meter
     return sorted(variants.values(), key=lambda m: m.name)
 
 
+def _derivable(variants: list[Meter]) -> dict[str, str]:
+    """Whole-meter variants of count and sum meters that a per-dimension variant also needs:
+    their value is the sum over the dimension's rows, so the events are read once."""
+    by_meter: dict[str, list[Meter]] = {}
+    for variant in variants:
+        by_meter.setdefault(_meter_of(variant.name), []).append(variant)
+    derived = {}
+    for group in by_meter.values():
+        whole = next((v for v in group if not v.group_by), None)
+        split = next((v for v in group if v.group_by), None)
+        if whole is not None and split is not None and whole.aggregation in ("count", "sum"):
+            derived[whole.name] = split.name
+    return derived
+
+
 def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequence[Meter]) -> tuple[list[RatedLine], object]:
     """Price every job; returns the lines (in a fixed order) and the usage result behind them."""
     variants = _meter_variants(jobs, meters)
+    derived = _derivable(variants)
     rows: dict[tuple[str, str, str], list] = {}
     found = None
     if jobs and variants:
         windows = [job.window for job in jobs]
-        found = usage(con, variants, window="period", start=min(w[1] for w in windows), end=max(w[2] for w in windows),
+        found = usage(con, [v for v in variants if v.name not in derived], window="period",
+                      start=min(w[1] for w in windows), end=max(w[2] for w in windows),
                       periods=windows)  # the windows already name the customers
+        sums: dict[tuple[str, str, str], list] = {}
+        source_of = {split: whole for whole, split in derived.items()}
         for row in found.rows:
             rows.setdefault((row.meter, row.customer_id, row.window_start), []).append(
                 (row.dimensions, row.value, row.unmeterable))
+            whole = source_of.get(row.meter)
+            if whole is not None:
+                total = sums.setdefault((whole, row.customer_id, row.window_start), [None, 0])
+                if row.value is not None:
+                    total[0] = row.value if total[0] is None else total[0] + row.value
+                total[1] += row.unmeterable
+        for key, (value, unmeterable) in sums.items():
+            rows[key] = [({}, value, unmeterable)]
     lines: list[RatedLine] = []
     ordered = sorted(jobs, key=lambda j: (j.customer.customer_id, j.segment.start))
     for job in ordered:
@@ -482,8 +509,12 @@ def rate(
         customers_rated=len({job.customer.customer_id for job in jobs}),
         segments=len(jobs),
         pricebooks=tuple(v.ref for v in used),
-        unmeterable=tuple(dataclasses.replace(u, meter=_meter_of(u.meter)) for u in found.unmeterable) if found else (),
-        open_sessions=tuple(dataclasses.replace(s, meter=_meter_of(s.meter)) for s in found.open_sessions) if found else (),
+        # Two variants of one meter (priced by a dimension for some plans, whole for others)
+        # see the same events: report them once.
+        unmeterable=tuple({(u.customer_id, u.meter): u for u in (
+            dataclasses.replace(u, meter=_meter_of(u.meter)) for u in (found.unmeterable if found else ()))}.values()),
+        open_sessions=tuple({(s.customer_id, s.meter, s.session): s for s in (
+            dataclasses.replace(s, meter=_meter_of(s.meter)) for s in (found.open_sessions if found else ()))}.values()),
         newly_frozen=newly_frozen,
         unknown_customers=() if customers else _unknown_customers(con, period, meters),
         outside_subscriptions=_outside_subscriptions(con, period, meters, customers),

@@ -296,3 +296,15 @@ def test_events_outside_every_subscription_are_reported(con, config, tenant):
     result = run(con, config)
     assert result.outside_subscriptions == (("cus_1", 1),)
     assert next(l for l in result.lines if l.meter == "api_calls").quantity == 1
+
+
+def test_a_meter_priced_by_dimension_on_one_plan_and_whole_on_another(con, config, tenant):
+    # pro prices tokens by model; scale (from Oct 20) takes them whole: one read of the
+    # events serves both, and the whole quantity is the sum over every model.
+    (config / "scale" / "v1.yaml").write_text(SCALE + "  - {meter: tokens, model: per_unit, unit_price: 0.1}\n")
+    tenant(event("t0", event_name="llm_tokens", quantity=100, properties={"model": "big"}),
+           event("t1", event_name="llm_tokens", quantity=10, properties={"model": "big"}, timestamp="2026-10-25T12:00:00Z"),
+           event("t2", event_name="llm_tokens", quantity=5, properties={"model": "small"}, timestamp="2026-10-26T12:00:00Z"),
+           event("t3", event_name="llm_tokens", quantity="2.5", timestamp="2026-10-27T12:00:00Z"))
+    tokens = [(l.plan, l.dimensions, l.quantity, l.amount) for l in run(con, config).lines if l.meter == "tokens"]
+    assert tokens == [("pro", {"model": "big"}, 100, Decimal("1.00")), ("scale", {}, Decimal("17.5"), Decimal("1.75"))]
