@@ -10,6 +10,15 @@ from pathlib import Path
 from meterctl.errors import OutputError
 
 
+def _target(path: Path) -> Path:
+    """Where to write: a symlink's target (the link stays), and never over a device or pipe."""
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path}: exists and is not a regular file (a directory, pipe or device): not replaced")
+    return path
+
+
 def _temporary(path: Path) -> tuple[int, Path]:
     directory = path.resolve().parent
     if not directory.is_dir():
@@ -44,6 +53,7 @@ def _finish(temporary: Path, path: Path, work: Callable[[], None]) -> None:
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temporary)` beside `path`, flush it to disk, then rename it over `path`."""
+    path = _target(path)
     handle, temporary = _temporary(path)
     os.close(handle)
 
@@ -57,6 +67,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     """`data` into a temporary file beside `path` (one open, one fsync), then renamed over it."""
+    path = _target(path)
     handle, temporary = _temporary(path)
 
     def work() -> None:

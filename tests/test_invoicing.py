@@ -342,3 +342,19 @@ def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write
     storage = next(x for x in result.lines if x.line.meter == "storage_gb")
     assert [(e.event_id, e.meterable) for e in storage.events] == [("s1", True), ("s2", False)]
     assert storage.line.quantity == 5 and storage.line.unmeterable == 1
+
+
+def test_export_never_replaces_a_pipe_and_writes_through_a_symlink(tenant, tmp_path):
+    tenant.invoice()
+    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="not a regular file"):
+        export(invoices, "json", fifo)
+    assert fifo.is_fifo()
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    export(invoices, "json", link)
+    assert link.is_symlink() and real.read_bytes() == to_json(invoices)
