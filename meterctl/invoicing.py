@@ -148,20 +148,37 @@ def invoice_totals(lines: Sequence[RatedLine]) -> dict:
             "total_minor": max(subtotal - credits, 0) + tax}
 
 
-def _stored(con: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, date]]) -> dict[tuple[str, date], list[tuple]]:
-    """The stored revisions of each (customer, period start), oldest first: one query for all."""
-    found: dict[tuple[str, date], list[tuple]] = {}
-    if not keys:
+def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[str, list[tuple]]:
+    """Every stored invoice of these customers, oldest revision first, in one query: (invoice_id,
+    revision, status, content_hash, total_minor, number, customer_version, period_start,
+    period_end, supersedes, number_seq)."""
+    found: dict[str, list[tuple]] = {}
+    if not customers:
         return found
     rows = con.execute(
-        "SELECT customer_id, period_start, invoice_id, revision, status, content_hash, total_minor, number, customer_version "
-        "FROM invoices "
-        "WHERE list_contains($customers, customer_id) AND list_contains($starts, period_start) ORDER BY revision",
-        {"customers": sorted({k[0] for k in keys}), "starts": sorted({k[1] for k in keys})},
+        "SELECT customer_id, invoice_id, revision, status, content_hash, total_minor, number, customer_version, "
+        "period_start, period_end, supersedes, CAST(number_year AS BIGINT) * 10000000 + number_seq FROM invoices "
+        "WHERE list_contains($customers, customer_id) ORDER BY revision, number_year, number_seq",
+        {"customers": sorted(set(customers))},
     ).fetchall()
     for row in rows:
-        found.setdefault((row[0], row[1]), []).append(row[2:])
+        found.setdefault(row[0], []).append(row[1:])
     return found
+
+
+def _in_force(stored: list[tuple], start: date, end: date) -> tuple[tuple | None, tuple | None]:
+    """The finalized invoice a new one for [start, end) would replace, and its draft.
+
+    Any finalized invoice whose period overlaps counts, not only one with the same start: if
+    a subscription's start date is corrected, the period moves, and the new invoice must
+    supersede the old one rather than bill the month a second time.
+    """
+    overlapping = [row for row in stored if row[7] < end and row[8] > start]
+    replaced = {row[9] for row in overlapping if row[2] == "finalized" and row[9]}
+    finals = [row for row in overlapping if row[2] == "finalized" and row[0] not in replaced]
+    latest = max(finals, key=lambda row: row[10] or 0) if finals else None
+    draft = next((row for row in overlapping if row[2] == "draft" and row[7] == start), None)
+    return latest, draft
 
 
 _LINE_COLUMNS = (
@@ -273,7 +290,7 @@ def build_invoices(
     changes = _Changes()
     con.execute("BEGIN TRANSACTION")
     try:
-        stored_all = _stored(con, list(groups))
+        stored_all = _stored(con, [customer for customer, _ in groups])
         # Numbers are handed out in customer order, inside the transaction: gap-free.
         last_seq = con.execute("SELECT coalesce(max(number_seq), 0) FROM invoices WHERE number_year = ?", [year]).fetchall()[0][0]
         for (customer_id, period_start), numbered in sorted(groups.items()):
@@ -281,11 +298,8 @@ def build_invoices(
             first = lines[0]
             totals = invoice_totals(lines)
             digest = content_hash(lines, totals)
-            stored = stored_all.get((customer_id, period_start), [])
-            finalized = [row for row in stored if row[2] == "finalized"]
-            draft = next((row for row in stored if row[2] == "draft"), None)
-            latest_final = finalized[-1] if finalized else None
-            if latest_final is not None and latest_final[3] == digest:
+            latest_final, draft = _in_force(stored_all.get(customer_id, []), period_start, first.period_end)
+            if latest_final is not None and latest_final[3] == digest and latest_final[7] == period_start:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
                     changes.drafts_to_delete.append(draft[0])
                 outcomes.append(InvoiceOutcome(latest_final[0], customer_id, period_start, first.period_end, latest_final[1],
@@ -339,10 +353,11 @@ _INVOICE_SELECT = """
            strftime(i.created_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(i.finalized_at, '%Y-%m-%dT%H:%M:%SZ')
     FROM invoices AS i
     LEFT JOIN LATERAL (
+        -- The finalized revision that replaced this one (same period, or a period that moved
+        -- when the customer's subscription changed).
         SELECT j.invoice_id FROM invoices AS j
-        WHERE j.customer_id = i.customer_id AND j.period_start = i.period_start
-          AND j.revision > i.revision AND j.status = 'finalized'
-        ORDER BY j.revision LIMIT 1
+        WHERE j.supersedes = i.invoice_id AND j.status = 'finalized'
+        LIMIT 1
     ) AS later ON true
 """
 
@@ -397,6 +412,10 @@ def list_invoices(
     if revision_status is not None:  # stored status: draft or finalized (superseded ones are finalized)
         where.append("i.status = $revision_status")
         params["revision_status"] = revision_status
+    if current_only:
+        # Nothing replaces it yet (a finalized successor, or any successor when drafts count).
+        successor = "j.status = 'finalized'" if revision_status == "finalized" else "true"
+        where.append(f"NOT EXISTS (SELECT 1 FROM invoices AS j WHERE j.supersedes = i.invoice_id AND {successor})")
     query = _INVOICE_SELECT + " WHERE " + " AND ".join(where)
     if current_only:
         query += " QUALIFY i.revision = max(i.revision) OVER (PARTITION BY i.customer_id, i.period_start)"

@@ -358,3 +358,18 @@ def test_export_never_replaces_a_pipe_and_writes_through_a_symlink(tenant, tmp_p
     link.symlink_to(real)
     export(invoices, "json", link)
     assert link.is_symlink() and real.read_bytes() == to_json(invoices)
+
+
+def test_a_corrected_subscription_start_revises_the_finalized_invoice_instead_of_billing_twice(tenant, write):
+    # cus_2 bills on anniversaries of Aug 10; the CRM corrects the start to Aug 1 after the
+    # Sep 10 – Oct 10 invoice was finalized: the period moves to Sep 1 – Oct 1.
+    tenant.invoice(finalize=True)
+    import_customers(tenant.con, write("fixed.yaml", TWO_CUSTOMERS.replace("start: 2026-08-10", "start: 2026-08-01")))
+    september = {o.customer_id: o for o in tenant.invoice(period="2026-09", finalize=True).outcomes}["cus_2"]
+    # (cus_1's first, partial period Sep 14 – Oct 1 is numbered 000003 in the same run.)
+    assert (september.invoice_id, september.action, september.number) == ("cus_2-20260901-r2", "revised", "INV-2026-000004")
+    old, new = get_invoice(tenant.con, "INV-2026-000002"), get_invoice(tenant.con, "INV-2026-000004")
+    assert (old.status, old.superseded_by, new.supersedes) == ("superseded", new.invoice_id, old.invoice_id)
+    assert new.delta_minor == new.total_minor - old.total_minor
+    current = [i.invoice_id for i in list_invoices(tenant.con, current_only=True) if i.customer_id == "cus_2"]
+    assert current == ["cus_2-20260901-r2"]
