@@ -4,11 +4,11 @@ explain: invoice → line → the rated record it was copied from (rating run, l
 exact amount) → the usage window and the meter definition used by that run → the events
 that the meter selects in that window, each with the file and line it was ingested from.
 
-verify: re-rates the invoice's customer and period from the events stored now, with the
-pricebook snapshots frozen in the store (not the files, which may have moved on), the
-meter definitions recorded by the rating run and the customer version the invoice was
-billed from; then compares content. Late events make a difference; that is what a new
-revision is for.
+verify: re-rates the invoice's customer and period from the stored events that its rating
+run saw (those ingested by then), with the pricebook snapshots frozen in the store (not
+the files, which may have moved on), the meter definitions recorded by the run and the
+customer version the invoice was billed from; then compares content. Events ingested
+later are counted and reported, not mixed in: they are what a new revision is for.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class ExplainedLine:
     meter: dict | None  # the meter definition as recorded by the rating run
     event_count: int | None  # events selected by the meter in the window (None for fees)
     events: tuple[TracedEvent, ...] = ()
+    later_events: int = 0  # selected now, but ingested after the line was rated (a later revision's)
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,17 @@ class Explanation:
     lines: tuple[ExplainedLine, ...]
 
 
-def _run_meters(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, dict]:
-    rows = con.execute("SELECT meters FROM rating_runs WHERE run_id = ?", [run_id]).fetchall()
+def _run(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[dict[str, dict], int]:
+    """The meter definitions a rating run used, and the last ingest batch it saw."""
+    rows = con.execute("SELECT meters, as_of_batch FROM rating_runs WHERE run_id = ?", [run_id]).fetchall()
     if not rows:
         raise DataError(f"rating run {run_id} is missing from the store")
-    return {m["name"]: m for m in json.loads(rows[0][0])}
+    return {m["name"]: m for m in json.loads(rows[0][0])}, rows[0][1]
 
 
-def _event_query(meter: Meter, line: InvoiceLine, customer_id: str) -> tuple[str, dict]:
+def _event_query(meter: Meter, line: InvoiceLine, customer_id: str, as_of_batch: int | None) -> tuple[str, dict]:
     params: dict = {
+        "as_of_batch": as_of_batch,
         "start": datetime.strptime(line.window_start, _ISO).replace(tzinfo=UTC),
         "end": datetime.strptime(line.window_end, _ISO).replace(tzinfo=UTC),
         "customers": [customer_id],
@@ -117,13 +120,16 @@ def explain(
             raise UsageError(f"--line: invoice {reference} has lines 1 to {len(invoice.lines)}, not {line_no}")
     explained = []
     for line in lines:
-        meters = _run_meters(con, line.rating_run_id)
+        meters, as_of = _run(con, line.rating_run_id)
         definition = meters.get(line.meter) if line.meter else None
-        count, events = None, ()
+        count, events, later = None, (), 0
         if definition is not None:
             meter = Meter.model_validate(definition)
-            where, params = _event_query(meter, line, invoice.customer_id)
+            # The events as the rating run saw them; those ingested since belong to a later revision.
+            where, params = _event_query(meter, line, invoice.customer_id, as_of)
             count = sql.execute(con, f"SELECT count(*) FROM events WHERE {where}", params).fetchall()[0][0]
+            later = sql.execute(con, f"SELECT count(*) FROM events WHERE {where}",
+                                {**params, "as_of_batch": None}).fetchall()[0][0] - count
             if with_events:
                 params["limit"] = limit
                 rows = sql.execute(con, f"""
@@ -134,7 +140,7 @@ def explain(
                 events = tuple(TracedEvent(r[0], r[1], r[2], None if r[3] is None else text(Decimal(r[3])),
                                            json.loads(r[4]) if r[4] is not None else None, r[5], r[6], bool(r[7]))
                                for r in rows)
-        explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, events))
+        explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, events, later))
     return Explanation(invoice, tuple(explained))
 
 
@@ -158,6 +164,8 @@ class Verification:
     stored_total_minor: int
     derived_total_minor: int
     differences: tuple[Difference, ...]
+    later_events: int = 0  # metered events of the period ingested after it was rated
+    superseded_by: str | None = None
 
 
 def _snapshot_catalog(con: duckdb.DuckDBPyConnection, invoice: Invoice, meters: list[Meter]) -> Catalog:
@@ -183,14 +191,16 @@ def _key(kind: str, name: str, meter: str | None, dims: dict, segment_start) -> 
 
 def verify(con: duckdb.DuckDBPyConnection, reference: str) -> Verification:
     invoice = get_invoice(con, reference)
-    meters = [Meter.model_validate(m) for m in _run_meters(con, invoice.rating_run_id).values()]
+    run_meters, as_of = _run(con, invoice.rating_run_id)
+    meters = [Meter.model_validate(m) for m in run_meters.values()]
     catalog = _snapshot_catalog(con, invoice, meters)
     customer = next((c for c in customer_history(con, invoice.customer_id) if c.version == invoice.customer_version), None)
     if customer is None:
         raise DataError(f"customer {invoice.customer_id} version {invoice.customer_version} is missing from the store")
     month = (invoice.period_end - timedelta(days=1)).strftime("%Y-%m")
     jobs = [job for job in plan_jobs(con, catalog, month, versions=[customer]) if job.segment.period.start == invoice.period_start]
-    derived, _ = rate_jobs(con, jobs, meters)
+    # From the events the invoice's rating saw: the invoice as it was must come out again.
+    derived, _ = rate_jobs(con, jobs, meters, as_of_batch=as_of)
     totals = invoice_totals(derived)
     digest = content_hash(derived, totals)
     differences: list[Difference] = []
@@ -207,5 +217,14 @@ def verify(con: duckdb.DuckDBPyConnection, reference: str) -> Verification:
                 differences.append(Difference(key, field, x, y))
     if totals["total_minor"] != invoice.total_minor:
         differences.append(Difference("invoice", "total_minor", str(invoice.total_minor), str(totals["total_minor"])))
+    later = 0
+    if jobs:
+        names = sorted({m.event_name for m in meters} | {m.stop_event for m in meters if m.stop_event})
+        later = con.execute(
+            "SELECT count(*) FROM events WHERE customer_id = $customer AND batch_id > $as_of AND list_contains($names, event_name) "
+            "AND ts >= $start AND ts < $end",
+            {"customer": invoice.customer_id, "as_of": as_of, "names": names,
+             "start": min(j.start_at for j in jobs), "end": max(j.end_at for j in jobs)},
+        ).fetchall()[0][0]
     return Verification(invoice.invoice_id, digest == invoice.content_hash and not differences, invoice.content_hash, digest,
-                        invoice.total_minor, totals["total_minor"], tuple(differences))
+                        invoice.total_minor, totals["total_minor"], tuple(differences), later, invoice.superseded_by)

@@ -433,8 +433,11 @@ def _derivable(variants: list[Meter]) -> dict[str, str]:
     return derived
 
 
-def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequence[Meter]) -> tuple[list[RatedLine], object]:
-    """Price every job; returns the lines (in a fixed order) and the usage result behind them."""
+def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequence[Meter],
+              as_of_batch: int | None = None) -> tuple[list[RatedLine], object]:
+    """Price every job; returns the lines (in a fixed order) and the usage result behind them.
+
+    `as_of_batch` prices the events stored by that ingest batch only (see usage())."""
     variants = _meter_variants(jobs, meters)
     derived = _derivable(variants)
     rows: dict[tuple[str, str, str], list] = {}
@@ -443,7 +446,7 @@ def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequ
         windows = [job.window for job in jobs]
         found = usage(con, [v for v in variants if v.name not in derived], window="period",
                       start=min(w[1] for w in windows), end=max(w[2] for w in windows),
-                      periods=windows)  # the windows already name the customers
+                      periods=windows, as_of_batch=as_of_batch)  # the windows already name the customers
         sums: dict[tuple[str, str, str], list] = {}
         source_of = {split: whole for whole, split in derived.items()}
         for row in found.rows:
@@ -635,7 +638,8 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
         freeze(con, used, run_id)
         newly = tuple(v.ref for v in used if (v.ref,) not in before)
         con.execute(
-            "INSERT INTO rating_runs VALUES ($run, $period, $customers, $hash, $count, $meters, now())",
+            "INSERT INTO rating_runs SELECT $run, $period, $customers, $hash, $count, $meters, "
+            "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now()",
             {"run": run_id, "period": period, "customers": json.dumps(sorted(customers)) if customers else None,
              "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
         )

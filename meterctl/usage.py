@@ -136,6 +136,8 @@ def selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback
         "ts >= CAST($start AS TIMESTAMPTZ)" + (f" - to_seconds(CAST(${p}gap AS BIGINT))" if lookback else ""),
         "ts < CAST($end AS TIMESTAMPTZ)",
         "($customers IS NULL OR list_contains($customers, customer_id))",
+        # As of an ingest batch (re-deriving an old invoice ignores events that came later).
+        "($as_of_batch IS NULL OR batch_id <= $as_of_batch)",
     ]
     for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
         values = allowed if isinstance(allowed, list) else [allowed]
@@ -311,12 +313,14 @@ def usage(
     tz: str = "UTC",
     customers: Sequence[str] | None = None,
     periods: Sequence[tuple[str, datetime, datetime]] | None = None,
+    as_of_batch: int | None = None,
 ) -> UsageResult:
     """Usage of each meter per customer × window in [start, end).
 
     With window="period", `periods` gives each customer's billing windows (customer_id,
     start, end): billing periods, split where the plan changes. Events outside every
-    window of their customer are not part of any period's usage.
+    window of their customer are not part of any period's usage. `as_of_batch` counts only
+    events ingested by that ingest batch (for re-deriving what was rated then).
     """
     if window not in WINDOWS:
         raise UsageError(f"--window must be one of {', '.join(WINDOWS)}, not '{window}'")
@@ -332,7 +336,8 @@ def usage(
         raise UsageError("--from must be before --to")
     _check_time_zone(con, tz)
     install_macros(con)
-    params: dict = {"start": start, "end": end, "tz": tz, "customers": list(customers) if customers else None}
+    params: dict = {"start": start, "end": end, "tz": tz, "customers": list(customers) if customers else None,
+                    "as_of_batch": as_of_batch}
     found: list[tuple] = []
     opened: list[tuple] = []
     # Every count/sum/max/... meter in one statement (DuckDB runs the branches in parallel

@@ -128,15 +128,28 @@ def test_late_events_make_a_new_revision_and_never_change_the_finalized_one(tena
     assert new.total_minor - old.total_minor == new.delta_minor == 10
 
 
-def test_verify_says_identical_then_shows_late_events(tenant, write):
+def test_verify_rederives_the_invoice_as_rated_and_counts_late_events_apart(tenant, write):
     tenant.invoice(finalize=True)
     result = verify(tenant.con, "INV-2026-000001")
-    assert result.identical and result.differences == ()
+    assert result.identical and result.differences == () and result.later_events == 0
     tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
     result = verify(tenant.con, "INV-2026-000001")
+    # What was billed is still exactly what its events gave; the late one is reported apart.
+    assert result.identical and result.later_events == 1
+    tenant.invoice(finalize=True)
+    old, new = verify(tenant.con, "INV-2026-000001"), verify(tenant.con, "INV-2026-000003")
+    assert (old.identical, old.superseded_by, new.identical, new.later_events) == (True, "cus_1-20261001-r2", True, 0)
+    explained = explain(tenant.con, "INV-2026-000001", with_events=True)
+    calls = [x for x in explained.lines if x.line.meter == "api_calls"][-1]
+    assert (calls.line.quantity, calls.event_count, len(calls.events), calls.later_events) == (2, 2, 2, 1)
+
+
+def test_verify_shows_the_difference_when_the_store_was_changed_behind_its_back(tenant):
+    tenant.invoice(finalize=True)
+    tenant.con.execute("UPDATE events SET quantity = 7 WHERE event_id = 't1'")
+    result = verify(tenant.con, "INV-2026-000001")
     assert not result.identical
-    assert [(d.field, d.stored, d.derived) for d in result.differences if d.field == "quantity"] == [("quantity", "2", "3")]
-    assert result.derived_total_minor - result.stored_total_minor == 5
+    assert [(d.field, d.stored, d.derived) for d in result.differences if d.field == "quantity"] == [("quantity", "1500", "7")]
 
 
 def test_verify_uses_the_frozen_snapshot_not_the_edited_file(tenant, config):

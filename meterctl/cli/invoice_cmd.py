@@ -239,6 +239,11 @@ def verify_command(
         for d in result.differences:
             table.add_row(d.line, d.field, d.stored, d.derived)
         stdout_console().print(table)
+    if result.later_events:
+        stderr_console().print(
+            f"note: {result.later_events} event(s) for this period were ingested after it was rated: "
+            + (f"revision {result.superseded_by} includes them" if result.superseded_by
+               else "run 'meterctl invoice --period …' for a revision that includes them"))
     if not result.identical:
         raise typer.Exit(DataError.exit_code)
 
@@ -296,3 +301,5 @@ def explain_command(
                               + ("" if e.meterable else "  (unmeterable: not counted)"))
             if events and x.event_count and x.event_count > len(x.events):
                 console.print(f"    … {x.event_count - len(x.events)} more (use -o FILE to write them all)")
+            if x.later_events:
+                console.print(f"  + {x.later_events} event(s) ingested after this line was rated (not on this invoice)")

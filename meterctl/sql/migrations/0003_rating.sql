@@ -22,6 +22,7 @@ CREATE TABLE rating_runs (
     run_hash        VARCHAR NOT NULL,       -- sha256 of the lines: same inputs, same hash
     line_count      BIGINT NOT NULL,
     meters          JSON NOT NULL,          -- the meter definitions used, to trace lines to events
+    as_of_batch     BIGINT NOT NULL,        -- the last ingest batch stored when it rated (0: none)
     created_at      TIMESTAMPTZ NOT NULL
 );
 
