@@ -210,7 +210,7 @@ class _Changes:
             con.execute(
                 "INSERT INTO invoices SELECT invoice_id, customer_id, customer_version, customer_name, currency, timezone, "
                 "period_start, period_end, revision, 'draft', NULL, NULL, NULL, supersedes, $run, subtotal_minor, "
-                "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL FROM new_invoices",
+                "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL, billed_until FROM new_invoices",
                 {"run": run_id, "now": now},
             )
             con.unregister("new_invoices")
@@ -251,10 +251,16 @@ def _orphan_drafts(con: duckdb.DuckDBPyConnection, period: str, customers: Seque
     month_start, month_end = month_bounds(period)
     rows = con.execute(
         "SELECT invoice_id, customer_id, period_start FROM invoices WHERE status = 'draft' "
-        "AND period_end > $start AND period_end <= $end AND ($customers IS NULL OR list_contains($customers, customer_id))",
+        "AND billed_until > $start AND billed_until <= $end AND ($customers IS NULL OR list_contains($customers, customer_id))",
         {"start": month_start, "end": month_end, "customers": list(customers) if customers else None},
     ).fetchall()
     return [invoice for invoice, customer, start in rows if (customer, start) not in produced]
+
+
+def _billed_until(line: RatedLine) -> datetime:
+    """When the usage behind a line stops: its segment's end (before the period's end when the
+    subscription ended early)."""
+    return datetime.strptime(line.window_end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def build_invoices(
@@ -272,7 +278,7 @@ def build_invoices(
 
     def refuse_open_periods(lines: Sequence[RatedLine]) -> None:
         # Checked before the rating run is recorded: a refused command writes nothing.
-        still_open = sorted({(l.customer_id, l.period_start, l.period_end) for l in lines if l.period_end_at > now})
+        still_open = sorted({(l.customer_id, l.period_start, l.period_end) for l in lines if _billed_until(l) > now})
         if finalize and still_open:
             shown = ", ".join(f"{c} [{start}, {end})" for c, start, end in still_open[:3])
             shown += f" and {len(still_open) - 3} more" if len(still_open) > 3 else ""
@@ -285,7 +291,7 @@ def build_invoices(
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
     for number, line in enumerate(rating.lines, 1):
         groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
-    still_open = {key for key, numbered in groups.items() if numbered[0][1].period_end_at > now}
+    still_open = {key for key, numbered in groups.items() if max(_billed_until(line) for _, line in numbered) > now}
     outcomes: list[InvoiceOutcome] = []
     changes = _Changes()
     con.execute("BEGIN TRANSACTION")
@@ -320,7 +326,7 @@ def build_invoices(
                     "customer_name": customer.name, "currency": first.currency, "timezone": first.timezone,
                     "period_start": first.period_start, "period_end": first.period_end, "revision": revision,
                     "supersedes": latest_final[0] if latest_final else None, "delta_minor": delta,
-                    "content_hash": digest, **totals,
+                    "content_hash": digest, "billed_until": max(line.segment_end for line in lines), **totals,
                 })
                 changes.lines.extend((new_id, number) for number, _ in numbered)
                 action = "regenerated" if draft is not None else ("revised" if latest_final else "created")
@@ -396,7 +402,8 @@ def list_invoices(
     with_lines: bool = False,
     revision_status: str | None = None,
 ) -> tuple[Invoice, ...]:
-    """Invoices by customer, then period and revision. `period` (YYYY-MM) selects periods ending in that month;
+    """Invoices by customer, then period and revision. `period` (YYYY-MM) selects the invoices
+    billed in that month (the period, or its subscription, ends in it);
     `current_only` keeps the latest revision of each customer × period (of `revision_status`
     when given: `finalized` gives what was last sent, even while a new draft waits)."""
     where, params = ["true"], {}
@@ -404,7 +411,7 @@ def list_invoices(
         from meterctl.rating import month_bounds
 
         month_start, month_end = month_bounds(period)
-        where.append("i.period_end > $month_start AND i.period_end <= $month_end")
+        where.append("i.billed_until > $month_start AND i.billed_until <= $month_end")
         params.update(month_start=month_start, month_end=month_end)
     if customers:
         where.append("list_contains($customers, i.customer_id)")

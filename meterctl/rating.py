@@ -1,7 +1,8 @@
 """Usage × pricebook → rated lines, deterministically.
 
-`rate` prices every billing period that ends in a month (its last day falls in the month),
-per segment: a plan change inside a period splits it, and each segment is priced by the
+`rate` prices every billing period that ends in a month (its last billed day falls in the
+month: the period's last day, or the last subscribed day of a subscription that ended
+inside it), per segment: a plan change inside a period splits it, and each segment is priced by the
 pricebook version in force on its first day. Per segment:
 
 - each recurring fee is one line, prorated by days when the segment is shorter than a full
@@ -266,9 +267,15 @@ def plan_jobs(
         except ValueError as error:
             problems.append(Problem(customer.source, None, f"customer {customer.customer_id}", str(error)))
             continue
+        # A period is billed in the month its last billed day falls in: normally the period's
+        # own last day; for a subscription that ended inside it, the last subscribed day (a
+        # cancelled yearly plan is invoiced when it ends, not a year later).
+        billed_until: dict[cycles.Period, date] = {}
         for segment in found:
-            if not (month_start < segment.period.end <= month_end):
-                continue  # its period ends in another month
+            billed_until[segment.period] = max(billed_until.get(segment.period, segment.end), segment.end)
+        for segment in found:
+            if not (month_start < billed_until[segment.period] <= month_end):
+                continue  # billed in another month
             if candidate is not None and segment.plan == candidate.plan:
                 book: PricebookVersion | None = candidate
             else:

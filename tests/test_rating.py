@@ -240,7 +240,7 @@ def test_rate_command_errors(cli, db, config, tenant):
 
 def test_the_last_partial_period_of_an_ended_subscription_is_rated_once(con, config, tenant):
     # Anniversary periods run from the 15th; the subscription ends Oct 20, inside the
-    # period [Oct 15, Nov 15): that period is rated in November, for its 5 days.
+    # period [Oct 15, Nov 15): that period is rated once, for its 5 days.
     customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
         "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
         "      - {plan: pro, start: 2025-01-15, end: 2026-10-20}\n")
@@ -248,24 +248,27 @@ def test_the_last_partial_period_of_an_ended_subscription_is_rated_once(con, con
     fees = {month: [(l.segment_start.isoformat(), l.segment_end.isoformat(), l.proration, l.amount)
                     for l in run(con, config, month).lines if l.kind == "fee"]
             for month in ("2026-10", "2026-11", "2026-12")}
+    # The last, partial period is billed when the subscription ends: in October, with the
+    # full period before it.
     assert fees == {
-        "2026-10": [("2026-09-15", "2026-10-15", None, Decimal("31.00"))],
-        "2026-11": [("2026-10-15", "2026-10-20", "5/31", Decimal("5.00"))],
+        "2026-10": [("2026-09-15", "2026-10-15", None, Decimal("31.00")), ("2026-10-15", "2026-10-20", "5/31", Decimal("5.00"))],
+        "2026-11": [],
         "2026-12": [],
     }
 
 
-def test_a_quarterly_plan_is_rated_in_the_month_its_quarter_ends(con, config, tenant):
+def test_a_quarterly_plan_that_ends_mid_quarter_is_rated_when_it_ends(con, config, tenant):
     (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
     customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
                                        "      - {plan: pro, start: 2025-01-01, end: 2026-11-10}\n")
     tenant(event("oct", timestamp="2026-10-15T12:00:00Z"), customers=customers)
-    assert run(con, config, "2026-10").lines == () and run(con, config, "2026-11").lines == ()
-    december = run(con, config, "2026-12").lines
-    fee = next(l for l in december if l.kind == "fee")
-    # Q4 has 92 days; the subscription covers Oct 1 to Nov 9: 40 of them.
+    assert run(con, config, "2026-10").lines == () and run(con, config, "2026-12").lines == ()
+    # The subscription ends Nov 10, inside Q4: the quarter is billed in November, for the 40
+    # of its 92 days the subscription covers (Oct 1 to Nov 9).
+    november = run(con, config, "2026-11").lines
+    fee = next(l for l in november if l.kind == "fee")
     assert (fee.period_start.isoformat(), fee.period_end.isoformat(), fee.proration) == ("2026-10-01", "2027-01-01", "40/92")
-    assert next(l for l in december if l.meter == "api_calls").quantity == 1
+    assert next(l for l in november if l.meter == "api_calls").quantity == 1
 
 
 def test_a_prorated_minimum_brings_the_rounded_total_exactly_to_the_rounded_minimum(con, config, tenant):
@@ -308,3 +311,29 @@ def test_a_meter_priced_by_dimension_on_one_plan_and_whole_on_another(con, confi
            event("t3", event_name="llm_tokens", quantity="2.5", timestamp="2026-10-27T12:00:00Z"))
     tokens = [(l.plan, l.dimensions, l.quantity, l.amount) for l in run(con, config).lines if l.meter == "tokens"]
     assert tokens == [("pro", {"model": "big"}, 100, Decimal("1.00")), ("scale", {}, Decimal("17.5"), Decimal("1.75"))]
+
+
+def test_a_cancelled_yearly_subscription_is_billed_in_the_month_it_ends(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: yearly")
+                                          .replace("amount: 31.00", "amount: 365.00"))
+    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
+        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+        "      - {plan: pro, start: 2025-03-10, end: 2026-06-10}\n")
+    tenant(customers=customers)
+    june = [(l.period_start.isoformat(), l.period_end.isoformat(), l.proration, l.amount) for l in run(con, config, "2026-06").lines
+            if l.kind == "fee"]
+    # Mar 10 2026 to Jun 9: 92 of the period's 365 days, invoiced in June, not next March.
+    assert june == [("2026-03-10", "2027-03-10", "92/365", Decimal("92.00"))]
+    assert run(con, config, "2027-03").lines == ()
+
+
+def test_a_quarterly_plan_is_rated_in_the_month_its_quarter_ends(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
+    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+                                       "      - {plan: pro, start: 2025-01-01}\n")
+    tenant(event("oct", timestamp="2026-10-15T12:00:00Z"), customers=customers)
+    assert run(con, config, "2026-10").lines == () and run(con, config, "2026-11").lines == ()
+    december = run(con, config, "2026-12").lines
+    fee = next(l for l in december if l.kind == "fee")
+    assert (fee.period_start.isoformat(), fee.period_end.isoformat(), fee.proration, fee.amount) == (
+        "2026-10-01", "2027-01-01", None, Decimal("31.00"))

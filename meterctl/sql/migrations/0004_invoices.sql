@@ -25,7 +25,9 @@ CREATE TABLE invoices (
     delta_minor       BIGINT,               -- total minus the superseded revision's total
     content_hash      VARCHAR NOT NULL,     -- of the lines and totals: equal = nothing changed
     created_at        TIMESTAMPTZ NOT NULL,
-    finalized_at      TIMESTAMPTZ
+    finalized_at      TIMESTAMPTZ,
+    billed_until      DATE NOT NULL         -- end of the last billed day: the period's end, or the
+                                            -- end of a subscription that stopped inside it
 );
 
 CREATE TABLE invoice_lines (
