@@ -207,7 +207,7 @@ def customer_cycle(customer: CustomerVersion, catalog: Catalog, since: date | No
     return found.pop() if found else cycles.Cycle.MONTHLY
 
 
-def _full_period_days(segment: cycles.Segment, cycle: cycles.Cycle, alignment: str) -> int:
+def full_period_days(segment: cycles.Segment, cycle: cycles.Cycle, alignment: str) -> int:
     """Days of the full cycle period: a first calendar period starting mid-month is partial."""
     if alignment != "calendar":
         return segment.period.days
@@ -292,7 +292,7 @@ def plan_jobs(
                 problems.append(Problem(book.path, None, "currency",
                                         f"{book.ref} prices in {book.book.currency} but {where} is billed in {customer.currency}"))
                 continue
-            jobs.append(_Job(customer, segment, _full_period_days(segment, cycle, customer.billing), book))
+            jobs.append(_Job(customer, segment, full_period_days(segment, cycle, customer.billing), book))
     if problems:
         raise ConfigProblems(problems)
     return tuple(jobs)

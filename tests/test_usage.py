@@ -216,9 +216,11 @@ def test_period_windows_follow_billing_periods_and_plan_changes(cli, db, write):
         ("2026-10-01T04:00:00Z", "2026-10-20T04:00:00Z", "2"),
         ("2026-10-20T04:00:00Z", "2026-11-01T04:00:00Z", "2"),
     ]
-    periods = json.loads(cli("periods", "cus_1", "--db", db, "--from", "2026-09-01", "--to", "2026-11-01", "--json").stdout)
+    periods = json.loads(cli("periods", "cus_1", "--db", db, "--from", "2026-09-01", "--to", "2026-11-01",
+                             "--pricebooks", REPO / "pricebooks", "--json").stdout)
+    # The first period starts mid-September: 17 of September's 30 days, as invoices prorate it.
     assert [(p["plan"], p["segment_start"], p["segment_end"], p["days"], p["period_days"]) for p in periods] == [
-        ("pro", "2026-09-14", "2026-10-01", 17, 17),
+        ("pro", "2026-09-14", "2026-10-01", 17, 30),
         ("pro", "2026-10-01", "2026-10-20", 19, 31),
         ("scale", "2026-10-20", "2026-11-01", 12, 31),
     ]

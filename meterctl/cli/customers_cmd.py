@@ -91,19 +91,29 @@ def periods_command(
     as_json: JsonOption = False,
     start: Annotated[str | None, typer.Option("--from", help="First local date (default: a year before --to).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Local date after the last (default: the 1st of next month).")] = None,
-    cycle: Annotated[str, typer.Option("--cycle", help="monthly, quarterly or yearly (until pricebooks set it).")] = "monthly",
+    cycle: Annotated[str | None, typer.Option("--cycle", help="monthly, quarterly or yearly; default: the billing_cycle of the customer's plans.")] = None,
+    pricebooks: Annotated[Path | None, typer.Option("--pricebooks", envvar="METERCTL_PRICEBOOKS", help="Configuration directory (for the plans' billing cycle). Default ./pricebooks.")] = None,
 ) -> None:
     """A customer's billing periods, split into segments where the plan changes."""
     from meterctl import customers
+    from meterctl.rating import full_period_days
 
     today = date.today()
     finish = _date(end, "--to") if end else (today.replace(day=1) + timedelta(days=32)).replace(day=1)
     begin = _date(start, "--from") if start else finish.replace(year=finish.year - 1)
     if begin >= finish:
         raise UsageError("--from must be before --to")
-    if cycle not in ("monthly", "quarterly", "yearly"):
+    if cycle not in (None, "monthly", "quarterly", "yearly"):
         raise UsageError(f"--cycle must be monthly, quarterly or yearly, not '{cycle}'")
     with store.open_store(db, read_only=True, wait=wait) as con:
+        latest = customers.customer_history(con, customer_id)[0]
+        if cycle is None:
+            from meterctl.meters import config_dir, load_meters
+            from meterctl.pricebook import load_catalog
+            from meterctl.rating import customer_cycle
+
+            directory = config_dir(pricebooks)
+            cycle = str(customer_cycle(latest, load_catalog(directory, load_meters(directory))))
         found = customers.billing_segments(con, [customer_id], cycle=cycle, start=begin, end=finish)
     rows = [
         {
@@ -117,7 +127,9 @@ def periods_command(
             "segment_start_at": s.start_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "segment_end_at": s.end_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "days": s.days,
-            "period_days": s.period.days,
+            # A first calendar period that starts mid-month is part of a full one: fees are
+            # prorated against the full period's days.
+            "period_days": full_period_days(s, cycle, latest.billing),
         }
         for cid, s in found
     ]
