@@ -97,6 +97,9 @@ class ImportResult:
     added: int
     changed: int
     unchanged: int
+    # Stored customers this file does not mention: kept as they are (an export may be partial),
+    # and billed while their subscriptions run; end a subscription with `end:` to stop billing.
+    absent: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,11 +211,14 @@ def import_customers(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult
             """,
             [str(path)],
         )
+        absent = [r[0] for r in con.execute(
+            "SELECT DISTINCT customer_id FROM customer_versions WHERE customer_id NOT IN (SELECT customer_id FROM incoming) "
+            "ORDER BY customer_id").fetchall()]
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed)
+    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed, tuple(absent))
 
 
 _SELECT = """

@@ -68,6 +68,7 @@ def invoice_document(invoice: Invoice) -> dict:
         "status": invoice.status,
         "revision": invoice.revision,
         "supersedes": invoice.supersedes,
+        "supersedes_number": invoice.supersedes_number,
         "customer": {"id": invoice.customer_id, "name": invoice.customer_name},
         "currency": invoice.currency,
         "minor_units": invoice.minor_units,
@@ -195,7 +196,11 @@ def to_html(invoice: Invoice) -> bytes:
             f'<td class="num">{e(unit)}</td><td class="num">{e(money(line.amount_minor))}</td></tr>'
         )
     status = "" if invoice.status == "finalized" else f' <span class="draft">{e(invoice.status.upper())}</span>'
-    revision = f"<div class=\"muted\">Revision {invoice.revision}, supersedes {e(invoice.supersedes)}</div>" if invoice.supersedes else ""
+    revision = ""
+    if invoice.supersedes:
+        replaced = invoice.supersedes_number or invoice.supersedes
+        change = "" if invoice.delta_minor is None else f", change {'+' if invoice.delta_minor > 0 else ''}{money(invoice.delta_minor)}"
+        revision = f'<div class="muted">Revision {invoice.revision}: replaces invoice {e(replaced)}{e(change)}</div>' 
     last_day = invoice.period_end - timedelta(days=1)
     document = f"""<!DOCTYPE html>
 <html lang="en">

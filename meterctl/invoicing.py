@@ -94,6 +94,7 @@ class Invoice:
     content_hash: str
     created_at: str
     finalized_at: str | None
+    supersedes_number: str | None = None  # the number of the finalized invoice this one replaces
     lines: tuple[InvoiceLine, ...] = ()
 
     @property
@@ -356,7 +357,8 @@ _INVOICE_SELECT = """
            CASE WHEN i.status = 'finalized' AND later.invoice_id IS NOT NULL THEN 'superseded' ELSE i.status END,
            i.number, i.supersedes, later.invoice_id, i.rating_run_id,
            i.subtotal_minor, i.credits_minor, i.tax_minor, i.total_minor, i.delta_minor, i.content_hash,
-           strftime(i.created_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(i.finalized_at, '%Y-%m-%dT%H:%M:%SZ')
+           strftime(i.created_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(i.finalized_at, '%Y-%m-%dT%H:%M:%SZ'),
+           (SELECT p.number FROM invoices AS p WHERE p.invoice_id = i.supersedes)
     FROM invoices AS i
     LEFT JOIN LATERAL (
         -- The finalized revision that replaced this one (same period, or a period that moved

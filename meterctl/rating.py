@@ -508,7 +508,7 @@ def rate(
         check(lines)
     run_id = None
     newly_frozen: tuple[str, ...] = ()
-    if record:
+    if record and jobs:  # no period ends in the month: nothing worth a rating run
         run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters)
     return RatingResult(
         period=period,

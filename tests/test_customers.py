@@ -74,3 +74,11 @@ def test_customers_commands(cli, db, write):
     shown = json.loads(cli("customers", "show", "cus_1", "--db", db, "--json").stdout)
     assert shown["customer"]["name"] == "Acme Corp"
     assert cli("customers", "show", "nobody", "--db", db).exit_code == 65
+
+
+def test_customers_missing_from_a_later_file_are_named_not_dropped(con, write):
+    two = ACME + ACME.replace("cus_1", "cus_2").replace("customers:\n", "")
+    import_customers(con, write("two.yaml", two))
+    result = import_customers(con, write("one.yaml", ACME))
+    assert (result.unchanged, result.absent) == (1, ("cus_2",))
+    assert [c.customer_id for c in list_customers(con)] == ["cus_1", "cus_2"]

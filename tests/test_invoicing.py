@@ -386,3 +386,24 @@ def test_a_corrected_subscription_start_revises_the_finalized_invoice_instead_of
     assert new.delta_minor == new.total_minor - old.total_minor
     current = [i.invoice_id for i in list_invoices(tenant.con, current_only=True) if i.customer_id == "cus_2"]
     assert current == ["cus_2-20260901-r2"]
+
+
+def test_a_month_with_no_billing_period_is_nothing_to_do(cli, db, config, write):
+    assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
+    for command in (("rate",), ("invoice",)):
+        result = cli(*command, "--period", "2026-07", "--db", db, "--pricebooks", config, "--json")
+        assert result.exit_code == 65 and "no billing period ends in 2026-07" in result.stderr
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as check:
+        assert check.execute("SELECT count(*) FROM rating_runs").fetchall() == [(0,)]
+
+
+def test_a_revision_names_the_invoice_it_replaces_and_the_change(tenant, write):
+    tenant.invoice(finalize=True)
+    tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
+    tenant.invoice(finalize=True)
+    revised = get_invoice(tenant.con, "INV-2026-000003")
+    page = to_html(revised).decode()
+    assert revised.supersedes_number == "INV-2026-000001"
+    assert "Revision 2: replaces invoice INV-2026-000001, change +0.05 USD" in page

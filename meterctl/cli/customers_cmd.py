@@ -36,6 +36,11 @@ def import_command(
             f"{result.source}: {result.customers} customer(s): {result.added} added, "
             f"{result.changed} changed, {result.unchanged} unchanged"
         )
+        if result.absent:
+            shown = ", ".join(result.absent[:5]) + (f" and {len(result.absent) - 5} more" if len(result.absent) > 5 else "")
+            stderr_console().print(
+                f"note: {len(result.absent)} stored customer(s) are not in this file and stay as they were "
+                f"(still billed while subscribed; give a subscription an end: to stop): {shown}")
 
 
 def _subscriptions(subs: list[dict]) -> str:

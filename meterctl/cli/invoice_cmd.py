@@ -73,12 +73,12 @@ def invoice_command(
     _warn_unknown_customers(console, run.rating)
     for u in run.rating.unmeterable:
         console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
+    if not run.outcomes:
+        raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: no invoices")
     if as_json:
         print_json({"period": period, "rating_run_id": run.rating.run_id, "invoices": list(run.outcomes)})
         return
-    if not run.outcomes:
-        console.print(f"no billing period ends in {period}: no invoices")
-        return
+
     table = Table(title=f"Invoices for billing periods ending in {period}")
     for column in ("invoice", "number", "customer", "period", "total", "currency", "change", "action"):
         table.add_column(column, justify="right" if column in ("total", "change") else "left")

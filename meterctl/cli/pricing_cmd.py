@@ -14,7 +14,7 @@ from rich.table import Table
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
 from meterctl.cli.usage_cmd import ConfigOption
-from meterctl.errors import NotFoundError, UsageError
+from meterctl.errors import DataError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from meterctl.pricebook import Catalog, PricebookVersion
@@ -298,6 +298,8 @@ def rate_command(
     for s in result.open_sessions:
         console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
     _warn_unknown_customers(console, result)
+    if not result.lines:
+        raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: nothing rated")
     for ref in result.newly_frozen:
         console.print(f"froze {ref}: its file may no longer change (publish a new version instead)")
     if as_json:
@@ -305,20 +307,17 @@ def rate_command(
                     "customers": result.customers_rated, "segments": result.segments,
                     "pricebooks": list(result.pricebooks), "lines": [_line_json(l) for l in result.lines]})
         return
-    if not result.lines:
-        console.print(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: nothing rated")
-    else:
-        table = Table()
-        columns = ("customer", "period", "pricebook", "lines", "amount", "currency") if detail else \
-            ("pricebook", "customers", "lines", "amount", "currency")
-        for column in columns:
-            table.add_column(column, justify="right" if column in ("customers", "lines", "amount") else "left")
-        for row in _summary_rows(result, detail):
-            if detail:
-                table.add_row(row["customer_id"], row["period"], ", ".join(row["pricebooks"]), str(row["lines"]), row["amount"], row["currency"])
-            else:
-                table.add_row(row["pricebook"], str(row["customers"]), str(row["lines"]), row["amount"], row["currency"])
-        stdout_console().print(table)
+    table = Table()
+    columns = ("customer", "period", "pricebook", "lines", "amount", "currency") if detail else \
+        ("pricebook", "customers", "lines", "amount", "currency")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("customers", "lines", "amount") else "left")
+    for row in _summary_rows(result, detail):
+        if detail:
+            table.add_row(row["customer_id"], row["period"], ", ".join(row["pricebooks"]), str(row["lines"]), row["amount"], row["currency"])
+        else:
+            table.add_row(row["pricebook"], str(row["customers"]), str(row["lines"]), row["amount"], row["currency"])
+    stdout_console().print(table)
     console.print(f"rating run {result.run_id}: {result.customers_rated} customer(s), {result.segments} segment(s), "
                   f"{len(result.lines)} line(s); run hash {result.run_hash[:16]}")
     _note_open_periods(console, result)
