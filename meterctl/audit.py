@@ -128,8 +128,8 @@ def explain(
             # The events as the rating run saw them; those ingested since belong to a later revision.
             where, params = _event_query(meter, line, invoice.customer_id, as_of)
             count = sql.execute(con, f"SELECT count(*) FROM events WHERE {where}", params).fetchall()[0][0]
-            later = sql.execute(con, f"SELECT count(*) FROM events WHERE {where}",
-                                {**params, "as_of_batch": None}).fetchall()[0][0] - count
+            every, every_params = _event_query(meter, line, invoice.customer_id, None)
+            later = sql.execute(con, f"SELECT count(*) FROM events WHERE {every}", every_params).fetchall()[0][0] - count
             if with_events:
                 params["limit"] = limit
                 rows = sql.execute(con, f"""

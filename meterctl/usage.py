@@ -136,9 +136,11 @@ def selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback
         "ts >= CAST($start AS TIMESTAMPTZ)" + (f" - to_seconds(CAST(${p}gap AS BIGINT))" if lookback else ""),
         "ts < CAST($end AS TIMESTAMPTZ)",
         "($customers IS NULL OR list_contains($customers, customer_id))",
-        # As of an ingest batch (re-deriving an old invoice ignores events that came later).
-        "($as_of_batch IS NULL OR batch_id <= $as_of_batch)",
     ]
+    if params.get("as_of_batch") is not None:
+        # As of an ingest batch (re-deriving an old invoice ignores events that came later);
+        # left out otherwise, so that the usual query does not read batch_id at all.
+        where.append("batch_id <= CAST($as_of_batch AS BIGINT)")
     for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
         values = allowed if isinstance(allowed, list) else [allowed]
         params[f"{p}fk{index}"] = _property(key)
