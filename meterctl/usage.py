@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -39,8 +39,11 @@ _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class UsageRow:
+class UsageRow(NamedTuple):
+    """One customer × meter × window (× dimension values). A named tuple, not a frozen
+    dataclass: a month of hourly usage is hundreds of thousands of rows, and a tuple is
+    built several times faster."""
+
     customer_id: str
     meter: str
     window_start: str
@@ -356,7 +359,10 @@ def usage(
             micros = columns[position].cast(pa.int64()).to_pylist()
             text = {m: _iso(m) for m in set(micros)}
             values.append([text[m] for m in micros])
-        values += [column.to_pylist() for column in columns[4:]]
+        grouped = any(m.group_by for m in meters if m.aggregation != "duration")
+        # Without dimensions every row's list is empty: no need to convert it row by row.
+        values.append(columns[4].to_pylist() if grouped else [()] * table.num_rows)
+        values += [column.to_pylist() for column in columns[5:]]
         found += zip(*values)
     for index, meter in enumerate(meters):
         if meter.aggregation == "duration":
@@ -366,8 +372,9 @@ def usage(
     found.sort(key=lambda row: row[0])  # stable: keeps the SQL order inside each meter
     names = [m.name for m in meters]
     keys = [m.dimension_keys for m in meters]
+    make = UsageRow._make
     rows = [
-        UsageRow(customer, names[index], ws, we, dict(zip(keys[index], dims)), value, unmetered)
+        make((customer, names[index], ws, we, dict(zip(keys[index], dims)) if dims else {}, value, unmetered))
         for index, customer, ws, we, dims, value, unmetered in found
     ]
     per_meter_customer: dict[tuple[int, str], int] = {}
