@@ -247,6 +247,18 @@ def customer_history(con: duckdb.DuckDBPyConnection, customer_id: str) -> tuple[
 
 
 
+def select_customers(con: duckdb.DuckDBPyConnection, customer_ids: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
+    """The latest version of the given customers (all when none are given); unknown ids are an error."""
+    chosen = list_customers(con)
+    if customer_ids:
+        wanted = set(customer_ids)
+        missing = sorted(wanted - {c.customer_id for c in chosen})
+        if missing:
+            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
+        chosen = tuple(c for c in chosen if c.customer_id in wanted)
+    return chosen
+
+
 def billing_segments(
     con: duckdb.DuckDBPyConnection,
     customer_ids: Sequence[str] | None,
@@ -261,13 +273,7 @@ def billing_segments(
     subscriptions. The cycle (monthly, quarterly, yearly) is given, or a function of the
     customer (the billing cycle of its plans' pricebooks).
     """
-    chosen = list_customers(con)
-    if customer_ids:
-        known = {c.customer_id for c in chosen}
-        missing = sorted(set(customer_ids) - known)
-        if missing:
-            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
-        chosen = tuple(c for c in chosen if c.customer_id in set(customer_ids))
+    chosen = select_customers(con, customer_ids)
     found = []
     for customer in chosen:
         subscriptions = [

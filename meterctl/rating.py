@@ -38,8 +38,8 @@ import pyarrow as pa
 
 from meterctl import cycles, pricing
 from meterctl.config_yaml import ConfigProblems, Problem
-from meterctl.customers import CustomerVersion, list_customers
-from meterctl.errors import DataError, NotFoundError, UsageError
+from meterctl.customers import CustomerVersion, list_customers, select_customers
+from meterctl.errors import DataError, UsageError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
 from meterctl.store import has_table
@@ -217,16 +217,9 @@ def full_period_days(segment: cycles.Segment, cycle: cycles.Cycle, alignment: st
 
 
 def _select_customers(con: duckdb.DuckDBPyConnection, wanted: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
-    chosen = list_customers(con) if has_table(con, "customer_versions") else ()
-    if not chosen:
+    if not has_table(con, "customer_versions") or not con.execute("SELECT count(*) FROM customer_versions").fetchall()[0][0]:
         raise DataError("no customers imported yet: run 'meterctl customers import FILE' first")
-    if wanted:
-        known = {c.customer_id for c in chosen}
-        missing = sorted(set(wanted) - known)
-        if missing:
-            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
-        chosen = tuple(c for c in chosen if c.customer_id in set(wanted))
-    return chosen
+    return select_customers(con, wanted)
 
 
 def plan_jobs(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
-from meterctl.cli.pricing_cmd import CustomerOption, _load, _warn_unknown_customers
+from meterctl.cli.pricing_cmd import CustomerOption, _load, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
 
@@ -70,9 +70,7 @@ def invoice_command(
     with store.open_store(db, wait=wait) as con:
         run = build_invoices(con, catalog, meters, period, customers=customer, finalize=finalize)
     console = stderr_console()
-    _warn_unknown_customers(console, run.rating)
-    for u in run.rating.unmeterable:
-        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
+    warn_unbilled(console, run.rating)
     if not run.outcomes:
         raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: no invoices")
     if as_json:

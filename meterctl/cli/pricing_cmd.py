@@ -253,19 +253,25 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict]:
     return list(rows.values()) if per_customer else sorted(rows.values(), key=lambda r: (r["currency"], r["pricebook"]))
 
 
-def _warn_unknown_customers(console, result: RatingResult) -> None:
+def _listed(pairs: tuple[tuple[str, int], ...]) -> str:
+    shown = ", ".join(f"{customer} ({count})" for customer, count in pairs[:5])
+    return shown + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+
+
+def warn_unbilled(console, result: RatingResult) -> None:
+    """Everything metered that no line will carry: said on stderr, never dropped in silence."""
+    for u in result.unmeterable:
+        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
+    for s in result.open_sessions:
+        console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
     if result.outside_subscriptions:
-        shown = ", ".join(f"{c} ({n})" for c, n in result.outside_subscriptions[:5])
-        more = f" and {len(result.outside_subscriptions) - 5} more" if len(result.outside_subscriptions) > 5 else ""
         total = sum(n for _, n in result.outside_subscriptions)
         console.print(f"warning: {total} event(s) in {result.period} fall outside their customer's subscriptions, so are "
-                      f"not billed: {shown}{more} (see 'meterctl customers show ID')", style="yellow")
+                      f"not billed: {_listed(result.outside_subscriptions)} (see 'meterctl customers show ID')", style="yellow")
     if result.unknown_customers:
-        shown = ", ".join(f"{c} ({n})" for c, n in result.unknown_customers[:5])
-        more = f" and {len(result.unknown_customers) - 5} more" if len(result.unknown_customers) > 5 else ""
         total = sum(n for _, n in result.unknown_customers)
         console.print(f"warning: {total} event(s) in {result.period} from customers that are not imported, so not billed: "
-                      f"{shown}{more} (see 'meterctl customers import')", style="yellow")
+                      f"{_listed(result.unknown_customers)} (see 'meterctl customers import')", style="yellow")
 
 
 def _note_open_periods(console, result: RatingResult) -> None:
@@ -293,11 +299,7 @@ def rate_command(
     with store.open_store(db, wait=wait) as con:
         result = rate(con, catalog, meters, period, customers=customer)
     console = stderr_console()
-    for u in result.unmeterable:
-        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
-    for s in result.open_sessions:
-        console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
-    _warn_unknown_customers(console, result)
+    warn_unbilled(console, result)
     if not result.lines:
         raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: nothing rated")
     for ref in result.newly_frozen:
