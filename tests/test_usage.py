@@ -225,3 +225,13 @@ def test_period_windows_follow_billing_periods_and_plan_changes(cli, db, write):
         ("scale", "2026-10-20", "2026-11-01", 12, 31),
     ]
     assert cli("periods", "nobody", "--db", db).exit_code == 65
+
+
+def test_usage_of_an_unknown_customer_id_is_an_error_not_an_empty_table(cli, db, write):
+    from tests.conftest import REPO
+
+    cli("ingest", "--db", db, write("e.jsonl", jsonl(event("a"))))
+    ok = cli("usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--customer", "cus_1", "--from", "2026-10-01", "--to", "2026-11-01")
+    assert ok.exit_code == 0
+    typo = cli("usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--customer", "cus_l", "--from", "2026-10-01", "--to", "2026-11-01")
+    assert typo.exit_code == 65 and "cus_l" in typo.stderr

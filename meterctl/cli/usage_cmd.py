@@ -14,7 +14,7 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
-from meterctl.errors import UsageError
+from meterctl.errors import NotFoundError, UsageError
 from meterctl.files import write_atomically
 
 # The library modules behind these commands (pydantic models, Arrow) are imported inside
@@ -125,6 +125,18 @@ def _write_parquet(result, path: Path) -> None:
     write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def _check_customers_known(con, wanted: list[str]) -> None:
+    """An id that is neither imported nor in any event is a typo, not a customer without usage."""
+    known = {row[0] for row in con.execute(
+        "SELECT DISTINCT customer_id FROM events WHERE list_contains($ids, customer_id)", {"ids": wanted}).fetchall()}
+    if store.has_table(con, "customer_versions"):
+        known |= {row[0] for row in con.execute(
+            "SELECT DISTINCT customer_id FROM customer_versions WHERE list_contains($ids, customer_id)", {"ids": wanted}).fetchall()}
+    missing = sorted(set(wanted) - known)
+    if missing:
+        raise NotFoundError(f"--customer: no customer or event has the id(s) {', '.join(missing)}")
+
+
 def usage_command(
     db: DbOption = store.default_db_path(),
     wait: WaitOption = 0.0,
@@ -162,6 +174,8 @@ def usage_command(
             raise UsageError(f"--meter: unknown meter(s) {', '.join(unknown)} (see meters.yaml)")
         meters = tuple(m for m in meters if m.name in meter)
     with store.open_store(db, read_only=True, wait=wait) as con:
+        if customer:
+            _check_customers_known(con, customer)
         periods = None
         if window == "period":
             # Whole billing periods of each customer that overlap the range, split at plan changes.
