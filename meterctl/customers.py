@@ -161,13 +161,21 @@ def load_customers(path: Path) -> tuple[CustomerModel, ...]:
         document = _read_csv(path)
     else:
         document = load_document(path)
-    parsed = validate(document, CustomersFile)
+    # Repeated ids are found on the raw data, so that they are listed with every other problem.
+    raw = document.data.get("customers") if isinstance(document.data, dict) else None
     seen: dict[str, int] = {}
     problems = []
-    for index, customer in enumerate(parsed.customers):
-        if customer.id in seen:
-            problems.append(document.problem(("customers", index, "id"), f"customer '{customer.id}' appears twice"))
-        seen.setdefault(customer.id, index)
+    for index, customer in enumerate(raw if isinstance(raw, list) else []):
+        customer_id = customer.get("id") if isinstance(customer, dict) else None
+        if not isinstance(customer_id, str):
+            continue
+        if customer_id in seen:
+            problems.append(document.problem(("customers", index, "id"), f"customer '{customer_id}' appears twice"))
+        seen.setdefault(customer_id, index)
+    try:
+        parsed = validate(document, CustomersFile)
+    except ConfigProblems as error:
+        raise ConfigProblems(sorted([*error.problems, *problems], key=lambda p: p.line or 0)) from None
     if problems:
         raise ConfigProblems(problems)
     return parsed.customers

@@ -336,7 +336,9 @@ def build_invoices(
                 last_seq += 1
                 number_text = f"INV-{year}-{last_seq:06d}"
                 changes.finalized.append((new_id, number_text, year, last_seq))
-                status, action = "finalized", ("revised" if latest_final else "finalized")
+                # "revised" says a finalized invoice was replaced by this run's new content;
+                # finalizing a revision drafted earlier is just "finalized".
+                status, action = "finalized", ("revised" if latest_final and action != "unchanged" else "finalized")
             outcomes.append(InvoiceOutcome(new_id, customer_id, period_start, first.period_end, revision, action, status,
                                            number_text, first.currency, totals["total_minor"], delta,
                                            (customer_id, period_start) in still_open))

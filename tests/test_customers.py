@@ -82,3 +82,13 @@ def test_customers_missing_from_a_later_file_are_named_not_dropped(con, write):
     result = import_customers(con, write("one.yaml", ACME))
     assert (result.unchanged, result.absent) == (1, ("cus_2",))
     assert [c.customer_id for c in list_customers(con)] == ["cus_1", "cus_2"]
+
+
+def test_a_repeated_id_is_listed_with_the_other_problems(tmp_path):
+    path = tmp_path / "customers.yaml"
+    path.write_text(ACME + ACME.replace("customers:\n", "").replace("currency: USD", "currency: dollars"))
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(path)
+    found = [str(p) for p in caught.value.problems]
+    assert any("customers[1].id: customer 'cus_1' appears twice" in p for p in found), found
+    assert any("customers[1].currency" in p for p in found), found
