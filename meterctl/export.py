@@ -30,13 +30,10 @@ from pathlib import Path
 from meterctl.errors import OutputError, UsageError
 from meterctl.files import write_atomically, write_bytes_atomically
 from meterctl.invoicing import Invoice, InvoiceLine
+from meterctl.pricing import major
 from meterctl.rating import text
 
 FORMATS = ("json", "csv", "parquet", "html")
-
-
-def major(minor: int, places: int) -> str:
-    return format(Decimal(minor).scaleb(-places), "f")
 
 
 def _line_document(line: InvoiceLine) -> dict:

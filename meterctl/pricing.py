@@ -250,3 +250,8 @@ def _check_places(places: int) -> None:
 def _plain(value: Decimal) -> Decimal:
     """A zero result reads "0", not "0E-36" or "-0.00"."""
     return _ZERO if value.is_zero() else value
+
+
+def major(minor: int, places: int) -> str:
+    """Integer minor units as text at the currency's scale: (1234, 2) → '12.34', (5, 0) → '5'."""
+    return format(Decimal(minor).scaleb(-places), "f")

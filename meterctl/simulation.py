@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 import duckdb
 
@@ -22,8 +21,7 @@ from meterctl.rating import RatingResult, plan_jobs, rate
 
 def major(minor: int, currency: str) -> str:
     """Integer minor units as an amount at the currency's scale: 1234 USD → '12.34'."""
-    places = pricing.minor_units(currency)
-    return format(Decimal(minor).scaleb(-places), "f")
+    return pricing.major(minor, pricing.minor_units(currency))
 
 
 @dataclass(frozen=True)

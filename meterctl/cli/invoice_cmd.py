@@ -12,7 +12,7 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
-from meterctl.cli.pricing_cmd import CustomerOption, _load, warn_unbilled
+from meterctl.cli.pricing_cmd import CustomerOption, load_config, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
 
@@ -23,8 +23,7 @@ invoice_app = typer.Typer(
 
 
 def _money(minor: int | None, currency: str, signed: bool = False) -> str:
-    from meterctl.export import major
-    from meterctl.pricing import minor_units
+    from meterctl.pricing import major, minor_units
 
     if minor is None:
         return ""
@@ -66,7 +65,7 @@ def invoice_command(
         raise UsageError("missing --period YYYY-MM (or a subcommand: list, show, export, verify)")
     from meterctl.invoicing import build_invoices
 
-    _, meters, catalog = _load(pricebooks)
+    _, meters, catalog = load_config(pricebooks)
     with store.open_store(db, wait=wait) as con:
         run = build_invoices(con, catalog, meters, period, customers=customer, finalize=finalize)
     console = stderr_console()

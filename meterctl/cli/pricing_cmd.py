@@ -26,7 +26,8 @@ PeriodOption = Annotated[str, typer.Option("--period", help="The month whose bil
 CustomerOption = Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")]
 
 
-def _load(pricebooks: Path | None):
+def load_config(pricebooks: Path | None):
+    """The configuration directory, its meters and its pricebooks (exit 78 on any problem)."""
     from meterctl.meters import config_dir, load_meters
     from meterctl.pricebook import load_catalog
 
@@ -56,7 +57,7 @@ def validate_command(
     from meterctl.config_yaml import ConfigProblems
     from meterctl.pricebook import frozen_problems
 
-    _, _, catalog = _load(pricebooks)
+    _, _, catalog = load_config(pricebooks)
     problems = frozen_problems(catalog, _frozen(db, wait))
     if problems:
         raise ConfigProblems(problems)
@@ -75,7 +76,7 @@ def list_command(
     as_json: JsonOption = False,
 ) -> None:
     """Every plan version: when it takes effect, its currency and cycle, whether it is frozen."""
-    _, _, catalog = _load(pricebooks)
+    _, _, catalog = load_config(pricebooks)
     frozen = _frozen(db, wait)
     rows = [
         {"pricebook": v.ref, "plan": v.plan, "version": v.version, "effective_from": v.book.effective_from.isoformat(),
@@ -142,7 +143,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One pricebook version: fees and charges, with its file and content hash."""
-    _, _, catalog = _load(pricebooks)
+    _, _, catalog = load_config(pricebooks)
     chosen = _resolve(catalog, ref)
     if as_json:
         print_json({"pricebook": chosen.ref, "file": chosen.path, "hash": chosen.content_hash,
@@ -187,7 +188,7 @@ def diff_command(
     as_json: JsonOption = False,
 ) -> None:
     """What changed between two versions (charges are matched by meter, not position)."""
-    _, _, catalog = _load(pricebooks)
+    _, _, catalog = load_config(pricebooks)
     a, b = _resolve(catalog, old), _resolve(catalog, new)
     docs = []
     for chosen in (a, b):
@@ -295,7 +296,7 @@ def rate_command(
     """Rate the billing periods that end in a month and record the run and its lines."""
     from meterctl.rating import rate
 
-    _, meters, catalog = _load(pricebooks)
+    _, meters, catalog = load_config(pricebooks)
     with store.open_store(db, wait=wait) as con:
         result = rate(con, catalog, meters, period, customers=customer)
     console = stderr_console()
@@ -347,7 +348,7 @@ def simulate_command(
         raise UsageError(f"--format must be csv, not '{fmt}'")
     if as_json and (fmt or output):
         raise UsageError("--json prints JSON on stdout; --format csv and -o write CSV: choose one")
-    _, meters, catalog = _load(pricebooks)
+    _, meters, catalog = load_config(pricebooks)
     candidate = load_pricebook(pricebook, meters)
     if not db.exists():
         raise NotFoundError(f"{db}: no database yet (ingest events and import customers first)")
