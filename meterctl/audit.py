@@ -26,7 +26,8 @@ from meterctl.errors import DataError, UsageError
 from meterctl.invoicing import Invoice, InvoiceLine, content_hash, get_invoice, invoice_totals
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, pricebook_from_text
-from meterctl.rating import plan_jobs, rate_jobs, text
+from meterctl.pricing import text
+from meterctl.rating import plan_jobs, rate_jobs
 from meterctl.usage import selection, value_sql
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"

@@ -31,7 +31,7 @@ from meterctl.errors import OutputError, UsageError
 from meterctl.files import write_atomically, write_bytes_atomically
 from meterctl.invoicing import Invoice, InvoiceLine
 from meterctl.pricing import major
-from meterctl.rating import text
+from meterctl.pricing import text
 
 FORMATS = ("json", "csv", "parquet", "html")
 

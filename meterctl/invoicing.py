@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import duckdb
 
@@ -149,11 +150,23 @@ def invoice_totals(lines: Sequence[RatedLine]) -> dict:
             "total_minor": max(subtotal - credits, 0) + tax}
 
 
-def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[str, list[tuple]]:
-    """Every stored invoice of these customers, oldest revision first, in one query: (invoice_id,
-    revision, status, content_hash, total_minor, number, customer_version, period_start,
-    period_end, supersedes, number_seq)."""
-    found: dict[str, list[tuple]] = {}
+class _StoredInvoice(NamedTuple):
+    invoice_id: str
+    revision: int
+    status: str
+    content_hash: str
+    total_minor: int
+    number: str | None
+    customer_version: int
+    period_start: date
+    period_end: date
+    supersedes: str | None
+    number_order: int | None  # year and sequence as one sortable number
+
+
+def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[str, list[_StoredInvoice]]:
+    """Every stored invoice of these customers, oldest revision first, in one query."""
+    found: dict[str, list[_StoredInvoice]] = {}
     if not customers:
         return found
     rows = con.execute(
@@ -163,22 +176,22 @@ def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[st
         {"customers": sorted(set(customers))},
     ).fetchall()
     for row in rows:
-        found.setdefault(row[0], []).append(row[1:])
+        found.setdefault(row[0], []).append(_StoredInvoice(*row[1:]))
     return found
 
 
-def _in_force(stored: list[tuple], start: date, end: date) -> tuple[tuple | None, tuple | None]:
+def _in_force(stored: list[_StoredInvoice], start: date, end: date) -> tuple[_StoredInvoice | None, _StoredInvoice | None]:
     """The finalized invoice a new one for [start, end) would replace, and its draft.
 
     Any finalized invoice whose period overlaps counts, not only one with the same start: if
     a subscription's start date is corrected, the period moves, and the new invoice must
     supersede the old one rather than bill the month a second time.
     """
-    overlapping = [row for row in stored if row[7] < end and row[8] > start]
-    replaced = {row[9] for row in overlapping if row[2] == "finalized" and row[9]}
-    finals = [row for row in overlapping if row[2] == "finalized" and row[0] not in replaced]
-    latest = max(finals, key=lambda row: row[10] or 0) if finals else None
-    draft = next((row for row in overlapping if row[2] == "draft" and row[7] == start), None)
+    overlapping = [row for row in stored if row.period_start < end and row.period_end > start]
+    replaced = {row.supersedes for row in overlapping if row.status == "finalized" and row.supersedes}
+    finals = [row for row in overlapping if row.status == "finalized" and row.invoice_id not in replaced]
+    latest = max(finals, key=lambda row: row.number_order or 0) if finals else None
+    draft = next((row for row in overlapping if row.status == "draft" and row.period_start == start), None)
     return latest, draft
 
 
@@ -258,12 +271,6 @@ def _orphan_drafts(con: duckdb.DuckDBPyConnection, period: str, customers: Seque
     return [invoice for invoice, customer, start in rows if (customer, start) not in produced]
 
 
-def _billed_until(line: RatedLine) -> datetime:
-    """When the usage behind a line stops: its segment's end (before the period's end when the
-    subscription ended early)."""
-    return datetime.strptime(line.window_end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def build_invoices(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -279,7 +286,7 @@ def build_invoices(
 
     def refuse_open_periods(lines: Sequence[RatedLine]) -> None:
         # Checked before the rating run is recorded: a refused command writes nothing.
-        still_open = sorted({(l.customer_id, l.period_start, l.period_end) for l in lines if _billed_until(l) > now})
+        still_open = sorted({(l.customer_id, l.period_start, l.period_end) for l in lines if l.billed_until_at > now})
         if finalize and still_open:
             shown = ", ".join(f"{c} [{start}, {end})" for c, start, end in still_open[:3])
             shown += f" and {len(still_open) - 3} more" if len(still_open) > 3 else ""
@@ -292,7 +299,7 @@ def build_invoices(
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
     for number, line in enumerate(rating.lines, 1):
         groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
-    still_open = {key for key, numbered in groups.items() if max(_billed_until(line) for _, line in numbered) > now}
+    still_open = {key for key, numbered in groups.items() if max(line.billed_until_at for _, line in numbered) > now}
     outcomes: list[InvoiceOutcome] = []
     changes = _Changes()
     con.execute("BEGIN TRANSACTION")
@@ -306,27 +313,27 @@ def build_invoices(
             totals = invoice_totals(lines)
             digest = content_hash(lines, totals)
             latest_final, draft = _in_force(stored_all.get(customer_id, []), period_start, first.period_end)
-            if latest_final is not None and latest_final[3] == digest and latest_final[7] == period_start:
+            if latest_final is not None and latest_final.content_hash == digest and latest_final.period_start == period_start:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
-                    changes.drafts_to_delete.append(draft[0])
-                outcomes.append(InvoiceOutcome(latest_final[0], customer_id, period_start, first.period_end, latest_final[1],
-                                               "unchanged", "finalized", latest_final[5], first.currency, latest_final[4], None))
+                    changes.drafts_to_delete.append(draft.invoice_id)
+                outcomes.append(InvoiceOutcome(latest_final.invoice_id, customer_id, period_start, first.period_end, latest_final.revision,
+                                               "unchanged", "finalized", latest_final.number, first.currency, latest_final.total_minor, None))
                 continue
-            revision = latest_final[1] + 1 if latest_final else 1
+            revision = latest_final.revision + 1 if latest_final else 1
             new_id = invoice_id(customer_id, period_start, revision)
-            delta = totals["total_minor"] - latest_final[4] if latest_final else None
+            delta = totals["total_minor"] - latest_final.total_minor if latest_final else None
             # A draft is kept only if nothing on it would change: content, and the customer's details.
-            if draft is not None and draft[3] == digest and draft[6] == versions[customer_id].version:
+            if draft is not None and draft.content_hash == digest and draft.customer_version == versions[customer_id].version:
                 action = "unchanged"
             else:
                 if draft is not None:
-                    changes.drafts_to_delete.append(draft[0])
+                    changes.drafts_to_delete.append(draft.invoice_id)
                 customer = versions[customer_id]
                 changes.invoices.append({
                     "invoice_id": new_id, "customer_id": customer_id, "customer_version": customer.version,
                     "customer_name": customer.name, "currency": first.currency, "timezone": first.timezone,
                     "period_start": first.period_start, "period_end": first.period_end, "revision": revision,
-                    "supersedes": latest_final[0] if latest_final else None, "delta_minor": delta,
+                    "supersedes": latest_final.invoice_id if latest_final else None, "delta_minor": delta,
                     "content_hash": digest, "billed_until": max(line.segment_end for line in lines), **totals,
                 })
                 changes.lines.extend((new_id, number) for number, _ in numbered)

@@ -238,11 +238,7 @@ class Pricebook(_Strict):
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        # Trailing zeros stripped as text: normalize() would round past 28 digits.
-        text = format(value, "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return "0" if text in ("", "-0") else text
+        return pricing.text(value)
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -255,3 +255,13 @@ def _plain(value: Decimal) -> Decimal:
 def major(minor: int, places: int) -> str:
     """Integer minor units as text at the currency's scale: (1234, 2) → '12.34', (5, 0) → '5'."""
     return format(Decimal(minor).scaleb(-places), "f")
+
+
+def text(value: Decimal) -> str:
+    """A decimal as plain text without trailing zeros: '0.4936', '49', never '4.9E+1'."""
+    # String work rather than normalize(): exact at any precision (normalize rounds to the
+    # context's 28 digits), and cheap.
+    plain = format(value, "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
+    return "0" if plain in ("-0", "") else plain

@@ -37,6 +37,7 @@ import duckdb
 import pyarrow as pa
 
 from meterctl import cycles, pricing
+from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
 from meterctl.customers import CustomerVersion, list_customers, select_customers
 from meterctl.errors import DataError, UsageError
@@ -47,15 +48,6 @@ from meterctl.usage import OpenSession, Unmeterable, usage
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _DISPLAY_PLACES = 20
-
-
-def text(value: Decimal) -> str:
-    """A decimal as plain text without trailing zeros: '0.4936', '49', never '4.9E+1'."""
-    # String work rather than normalize(): exact at any precision, and cheap.
-    plain = format(value, "f")
-    if "." in plain:
-        plain = plain.rstrip("0").rstrip(".")
-    return "0" if plain in ("-0", "") else plain
 
 
 @dataclass(frozen=True)
@@ -90,9 +82,10 @@ class RatedLine:
         return f"{self.plan}@{self.version}"
 
     @property
-    def period_end_at(self) -> datetime:
-        """When the billing period ends (local midnight after its last day, in UTC)."""
-        return cycles.Period(self.period_start, self.period_end, self.timezone).end_at
+    def billed_until_at(self) -> datetime:
+        """When the usage behind the line stops: its segment's end, which is before the
+        period's end when the subscription ended early."""
+        return datetime.strptime(self.window_end, _ISO).replace(tzinfo=UTC)
 
     def canonical(self) -> dict:
         """The line as JSON-ready data, decimals as strings; what the run hash covers."""

@@ -80,12 +80,6 @@ class UsageResult:
     open_sessions: tuple[OpenSession, ...]
 
 
-def exact(value: Decimal | int) -> Decimal:
-    """The same number without trailing zeros and never in exponent form (10, not 1E+1)."""
-    text = format(Decimal(value).normalize(), "f")
-    return Decimal(text)
-
-
 def _iso(epoch_micros: int) -> str:
     return (_EPOCH + timedelta(microseconds=epoch_micros)).strftime(_ISO)
 

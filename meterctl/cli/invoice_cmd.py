@@ -130,7 +130,7 @@ def _invoice_store(db: Path, wait: float) -> Iterator:
 
 
 def _render_invoice(invoice) -> None:
-    from meterctl.rating import text
+    from meterctl.pricing import text
 
     console = stdout_console()
     title = invoice.number or "draft"
@@ -260,7 +260,7 @@ def explain_command(
     import json
 
     from meterctl.audit import explain
-    from meterctl.rating import text
+    from meterctl.pricing import text
 
     if output is not None and not events:
         raise UsageError("-o writes the events: add --events")

@@ -279,7 +279,7 @@ def _note_open_periods(console, result: RatingResult) -> None:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-    still_open = {(l.customer_id, l.period_start) for l in result.lines if l.period_end_at > now}
+    still_open = {(l.customer_id, l.period_start) for l in result.lines if l.billed_until_at > now}
     if still_open:
         console.print(f"note: {len(still_open)} billing period(s) have not ended yet: their usage may still grow")
 

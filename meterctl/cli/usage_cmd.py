@@ -79,7 +79,7 @@ def _instant(text: str | None, zone: ZoneInfo, option: str, default: datetime) -
 
 
 def _document(result) -> list[dict]:
-    from meterctl.usage import exact
+    from meterctl.pricing import text
 
     return [
         {
@@ -88,7 +88,7 @@ def _document(result) -> list[dict]:
             "window_start": r.window_start,
             "window_end": r.window_end,
             "dimensions": r.dimensions,
-            "value": None if r.value is None else format(exact(r.value), "f"),
+            "value": None if r.value is None else text(r.value),
             "unmeterable": r.unmeterable,
         }
         for r in result.rows
@@ -96,7 +96,7 @@ def _document(result) -> list[dict]:
 
 
 def _write_csv(result, path: Path) -> None:
-    from meterctl.usage import exact
+    from meterctl.pricing import text
 
     keys = sorted({k for r in result.rows for k in r.dimensions})
     buffer = io.StringIO()
@@ -105,7 +105,7 @@ def _write_csv(result, path: Path) -> None:
     for r in result.rows:
         writer.writerow([r.customer_id, r.meter, r.window_start, r.window_end,
                          *(r.dimensions.get(k) or "" for k in keys),
-                         "" if r.value is None else format(exact(r.value), "f"), r.unmeterable])
+                         "" if r.value is None else text(r.value), r.unmeterable])
     write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
@@ -155,7 +155,8 @@ def usage_command(
     """Usage per customer × meter × window."""
     from meterctl.customers import billing_segments
     from meterctl.meters import config_dir, load_meters
-    from meterctl.usage import exact, usage
+    from meterctl.pricing import text
+    from meterctl.usage import usage
 
     zone = _zone(tz)
     today = datetime.now(zone).date().replace(day=1)
@@ -208,7 +209,7 @@ def usage_command(
         table.add_column(column, justify="right" if column == "value" else "left")
     for r in result.rows:
         dims = ", ".join(f"{k}={v}" for k, v in r.dimensions.items())
-        table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else format(exact(r.value), "f"))
+        table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else text(r.value))
     stdout_console().print(table)
 
 
