@@ -30,6 +30,8 @@ sys.path.insert(0, str(HERE))
 
 from generate_events import generate  # noqa: E402
 
+from meterctl import store  # noqa: E402
+
 BASELINE = """
 import duckdb, sys
 con = duckdb.connect(sys.argv[1])
@@ -42,7 +44,7 @@ con.close()
 PREFILL = """
 import duckdb, sys
 from pathlib import Path
-from meterctl import store
+from meterctl import event_keys, store
 n = int(sys.argv[2])
 con = store.connect(Path(sys.argv[1]))
 con.execute("BEGIN")
@@ -52,9 +54,10 @@ con.execute('''
     SELECT 'evt_' || lpad(CAST(i AS VARCHAR), 12, '0') || '_old', 'cus_' || lpad(CAST(i % 1000 AS VARCHAR), 6, '0'),
            (['api_call', 'llm_tokens', 'gpu_heartbeat', 'storage_report'])[1 + i % 4],
            TIMESTAMPTZ '2026-09-01 00:00:00+00' + to_seconds(i % 2592000),
-           CAST(1 + i % 5000 AS DECIMAL(38, 18)), CAST('{"model":"embed","region":"eu"}' AS JSON), 1, i + 1
+           CAST(1 + i % 5000 AS DECIMAL(38, 18)), CAST('{"model":"embed","region":"eu"}' AS JSON), 1, i + 1, NULL
     FROM range(?) t(i)''', [n])
 con.execute("COMMIT")
+event_keys.ensure_key_hashes(con)  # as ingest leaves them: every key hash set and its probe recorded
 con.execute("CHECKPOINT")
 con.close()
 """
@@ -109,7 +112,9 @@ def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
     # Same id prefix as the stored events, so new ids interleave with stored ones (as random
     # ids would) and no zone map can skip the stored history.
     events = ensure(data / f"new-{n_new}.jsonl", n_new, seed=7)
-    template = data / f"store-{n_old}.duckdb"
+    # The template carries the schema version: a store from an older meterctl would be
+    # migrated (and its key hashes computed) inside the measured run.
+    template = data / f"store-{n_old}-schema{max(m.version for m in store.migrations())}.duckdb"
     if not template.exists():
         print(f"prefilling {template} with {n_old} events…", file=sys.stderr)
         subprocess.run([sys.executable, "-c", PREFILL, str(fresh(template)), str(n_old)], check=True)

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from meterctl import __version__, sql
+from meterctl.event_keys import ensure_key_hashes
 from meterctl.progress import NullProgress, Progress
 from meterctl.readers import (
     DEFAULT_CHUNK_BYTES,
@@ -129,6 +130,7 @@ def ingest(
     now = options.now or datetime.now(UTC)
     started = time.perf_counter()
     install_macros(con)
+    ensure_key_hashes(con)
     outcomes = [_ingest_source(con, source, options, now, progress) for source in sources]
     return IngestResult(tuple(outcomes), time.perf_counter() - started, now)
 

@@ -6,12 +6,32 @@
 -- chunk. A repeat whose canonical payload equals the reference is an identical duplicate;
 -- any other is a conflict.
 --
--- The join with `events` builds its hash table on the chunk's ids and reads only the key
--- column of the stored events; the payloads of the few matches are fetched afterwards.
+-- Candidates are found by the 64-bit key hash (events.id_hash, see event_keys.py): the
+-- stored history is read one fixed-width column at a time, and full ids are compared only
+-- for lines whose hash repeats or matches a stored one. A hash collision costs a closer
+-- look, never a wrong outcome.
+
+-- Stored events that may share an id with this chunk (usually none or few): their rowids
+-- first, reading only the hash column, then those rows alone.
+CREATE OR REPLACE TEMP TABLE stored_matches AS
+SELECT e.rowid AS stored_row
+FROM events AS e
+SEMI JOIN (SELECT id_hash FROM stage WHERE reason IS NULL) AS s ON s.id_hash = e.id_hash;
+
+CREATE OR REPLACE TEMP TABLE stored_candidates AS
+SELECT event_id, id_hash, customer_id, event_name, ts, quantity, properties, batch_id, line_no
+FROM events
+WHERE rowid IN (SELECT stored_row FROM stored_matches);
+
+CREATE OR REPLACE TEMP TABLE suspect_hashes AS
+SELECT id_hash FROM stage WHERE reason IS NULL GROUP BY id_hash HAVING count(*) > 1
+UNION
+SELECT id_hash FROM stored_candidates;
+
 CREATE OR REPLACE TEMP TABLE keyed AS
 SELECT event_id, min(line_no) AS first_line, count(*) AS copies
 FROM stage
-WHERE reason IS NULL
+WHERE reason IS NULL AND id_hash IN (SELECT id_hash FROM suspect_hashes)
 GROUP BY event_id;
 
 CREATE OR REPLACE TEMP TABLE refs AS
@@ -20,7 +40,7 @@ SELECT
     e.customer_id, e.event_name, e.ts, e.quantity, e.properties,
     e.batch_id AS ref_batch_id, e.line_no AS ref_line_no
 FROM keyed AS k
-JOIN events AS e ON e.event_id = k.event_id;
+JOIN stored_candidates AS e ON e.event_id = k.event_id;
 
 INSERT INTO refs
 SELECT
@@ -51,4 +71,5 @@ SELECT
 FROM stage AS s
 JOIN refs AS r ON r.event_id = s.event_id
 WHERE s.reason IS NULL
+  AND s.id_hash IN (SELECT id_hash FROM suspect_hashes)
   AND (r.is_stored OR s.line_no <> r.first_line);

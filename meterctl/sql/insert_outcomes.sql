@@ -1,9 +1,9 @@
 -- Write the outcome of one classified chunk. Parameters: $batch_id, $now.
-INSERT INTO events
-SELECT s.event_id, s.customer_id, s.event_name, s.ts, s.quantity, s.properties, $batch_id, s.line_no
+INSERT INTO events (event_id, customer_id, event_name, ts, quantity, properties, batch_id, line_no, id_hash)
+SELECT s.event_id, s.customer_id, s.event_name, s.ts, s.quantity, s.properties, $batch_id, s.line_no, s.id_hash
 FROM stage AS s
-WHERE s.reason IS NULL
-  AND s.line_no NOT IN (SELECT line_no FROM repeats);
+ANTI JOIN repeats AS r ON r.line_no = s.line_no
+WHERE s.reason IS NULL;
 
 INSERT INTO conflicts
 SELECT

@@ -73,6 +73,7 @@ SELECT
     CASE WHEN NOT clean THEN txt END AS txt,
     CASE WHEN NOT clean THEN raw END AS raw,
     CASE WHEN clean THEN event_id END AS event_id,
+    CASE WHEN clean THEN hash(event_id) END AS id_hash,
     CASE WHEN clean THEN customer_id END AS customer_id,
     CASE WHEN clean THEN event_name END AS event_name,
     CASE WHEN clean THEN ts END AS ts,

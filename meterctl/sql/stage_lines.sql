@@ -159,9 +159,9 @@ FROM judged;
 CREATE OR REPLACE TEMP VIEW stage AS
 SELECT
     line_no, NULL::VARCHAR AS reason, NULL::VARCHAR AS raw,
-    event_id, customer_id, event_name, ts, quantity, properties
+    event_id, id_hash, customer_id, event_name, ts, quantity, properties
 FROM fast
 WHERE clean
 UNION ALL
-SELECT line_no, reason, raw, event_id, customer_id, event_name, ts, quantity, properties
+SELECT line_no, reason, raw, event_id, hash(event_id), customer_id, event_name, ts, quantity, properties
 FROM slow_stage;

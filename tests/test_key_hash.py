@@ -1,0 +1,46 @@
+"""The key hash beside each stored event_id finds resends, and is never trusted blindly."""
+
+from __future__ import annotations
+
+from meterctl import event_keys
+from tests.conftest import event, jsonl, scalar
+
+
+def test_a_resend_of_a_stored_event_is_found_through_its_key_hash(write, run_ingest, con):
+    run_ingest(write("a.jsonl", jsonl(event("e1"), event("e2", quantity=2))))
+    assert scalar(con, "SELECT count(*) FROM events WHERE id_hash = hash(event_id)") == 2
+    result = run_ingest(write("b.jsonl", jsonl(event("e1"), event("e2", quantity=3), event("e3"))))
+    assert (result.accepted, result.duplicates, result.conflicts) == (1, 1, 1)
+
+
+def test_a_stored_hash_equal_to_a_new_ids_hash_is_not_taken_for_a_duplicate(write, run_ingest, con):
+    run_ingest(write("a.jsonl", jsonl(event("stored"))))
+    # What a collision looks like from the new id's side: a stored event with its hash.
+    con.execute("UPDATE events SET id_hash = hash('new')")
+    result = run_ingest(write("b.jsonl", jsonl(event("new", quantity=5))))
+    assert (result.accepted, result.duplicates, result.conflicts) == (1, 0, 0)
+    assert scalar(con, "SELECT quantity FROM events WHERE event_id = 'new'") == 5
+
+
+def test_hashes_from_another_duckdb_version_are_recomputed_before_ingesting(write, run_ingest, con):
+    run_ingest(write("a.jsonl", jsonl(event("e1"), event("e2"))))
+    # What a store written by a DuckDB whose hash() differs would look like.
+    con.execute("UPDATE events SET id_hash = id_hash + 1")
+    con.execute("UPDATE event_key_hash SET probe = 'another hash function'")
+    result = run_ingest(write("b.jsonl", jsonl(event("e1"), event("e2", quantity=9))))
+    assert (result.accepted, result.duplicates, result.conflicts) == (0, 1, 1)
+    assert scalar(con, "SELECT count(*) FROM events WHERE id_hash <> hash(event_id)") == 0
+    assert scalar(con, "SELECT probe FROM event_key_hash") == event_keys.current_probe(con)
+
+
+def test_events_stored_before_the_key_hash_existed_get_one(write, run_ingest, con):
+    run_ingest(write("a.jsonl", jsonl(event("e1"), event("e2"))))
+    con.execute("UPDATE events SET id_hash = NULL")
+    result = run_ingest(write("b.jsonl", jsonl(event("e1"))))
+    assert (result.accepted, result.duplicates) == (0, 1)
+    assert scalar(con, "SELECT count(*) FROM events WHERE id_hash IS NULL") == 0
+
+
+def test_a_current_store_is_not_rehashed(write, run_ingest, con):
+    run_ingest(write("a.jsonl", jsonl(event("e1"))))
+    assert event_keys.ensure_key_hashes(con) == 0
