@@ -66,7 +66,10 @@ EDGE_VALUES = {
     "quantity": [0, -1, 1.5, 1.10, "2.25", "1e3", 1e30, 1e-19, "0.1234567890123456789", 12345678901234567890,
                  123456789012345678901, "NaN", "Infinity", "0x10", "1_000", " 5", "", "lots", True, None, {"x": 1}, [1], _DROP],
     "properties": [{}, None, [], "str", 5, {"b": 1, "a": {"z": 1}}, {"specversion": "1.0"}, {"ü": "ñ"}, _DROP],
-    "event_id": ["", " ", "   \t", "x" * 20, " " * 20, 5, None, True, {"a": 1}, "a\"b", "\u00e9", _DROP],
+    "event_id": ["", " ", "   \t", "x" * 20, " " * 20, 5, None, True, {"a": 1}, "a\"b", "\u00e9", _DROP,
+                 # strings spelled like other JSON values, and every kind of first character
+                 "true", "false", "null", "NaN", "Infinity", "-Infinity", "5", "1e3", "{x", "[1", "_id", "fx", "nx",
+                 "tx", "Ix", "Nx", "`x", "~", "Zed", "a", "A", "z", "\tx", " x", "@x"],
     "customer_id": ["", " ", 5, None, "\t", "ok", _DROP],
     "event_name": ["", 7, None, "x", _DROP],
 }

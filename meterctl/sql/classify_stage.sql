@@ -30,8 +30,8 @@ SELECT id_hash FROM stored_candidates;
 
 CREATE OR REPLACE TEMP TABLE keyed AS
 SELECT event_id, min(line_no) AS first_line, count(*) AS copies
-FROM stage
-WHERE reason IS NULL AND id_hash IN (SELECT id_hash FROM suspect_hashes)
+FROM stage SEMI JOIN suspect_hashes USING (id_hash)
+WHERE reason IS NULL
 GROUP BY event_id;
 
 CREATE OR REPLACE TEMP TABLE refs AS
@@ -68,8 +68,6 @@ SELECT
          THEN mc_payload_hash(r.customer_id, r.event_name, r.ts, r.quantity, r.properties) END AS billed_hash,
     CASE WHEN outcome = 'conflict'
          THEN mc_payload_hash(s.customer_id, s.event_name, s.ts, s.quantity, s.properties) END AS new_hash
-FROM stage AS s
+FROM (SELECT * FROM stage SEMI JOIN suspect_hashes USING (id_hash) WHERE reason IS NULL) AS s
 JOIN refs AS r ON r.event_id = s.event_id
-WHERE s.reason IS NULL
-  AND s.id_hash IN (SELECT id_hash FROM suspect_hashes)
-  AND (r.is_stored OR s.line_no <> r.first_line);
+WHERE r.is_stored OR s.line_no <> r.first_line;
