@@ -157,12 +157,13 @@ class LineReader:
         done with a chunk before asking for the next (DuckDB copies what it keeps).
         """
         stream = self._open()
-        capacity = self._chunk_capacity()
+        capacity = max(self._chunk_capacity(), 1)  # an empty file still needs room to find its end
         buffer = bytearray(capacity)
         scratch = np.empty(capacity, dtype=np.bool_)
         filled = 0  # bytes at the front of `buffer`: the carried partial line, then new data
         next_line = 1
-        at_start = True
+        at_start = True  # until enough bytes are read to tell whether a byte order mark starts them
+        skip = 0  # the byte order mark's length, while it sits at the front of `buffer`
         eof = False
         try:
             while not eof:
@@ -182,10 +183,12 @@ class LineReader:
                         break
                     filled += got
                 self.hasher.update(view[start:filled])
-                begin = 0
-                if at_start and filled >= len(UTF8_BOM) and view[: len(UTF8_BOM)] == UTF8_BOM:
-                    begin = len(UTF8_BOM)
-                at_start = at_start and filled == 0
+                if at_start:
+                    if filled < len(UTF8_BOM) and not eof:
+                        continue
+                    at_start = False
+                    skip = len(UTF8_BOM) if filled >= len(UTF8_BOM) and view[: len(UTF8_BOM)] == UTF8_BOM else 0
+                begin = skip
                 if eof:
                     cut = filled
                 else:
@@ -202,6 +205,7 @@ class LineReader:
                 rest = filled - cut
                 buffer[:rest] = buffer[cut:filled]
                 filled = rest
+                skip = 0
         finally:
             if self.source.path is not None:
                 stream.close()
