@@ -85,7 +85,7 @@ class RatedLine:
     def billed_until_at(self) -> datetime:
         """When the usage behind the line stops: its segment's end, which is before the
         period's end when the subscription ended early."""
-        return datetime.strptime(self.window_end, _ISO).replace(tzinfo=UTC)
+        return datetime.fromisoformat(self.window_end)  # '…Z' (_ISO): UTC; strptime is 20x slower
 
     def canonical(self) -> dict:
         """The line as JSON-ready data, decimals as strings; what the run hash covers."""

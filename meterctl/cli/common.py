@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from meterctl.errors import UsageError
 from meterctl.store import DEFAULT_DB, ENV_DB
@@ -43,6 +46,45 @@ def stderr_console() -> Console:
 def stdout_console() -> Console:
     width = None if sys.stdout.isatty() else _PIPE_WIDTH
     return Console(highlight=False, soft_wrap=False, width=width, markup=False)
+
+
+# Rich lays out every cell of a table to size its columns: about a millisecond a row. Past
+# this many rows, or when the output is not a terminal, tables are printed as plain aligned
+# text instead (the same cells; no box drawing to trip up grep, awk or a log viewer).
+RICH_TABLE_ROWS = 200
+
+
+def print_table(console: Console, table: Table) -> None:
+    cells = [[_plain(cell) for cell in column.cells] for column in table.columns]
+    headers = [_plain(column.header) for column in table.columns]
+    if (console.is_terminal and table.row_count <= RICH_TABLE_ROWS) or None in headers or any(
+        None in column for column in cells
+    ):
+        console.print(table)
+        return
+    widths = [max([cell_len(h)] + [cell_len(c) for c in column]) for h, column in zip(headers, cells)]
+    right = [column.justify == "right" for column in table.columns]
+
+    def line(values: list[str]) -> str:
+        padded = [
+            " " * (w - cell_len(v)) + v if r else v + " " * (w - cell_len(v))
+            for v, w, r in zip(values, widths, right)
+        ]
+        return "  ".join(padded).rstrip()
+
+    out = [_plain(table.title) or ""] if table.title else []
+    out += [line(headers), line(["-" * w for w in widths])]
+    out += [line([column[i] for column in cells]) for i in range(table.row_count)]
+    console.file.write("\n".join(out) + "\n")
+
+
+def _plain(cell: Any) -> str | None:
+    """A cell as one line of text, or None for a renderable that only Rich can draw."""
+    if isinstance(cell, Text):
+        cell = cell.plain
+    if not isinstance(cell, str):
+        return None
+    return " / ".join(cell.splitlines()) if "\n" in cell else cell
 
 
 def to_jsonable(value: Any) -> Any:

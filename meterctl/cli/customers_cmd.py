@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
 from meterctl.errors import UsageError
 
 customers_app = typer.Typer(help="Customers and their subscriptions (imported from a CRM export).", no_args_is_help=True)
@@ -62,7 +62,7 @@ def list_command(db: DbOption = store.default_db_path(), wait: WaitOption = 0.0,
         table.add_column(column)
     for c in rows:
         table.add_row(c.customer_id, c.name, c.currency, c.timezone, c.billing, _subscriptions(c.subscriptions), str(c.version))
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
 
 
 @customers_app.command("show")
@@ -147,7 +147,7 @@ def periods_command(
     for r in rows:
         table.add_row(f"{r['period_start']} … {r['period_end']}", r["plan"], f"{r['segment_start']} … {r['segment_end']}",
                       f"{r['segment_start_at']} … {r['segment_end_at']}", f"{r['days']}/{r['period_days']}")
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
 
 
 def _date(text: str, option: str) -> date:

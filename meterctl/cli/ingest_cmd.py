@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, stderr_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, print_table, stderr_console
 from meterctl.errors import DataError
 from meterctl.ingest import DEFAULT_MAX_FUTURE, IngestOptions, IngestResult, ingest
 from meterctl.sources import resolve_sources
@@ -101,7 +101,7 @@ def render_summary(result: IngestResult) -> None:
             style="bold",
         )
     console = stderr_console()
-    console.print(table)
+    print_table(console, table)
     console.print(f"{result.seconds:.2f}s")
     if result.conflicts:
         console.print("conflicts kept: see 'meterctl conflicts list'", style="yellow")

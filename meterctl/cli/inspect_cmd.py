@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from meterctl import inspect, store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stdout_console
 
 LimitOption = Annotated[int, typer.Option("--limit", min=0, help="At most this many rows (0 = all).")]
 
@@ -44,7 +44,7 @@ def status_command(db: DbOption = store.default_db_path(), wait: WaitOption = 0.
             table.add_column(column, justify="right" if column not in ("source", "finished") else "left")
         for b in result.last_ingests:
             table.add_row(str(b.batch_id), b.source, b.finished_at, *(str(v) for v in (b.read, b.accepted, b.duplicates, b.conflicts, b.dead_lettered)))
-        console.print(table)
+        print_table(console, table)
 
 
 @dlq_app.command("list")
@@ -67,7 +67,7 @@ def dlq_list(
         table.add_column(column, justify="right" if column in ("id", "line") else "left")
     for d in rows:
         table.add_row(str(d.dead_letter_id), d.source, str(d.line_no), d.reason, _clip(d.raw))
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
 
 
 @dlq_app.command("show")
@@ -116,4 +116,4 @@ def conflicts_list(
             f"{c.billed_source}:{c.billed_line_no} {c.billed_hash[:12]}",
             f"{c.source}:{c.line_no} {c.new_hash[:12]}",
         )
-    stdout_console().print(table)
+    print_table(stdout_console(), table)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
 from meterctl.cli.pricing_cmd import CustomerOption, load_config, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
@@ -82,7 +82,7 @@ def invoice_command(
     for o in run.outcomes:
         table.add_row(o.invoice_id, o.number or "draft", o.customer_id, f"[{o.period_start}, {o.period_end})",
                       _money(o.total_minor, o.currency), o.currency, _money(o.delta_minor, o.currency, signed=True), o.action)
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
     actions: dict[str, int] = {}
     for o in run.outcomes:
         actions[o.action] = actions.get(o.action, 0) + 1
@@ -113,7 +113,7 @@ def list_command(
     if as_json:
         print_json(invoices)
         return
-    stdout_console().print(_invoice_table(invoices))
+    print_table(stdout_console(), _invoice_table(invoices))
 
 
 def _has_invoices(con) -> bool:
@@ -152,7 +152,7 @@ def _render_invoice(invoice) -> None:
                       text(line.quantity) if line.kind == "usage" else "",
                       "" if line.unit_price is None else text(line.unit_price),
                       _money(line.amount_minor, invoice.currency), line.pricebook)
-    console.print(table)
+    print_table(console, table)
     console.print(f"subtotal {_money(invoice.subtotal_minor, invoice.currency)}  credits {_money(invoice.credits_minor, invoice.currency)}  "
                   f"tax {_money(invoice.tax_minor, invoice.currency)}  total {_money(invoice.total_minor, invoice.currency)} "
                   f"{invoice.currency}" + (f"  (change {_money(invoice.delta_minor, invoice.currency, signed=True)})"
@@ -235,7 +235,7 @@ def verify_command(
             table.add_column(column)
         for d in result.differences:
             table.add_row(d.line, d.field, d.stored, d.derived)
-        stdout_console().print(table)
+        print_table(stdout_console(), table)
     if result.later_events:
         stderr_console().print(
             f"note: {result.later_events} event(s) for this period were ingested after it was rated: "

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, NotFoundError, UsageError
 
@@ -93,7 +93,7 @@ def list_command(
     for r in rows:
         state = "EDITED after freeze" if r["edited_after_freeze"] else "yes" if r["frozen"] else "no"
         table.add_row(r["pricebook"], r["effective_from"], r["currency"], r["billing_cycle"], r["file"], r["hash"][:12], state)
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
 
 
 def _resolve(catalog: Catalog, ref: str) -> PricebookVersion:
@@ -161,7 +161,7 @@ def show_command(
         table.add_row(fee.name, "fee", f"{_money(fee.amount)} per period (prorated by day)")
     for charge in book.charges:
         table.add_row(charge.label, charge.model, _describe_charge(charge))
-    console.print(table)
+    print_table(console, table)
 
 
 def _changes(before, after, path: str = "") -> list[tuple[str, object, object]]:
@@ -210,7 +210,7 @@ def diff_command(
     show = lambda v: "-" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v)  # noqa: E731
     for p, x, y in changes:
         table.add_row(p, show(x), show(y))
-    console.print(table)
+    print_table(console, table)
 
 
 @pricebook_app.command("schema")
@@ -320,7 +320,7 @@ def rate_command(
             table.add_row(row["customer_id"], row["period"], ", ".join(row["pricebooks"]), str(row["lines"]), row["amount"], row["currency"])
         else:
             table.add_row(row["pricebook"], str(row["customers"]), str(row["lines"]), row["amount"], row["currency"])
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
     console.print(f"rating run {result.run_id}: {result.customers_rated} customer(s), {result.segments} segment(s), "
                   f"{len(result.lines)} line(s); run hash {result.run_hash[:16]}")
     _note_open_periods(console, result)
@@ -382,4 +382,4 @@ def simulate_command(
         table.add_row(r.customer_id, r.current_pricebook, r.current, r.candidate, r.difference, r.currency)
     for t in result.totals:
         table.add_row("total", "", t.current, t.candidate, t.difference, t.currency, end_section=False)
-    stdout_console().print(table)
+    print_table(stdout_console(), table)

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
 from meterctl.errors import NotFoundError, UsageError
 from meterctl.files import write_atomically
 
@@ -210,7 +210,7 @@ def usage_command(
     for r in result.rows:
         dims = ", ".join(f"{k}={v}" for k, v in r.dimensions.items())
         table.add_row(r.customer_id, r.meter, r.window_start, r.window_end, dims, "-" if r.value is None else text(r.value))
-    stdout_console().print(table)
+    print_table(stdout_console(), table)
 
 
 
