@@ -141,3 +141,21 @@ def test_random_lines_end_in_the_same_place_on_either_path(tmp_path_factory, ite
         text = json.dumps(event, separators=(",", ":") if compact else (", ", ": "), ensure_ascii=False).encode()
         lines.append(text[:-cut] if cut == 30 else text)  # now and then a truncated line
     assert_same_either_path(tmp, lines)
+
+
+def test_non_standard_number_literals_take_the_same_path_outcome(tmp_path: Path) -> None:
+    # DuckDB's JSON parser takes nan, inf and infinity in any case (json.dumps never writes
+    # them): read as VARCHAR they look like text, but they are numbers, never strings.
+    literals = [b"inf", b"-inf", b"nan", b"NaN", b"Infinity", b"-Infinity", b"INF", b"iNf", b"nAn", b"infinity"]
+    fields = {
+        b"event_id": b'"e%d"', b"customer_id": b'"c1"', b"event_name": b'"api_call"',
+        b"timestamp": b'"2026-10-01T00:00:00Z"', b"quantity": b"1",
+    }
+    lines = []
+    for n, literal in enumerate(literals):
+        for target in fields:
+            values = {name: (literal if name == target else value) for name, value in fields.items()}
+            values[b"event_id"] = values[b"event_id"].replace(b"%d", b"%d" % (n * 10 + len(lines)))
+            lines.append(b"{" + b",".join(b'"%s":%s' % (k, v) for k, v in values.items()) + b"}")
+    counts, tables = assert_same_either_path(tmp_path, lines)
+    assert counts[0][1] == 0  # none of them is a valid event

@@ -81,17 +81,22 @@ CREATE OR REPLACE TEMP MACRO mc_payload_hash(customer_id, event_name, ts, quanti
 
 -- For the fast path: a field read as VARCHAR is certainly a non-empty JSON string when its
 -- text could not be a number, boolean, object or array written without quotes. Anything
--- else (including a numeric-looking string id) is left to the full rules.
--- A value that starts with an ASCII letter none of those spellings starts with (f, n, t, I,
--- N) or with '_' is text for sure, and not blank: most ids and names settle on that test,
--- written as byte-order ranges because comparing strings is far cheaper than a regex.
+-- else (including a numeric-looking string id) is left to the full rules. DuckDB's JSON
+-- parser also takes nan, inf and infinity, in any case and with a leading '-'.
+-- A value that starts with an ASCII letter none of those spellings starts with (f, i, n, t
+-- in either case) or with '_' is text for sure, and not blank: most ids and names settle on
+-- that test, written as byte-order ranges because comparing strings is far cheaper than a
+-- regex.
 CREATE OR REPLACE TEMP MACRO mc_fast_text(v) AS
     v IS NOT NULL
     AND CASE
-        WHEN (v >= 'a' AND v < 'f') OR (v >= 'g' AND v < 'n') OR (v >= 'o' AND v < 't')
-             OR (v >= 'u' AND v < '{') OR (v >= 'A' AND v < 'I') OR (v >= 'J' AND v < 'N')
-             OR (v >= 'O' AND v < '[') OR (v >= '_' AND v < '`')
+        WHEN (v >= 'a' AND v < 'f') OR (v >= 'g' AND v < 'i') OR (v >= 'j' AND v < 'n')
+             OR (v >= 'o' AND v < 't') OR (v >= 'u' AND v < '{')
+             OR (v >= 'A' AND v < 'F') OR (v >= 'G' AND v < 'I') OR (v >= 'J' AND v < 'N')
+             OR (v >= 'O' AND v < 'T') OR (v >= 'U' AND v < '[')
+             OR (v >= '_' AND v < '`')
             THEN true
-        ELSE NOT regexp_full_match(v, '[-+0-9.][0-9.eE+-]*|true|false|null|NaN|-?Infinity|\{.*|\[.*')
+        ELSE NOT regexp_full_match(v, '[-+0-9.][0-9.eE+-]*|true|false|null|\{.*|\[.*')
+             AND NOT regexp_full_match(lower(v), '[-+]?(nan|inf|infinity)')
              AND (length(v) >= 14 OR trim(v) <> '')
     END;
