@@ -145,7 +145,7 @@ class LineReader:
             raw: BinaryIO = stdin_bytes()
         else:
             raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
-        if hasattr(raw, "peek") and looks_gzipped(raw.peek(10)[:10]):
+        if looks_gzipped(raw.peek(SNIFF_BYTES)[:SNIFF_BYTES]):
             self.format = FORMAT_JSONL_GZ
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return raw
@@ -228,11 +228,48 @@ class LineReader:
         return self.hasher.hexdigest()
 
 
+SNIFF_BYTES = 10  # a whole gzip header; the Parquet magic is the first four
+
+
+class _HeadFirst(io.RawIOBase):
+    """The first bytes of a stream, already read in full, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: BinaryIO, owner: object = None) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+        # The text wrapper `rest` came from: once unreferenced it would close `rest`.
+        self._owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        if self._head:
+            count = min(len(target), len(self._head))
+            target[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._rest.readinto(target)
+
+
+class _SniffableStdin(io.BufferedReader):
+    """Standard input whose peek() shows its first SNIFF_BYTES bytes at once."""
+
+
 def stdin_bytes() -> BinaryIO:
-    """Standard input as a peekable byte stream (test runners hand over plain BytesIO)."""
+    """Standard input as a byte stream whose peek() shows its first SNIFF_BYTES bytes (all of
+    a shorter input), however the pipe delivers them.
+
+    One peek on a pipe returns only what has arrived so far: a gzip stream whose first five
+    bytes came alone would be sniffed as text. So the head is read in full first.
+    """
     stream = sys.stdin.buffer
-    if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+    if not isinstance(stream, _SniffableStdin):
+        head = b""
+        while len(head) < SNIFF_BYTES and (more := stream.read(SNIFF_BYTES - len(head))):
+            head += more
+        stream = _SniffableStdin(_HeadFirst(head, stream, owner=sys.stdin))
         sys.stdin = io.TextIOWrapper(stream)  # later readers share the same buffer
     return stream
 
