@@ -30,9 +30,9 @@ from meterctl.readers import (
     PARQUET_MAGIC,
     FileInfo,
     ParquetReader,
+    content_sha256,
     file_info,
     stdin_bytes,
-    sha256_file,
     sniff_format,
     spool_stdin,
 )
@@ -187,7 +187,7 @@ def _ingest_source(
         # when path, size and mtime match an earlier batch, check the content hash first.
         info = file_info(source)
         if _unchanged_since_ingest(con, info):
-            sha = sha256_file(source.path)
+            sha = content_sha256(source.path, fmt)
             earlier = _already_ingested(con, sha)
             if earlier:
                 return _skip(source, fmt, sha, earlier, started)

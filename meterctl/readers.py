@@ -95,6 +95,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(path: Path, fmt: str) -> str:
+    """The content hash an ingest of this file records: of the decompressed text for gzip."""
+    if fmt != FORMAT_JSONL_GZ:
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as handle:
+            while block := handle.read(8 << 20):
+                digest.update(block)
+    except (OSError, EOFError) as error:
+        raise InputNotFoundError(f"{path}: cannot be read: {error}") from error
+    return digest.hexdigest()
+
+
 def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
     """Number the lines of `data` (which ends with a newline or at end of input).
 

@@ -63,6 +63,19 @@ def test_repeats_of_a_conflicting_version_are_each_kept_as_conflicts(write, run_
     assert scalar(con, "SELECT count(*) FROM conflicts") == 2
 
 
+def test_an_unchanged_file_named_again_is_skipped_without_being_parsed(write, run_ingest, monkeypatch):
+    plain = write("a.jsonl", jsonl(event("e1"), event("e2")))
+    packed = write("b.jsonl.gz", gzip.compress(jsonl(event("e3")).encode()))
+    run_ingest(plain, packed)
+
+    def no_parsing(self):
+        raise AssertionError(f"{self.source.name} was parsed again")
+
+    monkeypatch.setattr("meterctl.ingest.LineReader.chunks", no_parsing)
+    again = run_ingest(plain, packed)
+    assert again.skipped_files == 2
+
+
 def test_a_file_with_the_same_content_is_skipped_as_a_whole(write, run_ingest, con):
     text = jsonl(event("e1"), event("e2"))
     first = run_ingest(write("a.jsonl", text))

@@ -57,3 +57,16 @@ def test_wide_characters_and_line_breaks_keep_the_columns_aligned():
     lines = _printed(table, terminal=False).splitlines()
     assert lines[2].startswith("東京 Ltd ") and lines[3].startswith("two / lines")
     assert len({cell_len(line) for line in lines}) == 1
+
+
+def test_control_characters_are_shown_escaped_not_sent_to_the_terminal():
+    table = Table()
+    table.add_column("raw")
+    table.add_column("n", justify="right")
+    table.add_row("not json\rOVERWRITTEN", "1")
+    table.add_row("\x1b[31mred\ttab\x85", "2")
+    text = _printed(table, terminal=False)
+    assert not any(ch in text for ch in "\r\t\x1b\x85")
+    lines = text.splitlines()
+    assert lines[2].startswith("not json\\rOVERWRITTEN") and lines[3].startswith("\\x1b[31mred\\ttab\\x85")
+    assert len({cell_len(line) for line in lines}) == 1

@@ -78,13 +78,20 @@ def print_table(console: Console, table: Table) -> None:
     console.file.write("\n".join(out) + "\n")
 
 
+# Control characters other than the line break (which becomes " / "): written raw they would
+# move the cursor or recolour the terminal, and a dead-lettered line may hold any of them.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
 def _plain(cell: Any) -> str | None:
     """A cell as one line of text, or None for a renderable that only Rich can draw."""
     if isinstance(cell, Text):
         cell = cell.plain
     if not isinstance(cell, str):
         return None
-    return " / ".join(cell.splitlines()) if "\n" in cell else cell
+    if "\n" in cell:
+        cell = " / ".join(cell.split("\n"))
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cell)
 
 
 def to_jsonable(value: Any) -> Any:
