@@ -48,24 +48,24 @@ def test_long_tables_on_a_terminal_are_plain_so_they_print_at_once():
     assert len(text.splitlines()) == 3 + RICH_TABLE_ROWS + 1
 
 
-def test_wide_characters_and_line_breaks_keep_the_columns_aligned():
+def _names(*names: str) -> Table:
+    """A name column and a right-aligned count."""
     table = Table()
     table.add_column("name")
     table.add_column("n", justify="right")
-    table.add_row("東京 Ltd", "1")
-    table.add_row("two\nlines", "22")
-    lines = _printed(table, terminal=False).splitlines()
+    for i, name in enumerate(names, start=1):
+        table.add_row(name, str(i * 11))
+    return table
+
+
+def test_wide_characters_and_line_breaks_keep_the_columns_aligned():
+    lines = _printed(_names("東京 Ltd", "two\nlines"), terminal=False).splitlines()
     assert lines[2].startswith("東京 Ltd ") and lines[3].startswith("two / lines")
     assert len({cell_len(line) for line in lines}) == 1
 
 
 def test_control_characters_are_shown_escaped_not_sent_to_the_terminal():
-    table = Table()
-    table.add_column("raw")
-    table.add_column("n", justify="right")
-    table.add_row("not json\rOVERWRITTEN", "1")
-    table.add_row("\x1b[31mred\ttab\x85", "2")
-    text = _printed(table, terminal=False)
+    text = _printed(_names("not json\rOVERWRITTEN", "\x1b[31mred\ttab\x85"), terminal=False)
     assert not any(ch in text for ch in "\r\t\x1b\x85")
     lines = text.splitlines()
     assert lines[2].startswith("not json\\rOVERWRITTEN") and lines[3].startswith("\\x1b[31mred\\ttab\\x85")
