@@ -50,7 +50,7 @@ con = store.connect(Path(sys.argv[1]))
 con.execute("BEGIN")
 con.execute('''INSERT INTO ingest_batches VALUES (1, 'prefill', NULL, 'jsonl', 'prefill', 0, NULL, now(), now(), ?, 0, ?, 0, 0, 0, 'bench')''', [n, n])
 con.execute('''
-    INSERT INTO events
+    INSERT INTO events (event_id, customer_id, event_name, ts, quantity, properties, batch_id, line_no, id_hash)
     SELECT 'evt_' || lpad(CAST(i AS VARCHAR), 12, '0') || '_old', 'cus_' || lpad(CAST(i % 1000 AS VARCHAR), 6, '0'),
            (['api_call', 'llm_tokens', 'gpu_heartbeat', 'storage_report'])[1 + i % 4],
            TIMESTAMPTZ '2026-09-01 00:00:00+00' + to_seconds(i % 2592000),
