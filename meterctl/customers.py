@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
 from meterctl import cycles
 from meterctl.errors import InputNotFoundError, NotFoundError
+
+if TYPE_CHECKING:  # the pricebook module imports this one
+    from meterctl.pricebook import Catalog
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -179,6 +182,25 @@ def load_customers(path: Path) -> tuple[CustomerModel, ...]:
     if problems:
         raise ConfigProblems(problems)
     return parsed.customers
+
+
+def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple[str, ...]:
+    """What rating would refuse in these subscriptions, said at import time: a plan with no
+    pricebook, a pricebook in another currency, or a start before the plan's first version."""
+    found = []
+    for customer in customers:
+        for sub in sorted(customer.subscriptions, key=lambda s: s.start):
+            versions = catalog.of_plan(sub.plan)
+            where = f"customer {customer.id}, plan '{sub.plan}' from {sub.start}"
+            if not versions:
+                found.append(f"{where}: no pricebook defines this plan (plans: {', '.join(catalog.plans()) or 'none'})")
+            elif versions[0].book.currency != customer.currency:
+                found.append(f"{where}: the plan prices in {versions[0].book.currency}, "
+                             f"the customer is billed in {customer.currency}")
+            elif versions[0].book.effective_from > sub.start:
+                found.append(f"{where}: the plan's first version, {versions[0].ref}, "
+                             f"takes effect {versions[0].book.effective_from}")
+    return tuple(found)
 
 
 def import_customers(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult:

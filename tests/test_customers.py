@@ -92,3 +92,33 @@ def test_a_repeated_id_is_listed_with_the_other_problems(tmp_path):
     found = [str(p) for p in caught.value.problems]
     assert any("customers[1].id: customer 'cus_1' appears twice" in p for p in found), found
     assert any("customers[1].currency" in p for p in found), found
+
+
+MISPRICED = """customers:
+  - {id: eu_1, name: Euro GmbH, currency: EUR, timezone: Europe/Berlin, subscriptions: [{plan: pro, start: 2026-10-01}]}
+  - {id: new_1, name: Newco, currency: USD, timezone: UTC, subscriptions: [{plan: enterprise, start: 2026-10-01}]}
+  - {id: early_1, name: Early, currency: USD, timezone: UTC, subscriptions: [{plan: pro, start: 2023-06-01}]}
+  - {id: ok_1, name: Fine, currency: USD, timezone: UTC, subscriptions: [{plan: scale, start: 2026-10-01}]}
+"""
+
+
+def test_import_names_subscriptions_that_rating_would_refuse_but_imports_them(cli, db, write, config):
+    result = cli("customers", "import", "--db", db, "--pricebooks", config, write("c.yaml", MISPRICED), "--json")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert document["added"] == 4
+    notes = document["plan_notes"]
+    assert len(notes) == 3
+    assert any("eu_1" in n and "prices in USD" in n and "billed in EUR" in n for n in notes)
+    assert any("new_1" in n and "'enterprise'" in n and "no pricebook" in n and "pro, scale" in n for n in notes)
+    assert any("early_1" in n and "pro@1" in n and "2024-01-01" in n for n in notes)
+    assert not any("ok_1" in n for n in notes)
+    shown = cli("customers", "import", "--db", db, "--pricebooks", config, write("c.yaml", MISPRICED))
+    assert shown.exit_code == 0 and shown.stderr.count("note: customer") == 3
+
+
+def test_import_says_when_the_plans_could_not_be_checked(cli, db, write, tmp_path):
+    result = cli("customers", "import", "--db", db, "--pricebooks", tmp_path / "missing", write("c.yaml", ACME), "--json")
+    assert result.exit_code == 0
+    [note] = json.loads(result.stdout)["plan_notes"]
+    assert note.startswith("plans not checked:") and "does not exist" in note

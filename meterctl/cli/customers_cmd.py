@@ -10,8 +10,11 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
-from meterctl.errors import UsageError
+from meterctl.cli.common import (
+    DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console, to_jsonable,
+)
+from meterctl.cli.usage_cmd import ConfigOption
+from meterctl.errors import ConfigError, UsageError
 
 customers_app = typer.Typer(help="Customers and their subscriptions (imported from a CRM export).", no_args_is_help=True)
 
@@ -19,28 +22,56 @@ customers_app = typer.Typer(help="Customers and their subscriptions (imported fr
 @customers_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="customers.yaml or .csv (id,name,currency,timezone,billing,plan,start,end).")],
+    pricebooks: ConfigOption = None,
     db: DbOption = store.default_db_path(),
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Import customers; unchanged ones are left alone, changed ones get a new version."""
+    """Import customers; unchanged ones are left alone, changed ones get a new version.
+
+    Subscriptions that rating would refuse (a plan without a pricebook, another currency)
+    are named as notes: the customers are imported all the same, since pricebooks may be
+    published later."""
     from meterctl import customers
 
-    customers.load_customers(file)  # a bad file stops here, before the store is opened
+    loaded = customers.load_customers(file)  # a bad file stops here, before the store is opened
     with store.open_store(db, wait=wait) as con:
         result = customers.import_customers(con, file)
+    notes = _plan_notes(loaded, pricebooks)
     if as_json:
-        print_json(result)
+        print_json({**to_jsonable(result), "plan_notes": list(notes)})
     else:
         stderr_console().print(
             f"{result.source}: {result.customers} customer(s): {result.added} added, "
             f"{result.changed} changed, {result.unchanged} unchanged"
         )
+        for note in notes:
+            stderr_console().print(f"note: {note}")
         if result.absent:
             shown = ", ".join(result.absent[:5]) + (f" and {len(result.absent) - 5} more" if len(result.absent) > 5 else "")
             stderr_console().print(
                 f"note: {len(result.absent)} stored customer(s) are not in this file and stay as they were "
                 f"(still billed while subscribed; give a subscription an end: to stop): {shown}")
+
+
+def _plan_notes(loaded, pricebooks: Path | None) -> tuple[str, ...]:
+    """What rating would refuse in the imported subscriptions, when the configuration
+    directory can tell: checked against ./pricebooks only when it exists, against a
+    directory named by --pricebooks or METERCTL_PRICEBOOKS always."""
+    from meterctl.cli.pricing_cmd import load_config
+    from meterctl.customers import plan_problems
+    from meterctl.meters import config_dir
+
+    directory = config_dir(pricebooks)
+    if pricebooks is None and not directory.is_dir():
+        return ()
+    try:
+        _, _, catalog = load_config(directory)
+    except ConfigError as error:
+        lines = str(error).splitlines()
+        more = f" (and {len(lines) - 1} more: 'meterctl config validate' lists them)" if len(lines) > 1 else ""
+        return (f"plans not checked: {lines[0]}{more}",)
+    return plan_problems(loaded, catalog)
 
 
 def _subscriptions(subs: list[dict]) -> str:
