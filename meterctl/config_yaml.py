@@ -8,7 +8,7 @@ written on so that a validation error can say `file:line key: message`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -62,6 +62,19 @@ class Document:
 
     def problem(self, path: Sequence[str | int], message: str) -> Problem:
         return Problem(self.file, self.line_of(path), format_key(path), message)
+
+
+def repeats(names: Iterable[object]) -> Iterator[tuple[int, str, int]]:
+    """(index, name, index of its first use) for every name used before in the list;
+    entries that are not strings (their own problem, reported elsewhere) are passed over."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            yield index, name, seen[name]
+        else:
+            seen[name] = index
 
 
 def format_key(path: Iterable[str | int]) -> str:

@@ -20,7 +20,7 @@ import duckdb
 from collections.abc import Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
 from meterctl import cycles
 from meterctl.errors import InputNotFoundError, NotFoundError
 
@@ -166,15 +166,9 @@ def load_customers(path: Path) -> tuple[CustomerModel, ...]:
         document = load_document(path)
     # Repeated ids are found on the raw data, so that they are listed with every other problem.
     raw = document.data.get("customers") if isinstance(document.data, dict) else None
-    seen: dict[str, int] = {}
-    problems = []
-    for index, customer in enumerate(raw if isinstance(raw, list) else []):
-        customer_id = customer.get("id") if isinstance(customer, dict) else None
-        if not isinstance(customer_id, str):
-            continue
-        if customer_id in seen:
-            problems.append(document.problem(("customers", index, "id"), f"customer '{customer_id}' appears twice"))
-        seen.setdefault(customer_id, index)
+    ids = (customer.get("id") if isinstance(customer, dict) else None for customer in (raw if isinstance(raw, list) else []))
+    problems = [document.problem(("customers", index, "id"), f"customer '{customer_id}' appears twice")
+                for index, customer_id, _ in repeats(ids)]
     try:
         parsed = validate(document, CustomersFile)
     except ConfigProblems as error:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, validate
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
 
 ENV_CONFIG_DIR = "METERCTL_PRICEBOOKS"
 DEFAULT_CONFIG_DIR = "pricebooks"
@@ -109,11 +109,7 @@ def load_meters(directory: Path) -> tuple[Meter, ...]:
 
 
 def _check_unique_names(document: Document, meters: tuple[Meter, ...]) -> None:
-    seen: dict[str, int] = {}
-    problems = []
-    for index, meter in enumerate(meters):
-        if meter.name in seen:
-            problems.append(document.problem(("meters", index, "name"), f"meter '{meter.name}' is defined twice (first as meters[{seen[meter.name]}])"))
-        seen.setdefault(meter.name, index)
+    problems = [document.problem(("meters", index, "name"), f"meter '{name}' is defined twice (first as meters[{first}])")
+                for index, name, first in repeats(meter.name for meter in meters)]
     if problems:
         raise ConfigProblems(problems)

@@ -27,7 +27,7 @@ import duckdb
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl import pricing
-from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, validation_problems
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, repeats, validation_problems
 from meterctl.cycles import Cycle
 from meterctl.errors import ConfigError, NotFoundError
 from meterctl.meters import Meter
@@ -280,15 +280,11 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
     version = data.get("version")
     if match and isinstance(version, int) and int(match[1]) != version:
         problems.append(document.problem(("version",), f"is {version} but the file is named {path.name}"))
-    seen: dict[str, int] = {}
-    for index, charge in enumerate(charges):
-        name = charge.get("meter") if isinstance(charge, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name in seen:
-            problems.append(document.problem(("charges", index, "meter"), f"meter '{name}' is already charged by charges[{seen[name]}]"))
-        seen.setdefault(name, index)
-        if meters is None:
+    names = [charge.get("meter") if isinstance(charge, dict) else None for charge in charges]
+    problems += [document.problem(("charges", index, "meter"), f"meter '{name}' is already charged by charges[{first}]")
+                 for index, name, first in repeats(names)]
+    for index, (charge, name) in enumerate(zip(charges, names)):
+        if not isinstance(name, str) or meters is None:
             continue
         meter = meters.get(name)
         if meter is None:
