@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meterctl.errors import ConfigError
+from meterctl.errors import ConfigError, UsageError
 
 __all__ = [
     "Alignment",
@@ -454,3 +454,11 @@ def parse_period_month(text: str) -> tuple[date, date]:
     start = date(year, month, 1)
     end = date(year + month // 12, month % 12 + 1, 1)
     return start, end
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    """A --period month's bounds; a malformed one is the user's error on that option."""
+    try:
+        return parse_period_month(period)
+    except ValueError as error:
+        raise UsageError(f"--period: {error}") from None

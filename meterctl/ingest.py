@@ -114,11 +114,6 @@ class IngestResult:
         return sum(1 for f in self.files if f.skipped)
 
 
-def install_macros(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in sql.statements("event_macros"):
-        con.execute(statement)
-
-
 def ingest(
     con: duckdb.DuckDBPyConnection,
     sources: Sequence[Source],
@@ -129,7 +124,7 @@ def ingest(
     progress = progress or NullProgress()
     now = options.now or datetime.now(UTC)
     started = time.perf_counter()
-    install_macros(con)
+    sql.install_macros(con)
     ensure_key_hashes(con)
     outcomes = [_ingest_source(con, source, options, now, progress) for source in sources]
     return IngestResult(tuple(outcomes), time.perf_counter() - started, now)

@@ -39,8 +39,9 @@ import pyarrow as pa
 from meterctl import cycles, pricing
 from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
+from meterctl.cycles import month_bounds
 from meterctl.customers import CustomerVersion, list_customers, select_customers
-from meterctl.errors import DataError, UsageError
+from meterctl.errors import DataError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
 from meterctl.store import has_table
@@ -167,13 +168,6 @@ class _Job:
     @property
     def window(self) -> tuple[str, datetime, datetime]:
         return (self.customer.customer_id, self.start_at, self.end_at)
-
-
-def month_bounds(period: str) -> tuple[date, date]:
-    try:
-        return cycles.parse_period_month(period)
-    except ValueError as error:
-        raise UsageError(f"--period: {error}") from None
 
 
 def _subscriptions(customer: CustomerVersion) -> list[cycles.Subscription]:

@@ -30,7 +30,6 @@ import pyarrow as pa
 
 from meterctl import sql
 from meterctl.errors import UsageError
-from meterctl.ingest import install_macros
 from meterctl.meters import Meter
 
 Window = Literal["hour", "day", "month"]
@@ -334,7 +333,7 @@ def usage(
     if start >= end:
         raise UsageError("--from must be before --to")
     _check_time_zone(con, tz)
-    install_macros(con)
+    sql.install_macros(con)
     params: dict = {"start": start, "end": end, "tz": tz, "customers": list(customers) if customers else None,
                     "as_of_batch": as_of_batch}
     found: list[tuple] = []

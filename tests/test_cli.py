@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 
 from tests.conftest import SAMPLE, event, jsonl
 
@@ -80,6 +82,31 @@ def test_a_bad_duration_is_a_usage_error(cli, db, write):
     result = cli("ingest", "--db", db, "--max-future", "soon", write("a.jsonl", jsonl(event("e1"))))
     assert result.exit_code == 2
     assert "--max-future" in result.stderr
+
+
+def test_the_command_line_default_for_max_future_is_the_librarys():
+    from meterctl.cli.common import parse_duration
+    from meterctl.cli.ingest_cmd import MAX_FUTURE_DEFAULT
+    from meterctl.ingest import DEFAULT_MAX_FUTURE
+
+    assert parse_duration(MAX_FUTURE_DEFAULT, "--max-future") == DEFAULT_MAX_FUTURE
+
+
+def test_loading_the_command_line_leaves_the_ingest_machinery_unloaded():
+    # Start-up time counts for every command: pyarrow and numpy are for ingest and exports.
+    code = "import sys, meterctl.cli; print(sorted({'pyarrow', 'numpy', 'meterctl.ingest'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_a_command_without_configuration_parses_its_options_without_pydantic(tmp_path):
+    # Typer from 0.26 coerces options through pydantic (see the pin in pyproject.toml).
+    code = ("import sys\nfrom meterctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('pydantic' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, "status", "--db", str(tmp_path / "x.duckdb"), "--json"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["events"] == 0
+    assert done.stderr.strip().endswith("False")
 
 
 def test_a_db_in_a_missing_directory_exits_73(cli, tmp_path, write):

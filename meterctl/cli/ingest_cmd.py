@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, print_table, stderr_console
 from meterctl.errors import DataError
-from meterctl.ingest import DEFAULT_MAX_FUTURE, IngestOptions, IngestResult, ingest
-from meterctl.sources import resolve_sources
+
+if TYPE_CHECKING:
+    from meterctl.ingest import IngestResult
+
+# The library's DEFAULT_MAX_FUTURE, written out: importing meterctl.ingest (and pyarrow
+# with it) here would slow every other command's start-up. A test keeps the two equal.
+MAX_FUTURE_DEFAULT = "300s"
 
 
 class RichProgress:
@@ -115,10 +120,13 @@ def ingest_command(
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 65 if any line was a conflict or dead-lettered.")] = False,
-    max_future: Annotated[str, typer.Option("--max-future", metavar="DURATION", help="Reject timestamps later than ingest time plus this.")] = f"{int(DEFAULT_MAX_FUTURE.total_seconds())}s",
+    max_future: Annotated[str, typer.Option("--max-future", metavar="DURATION", help="Reject timestamps later than ingest time plus this.")] = MAX_FUTURE_DEFAULT,
     max_age: Annotated[str | None, typer.Option("--max-age", metavar="DURATION", help="Reject timestamps older than this (default: no lower bound).")] = None,
 ) -> None:
     """Ingest usage-event files: validate, deduplicate, dead-letter what is bad."""
+    from meterctl.ingest import IngestOptions, ingest
+    from meterctl.sources import resolve_sources
+
     options = IngestOptions(
         max_future=parse_duration(max_future, "--max-future"),
         max_age=parse_duration(max_age, "--max-age") if max_age else None,

@@ -37,5 +37,11 @@ def execute(con, statement: str, values: dict[str, object]):
     return con.execute(statement, bind(statement, values))
 
 
+def install_macros(con) -> None:
+    """The event_macros.sql macros (validation rules shared by ingest and usage), on this connection."""
+    for statement in statements("event_macros"):
+        con.execute(statement)
+
+
 def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
