@@ -139,11 +139,12 @@ def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
 
 
 def content_hash(lines: Sequence[RatedLine], totals: dict) -> str:
-    document = {
-        "lines": [{k: v for k, v in line.canonical().items() if k not in _CONTENT_SKIP} for line in lines],
-        **totals,
-    }
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """sha256 of {"lines": [each line's canonical JSON without _CONTENT_SKIP], **totals}, sorted keys."""
+    from meterctl.rating import json_object
+
+    document = json_object({"lines": "[" + ",".join([line.canonical_json(_CONTENT_SKIP) for line in lines]) + "]",
+                            **{key: json.dumps(value) for key, value in totals.items()}})
+    return hashlib.sha256(document.encode()).hexdigest()
 
 
 def invoice_totals(lines: Sequence[RatedLine]) -> dict:

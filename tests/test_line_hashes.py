@@ -1,0 +1,65 @@
+"""The run hash and the invoice content hash are sha256 over canonical JSON: the text
+json.dumps(sort_keys=True, separators=(",", ":")) gives. Stores keep these hashes (a
+finalized invoice is only revised when its content hash changes), so the faster encoding
+must give the very same bytes for any line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterctl import pricing
+from meterctl.invoicing import _CONTENT_SKIP, content_hash, invoice_totals
+from meterctl.rating import RatedLine, run_hash
+
+texts = st.text(max_size=12)  # any code point: quotes, backslashes, controls, non-ASCII
+decimals = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, places=6)
+days = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1))
+tier_uses = st.builds(
+    pricing.TierUse, tier=st.integers(1, 5), lower=decimals, up_to=st.none() | decimals, units=decimals,
+    unit_price=decimals, flat_fee=decimals, amount=decimals,
+)
+
+
+@st.composite
+def rated_lines(draw) -> RatedLine:
+    amount = draw(decimals).quantize(Decimal("0.01"))
+    return RatedLine(
+        customer_id=draw(texts), currency=draw(st.sampled_from(["USD", "JPY", "KWD"])), timezone=draw(texts),
+        period_start=draw(days), period_end=draw(days), segment_start=draw(days), segment_end=draw(days),
+        window_start=draw(texts), window_end=draw(texts), plan=draw(texts), version=draw(st.integers(1, 99)),
+        pricebook_hash=draw(texts), kind=draw(st.sampled_from(["fee", "usage", "minimum", "maximum"])),
+        name=draw(texts), meter=draw(st.none() | texts),
+        dimensions=draw(st.dictionaries(texts, st.none() | texts, max_size=3)),
+        quantity=draw(decimals), unit_price=draw(st.none() | decimals),
+        tiers=tuple(draw(st.lists(tier_uses, max_size=3))), proration=draw(st.none() | texts),
+        precise_amount=draw(texts), amount=amount, amount_minor=int(amount.scaleb(2)),
+        unmeterable=draw(st.integers(0, 10**6)),
+    )
+
+
+def dumps(document: object) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+@settings(max_examples=300)
+@given(rated_lines())
+def test_a_lines_canonical_json_is_what_json_dumps_writes(line):
+    assert line.canonical_json() == dumps(line.canonical())
+    assert line.canonical_json(_CONTENT_SKIP) == dumps({k: v for k, v in line.canonical().items() if k not in _CONTENT_SKIP})
+
+
+@settings(max_examples=50)
+@given(st.lists(rated_lines(), max_size=4), st.none() | st.lists(texts, min_size=1, max_size=3))
+def test_run_and_content_hashes_are_those_of_the_json_dumps_documents(lines, customers):
+    document = {"period": "2026-10", "customers": sorted(customers) if customers else None,
+                "lines": [line.canonical() for line in lines]}
+    assert run_hash("2026-10", customers, lines) == hashlib.sha256(dumps(document).encode()).hexdigest()
+    totals = invoice_totals(lines)
+    content = {"lines": [{k: v for k, v in line.canonical().items() if k not in _CONTENT_SKIP} for line in lines], **totals}
+    assert content_hash(lines, totals) == hashlib.sha256(dumps(content).encode()).hexdigest()
