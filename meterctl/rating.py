@@ -30,6 +30,7 @@ import hashlib
 import json
 import operator
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
@@ -546,11 +547,13 @@ def rate(
 
     `check` sees the lines before anything is recorded, and may refuse them by raising.
     """
-    jobs = plan_jobs(con, catalog, period, customers, candidate)
-    used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
-    check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
-    lines, found = rate_jobs(con, jobs, meters)
-    digest = run_hash(period, customers, lines)
+    with _Unbilled(con, period, meters, customers) as unbilled:
+        jobs = plan_jobs(con, catalog, period, customers, candidate)
+        used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
+        check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
+        lines, found = rate_jobs(con, jobs, meters)
+        digest = run_hash(period, customers, lines)
+        unknown_customers, outside_subscriptions = unbilled.result()
     if check is not None:
         check(lines)
     run_id = None
@@ -573,9 +576,34 @@ def rate(
         open_sessions=tuple({(s.customer_id, s.meter, s.session): s for s in (
             dataclasses.replace(s, meter=_meter_of(s.meter)) for s in (found.open_sessions if found else ()))}.values()),
         newly_frozen=newly_frozen,
-        unknown_customers=() if customers else _unknown_customers(con, period, meters),
-        outside_subscriptions=_outside_subscriptions(con, period, meters, customers),
+        unknown_customers=unknown_customers,
+        outside_subscriptions=outside_subscriptions,
     )
+
+
+class _Unbilled:
+    """The unbilled-event checks, run on their own cursor while Python prices the lines:
+    DuckDB works outside the GIL, so the two overlap instead of adding up."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
+                 customers: Sequence[str] | None) -> None:
+        self._cursor = con.cursor()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterctl-unbilled")
+        self._future = self._pool.submit(self._check, period, meters, customers)
+
+    def _check(self, period, meters, customers) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+        unknown = () if customers else _unknown_customers(self._cursor, period, meters)
+        return unknown, _outside_subscriptions(self._cursor, period, meters, customers)
+
+    def result(self):
+        return self._future.result()
+
+    def __enter__(self) -> _Unbilled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # an error while pricing still waits for the queries
+        self._cursor.close()
 
 
 def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
