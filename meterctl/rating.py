@@ -174,8 +174,10 @@ def _nullable(value: str | None) -> str:
     return "null" if value is None else _string(value)
 
 
-def _compact(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+# One encoder, not one per call (json.dumps builds a new one whenever options are given).
+_compact = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_sorted = json.JSONEncoder(sort_keys=True).encode
+_plain_json = json.JSONEncoder().encode
 
 
 def json_object(members: dict[str, str]) -> str:
@@ -695,10 +697,10 @@ def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
         col("kind", [l.kind for l in lines]),
         col("name", [l.name for l in lines]),
         col("meter", [l.meter for l in lines]),
-        col("dimensions", [json.dumps(l.dimensions, sort_keys=True) if l.dimensions else "{}" for l in lines]),
+        col("dimensions", [_sorted(l.dimensions) if l.dimensions else "{}" for l in lines]),
         col("quantity", [l.quantity for l in lines], _DEC),
         col("unit_price", [l.unit_price for l in lines], _DEC),
-        col("tiers", [json.dumps([_tier_json(t) for t in l.tiers]) if l.tiers else "[]" for l in lines]),
+        col("tiers", [_plain_json([_tier_json(t) for t in l.tiers]) if l.tiers else "[]" for l in lines]),
         col("proration", [l.proration for l in lines]),
         col("precise_amount", [l.precise_amount for l in lines]),
         col("amount", [l.amount for l in lines], _DEC),
