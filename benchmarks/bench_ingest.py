@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generate_events import generate  # noqa: E402
+from warm_start import use_compiled_bytecode  # noqa: E402
 
 from meterctl import store  # noqa: E402
 
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="ratio,history,memory")
     args = parser.parse_args()
+    use_compiled_bytecode()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     work = args.data_dir / "work"
     work.mkdir(exist_ok=True)

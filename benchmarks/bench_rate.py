@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generate_events import generate  # noqa: E402
+from warm_start import use_compiled_bytecode  # noqa: E402
 
 METERS = """meters:
   - {name: api_calls, event_name: api_call, aggregation: count, group_by: [region]}
@@ -164,6 +165,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    use_compiled_bytecode()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     events = args.data_dir / f"events-{args.events}.jsonl"
     if not events.exists():

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from generate_events import generate  # noqa: E402
+from warm_start import use_compiled_bytecode  # noqa: E402
 
 from meterctl import store  # noqa: E402
 from meterctl.meters import Meter  # noqa: E402
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--history", nargs=2, type=Path, metavar=("SMALL_DB", "BIG_DB"))
     args = parser.parse_args()
+    use_compiled_bytecode()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     db = args.data_dir / f"usage-{args.events}.duckdb"
     if not db.exists():

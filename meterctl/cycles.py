@@ -238,7 +238,12 @@ def _date_in_month(index: int, day: int) -> date:
     year, month0 = divmod(index, 12)
     if not 1 <= year <= 9999:
         raise ValueError("billing periods cannot extend past the year 9999")
-    return date(year, month0 + 1, min(day, calendar.monthrange(year, month0 + 1)[1]))
+    if day > 28:  # clamp to the month's last day (monthrange() also works out the weekday: slower)
+        day = min(day, _MONTH_DAYS[month0] + (month0 == 1 and calendar.isleap(year)))
+    return date(year, month0 + 1, day)
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class _Boundaries:

@@ -299,6 +299,7 @@ def plan_jobs(
     year_back = date(month_start.year - 1, month_start.month, 1) - timedelta(days=1)
     jobs: list[_Job] = []
     problems: list[Problem] = []
+    full_days: dict[tuple[cycles.Period, str, str], int] = {}
     for customer in versions if versions is not None else _select_customers(con, customers):
         try:
             if candidate and any(s["plan"] == candidate.plan for s in customer.subscriptions):
@@ -342,7 +343,10 @@ def plan_jobs(
                 problems.append(Problem(book.path, None, "currency",
                                         f"{book.ref} prices in {book.book.currency} but {where} is billed in {customer.currency}"))
                 continue
-            jobs.append(_Job(customer, segment, full_period_days(segment, cycle, customer.billing), book))
+            full = (segment.period, cycle, customer.billing)
+            if full not in full_days:  # customers on one calendar share their periods: work each out once
+                full_days[full] = full_period_days(segment, cycle, customer.billing)
+            jobs.append(_Job(customer, segment, full_days[full], book))
     if problems:
         raise ConfigProblems(problems)
     return tuple(jobs)

@@ -22,3 +22,15 @@ def test_ingest_benchmark_runs_at_small_scale(tmp_path):
     assert report["memory_10m"]["peak_rss_mib"] < report["memory_10m"]["target_mib"]
     assert report["ingest_vs_duckdb"]["ratio"] > 0
     assert report["history_20m"]["stored_events"] == 400_000
+
+
+@pytest.mark.slow
+def test_rating_benchmark_runs_at_small_scale(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_rate.py"), "--events", "20000", "--repeat", "1",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["rated_lines_per_run"] > report["customers"]  # a fee and a line per charge at least
+    assert report["rate_vs_ingest"] > 0 and report["invoice_export_vs_ingest"] > 0
