@@ -398,9 +398,10 @@ def _lines(con: duckdb.DuckDBPyConnection, invoices: Sequence[Invoice]) -> dict[
     for row in rows:
         head, (dims, quantity, unit_price, tiers, proration, precise, minor, unmeterable) = row[:14], row[14:]
         # The amount at the currency's scale (1.10, 2 for yen), from the exact minor units.
+        # Most lines have no dimensions or tiers: no need to run the JSON parser for those.
         amount = Decimal(minor).scaleb(-scale[row[0]])
         found.setdefault(row[0], []).append(InvoiceLine(
-            *head[1:], json.loads(dims), quantity, unit_price, json.loads(tiers), proration, precise, amount, minor, unmeterable))
+            *head[1:], {} if dims == "{}" else json.loads(dims), quantity, unit_price, [] if tiers == "[]" else json.loads(tiers), proration, precise, amount, minor, unmeterable))
     return found
 
 
