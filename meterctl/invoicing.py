@@ -1,7 +1,9 @@
 """Rated lines → invoices: one per customer per billing period, in revisions.
 
 `build_invoices` rates the month afresh (so an invoice always reflects the events stored
-now), then for each customer × period compares the new content with what is stored:
+now; when the latest rating run of the month already holds these very lines from the same
+events and meters, that run is used rather than recorded again), then for each customer ×
+period compares the new content with what is stored:
 
 - same content as the latest finalized revision: nothing to do (`unchanged`);
 - a draft exists: it is regenerated in place (`regenerated`), or kept if equal;
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import duckdb
 
 from meterctl import pricing
+from meterctl.canonical_json import compact, json_object
 from meterctl.cycles import month_bounds
 from meterctl.errors import DataError, NotFoundError
 
@@ -140,10 +143,8 @@ def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
 
 def content_hash(lines: Sequence[RatedLine], totals: dict) -> str:
     """sha256 of {"lines": [each line's canonical JSON without _CONTENT_SKIP], **totals}, sorted keys."""
-    from meterctl.rating import json_object
-
     document = json_object({"lines": "[" + ",".join([line.canonical_json(_CONTENT_SKIP) for line in lines]) + "]",
-                            **{key: json.dumps(value) for key, value in totals.items()}})
+                            **{key: compact(value) for key, value in totals.items()}})
     return hashlib.sha256(document.encode()).hexdigest()
 
 
@@ -299,7 +300,9 @@ def build_invoices(
             raise DataError(f"cannot finalize {len(still_open)} invoice(s) whose billing period has not ended yet: {shown}; "
                             "build drafts now (without --finalize) and finalize once the period is over")
 
-    rating = rate(con, catalog, meters, period, customers=customers, check=refuse_open_periods)
+    # A run that `meterctl rate` (or an earlier invoice run) recorded from the very same
+    # inputs is used as it is: its lines are these lines, stored once.
+    rating = rate(con, catalog, meters, period, customers=customers, check=refuse_open_periods, reuse_identical_run=True)
     year = int(period[:4])
     versions = {c.customer_id: c for c in list_customers(con)}
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}

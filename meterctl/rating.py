@@ -29,7 +29,7 @@ import functools
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from meterctl import cycles, pricing
 from meterctl.pricing import text
+from meterctl.canonical_json import compact, json_object, nullable, string
 from meterctl.config_yaml import ConfigProblems, Problem
 from meterctl.cycles import month_bounds
 from meterctl.customers import CustomerVersion, list_customers, select_customers
@@ -110,44 +111,44 @@ class RatedLine:
             "unmeterable": self.unmeterable,
         }
 
-    def canonical_json(self, skip: Collection[str] = ()) -> str:
+    def canonical_json(self, skip: tuple[str, ...] = ()) -> str:
         """`canonical()` as sorted-key compact JSON, without the `skip` keys: the exact text
         `json.dumps(..., sort_keys=True, separators=(",", ":"))` gives, which the run and
         invoice hashes have always covered. Rating and invoicing hash every line twice; built
         from values encoded once per line, this is several times faster than json.dumps."""
         values = self.__dict__.get("_encoded")
-        if values is None:  # frozen, so computed once
+        if values is None:  # frozen (its dimensions dict is never changed either): computed once
             values = self._encoded_values()
             object.__setattr__(self, "_encoded", values)
-        prefixes, pick = _member_layout(tuple(skip))
+        prefixes, pick = _member_layout(skip)
         return "{" + ",".join(map(operator.add, prefixes, pick(values))) + "}"
 
     def _encoded_values(self) -> tuple[str, ...]:
         """The JSON text of each canonical() value, in _CANONICAL_KEYS order."""
         return (
-            _string(format(self.amount, "f")),  # amount
+            string(format(self.amount, "f")),  # amount
             str(self.amount_minor),  # amount_minor
-            _string(self.currency),  # currency
-            _string(self.customer_id),  # customer_id
-            _compact(self.dimensions) if self.dimensions else "{}",  # dimensions
-            _string(self.kind),  # kind
-            _nullable(self.meter),  # meter
-            _string(self.name),  # name
-            _string(self.period_end.isoformat()),  # period_end
-            _string(self.period_start.isoformat()),  # period_start
-            _string(self.precise_amount),  # precise_amount
-            _string(self.pricebook),  # pricebook
-            _string(self.pricebook_hash),  # pricebook_hash
-            _nullable(self.proration),  # proration
-            _string(text(self.quantity)),  # quantity
-            _string(self.segment_end.isoformat()),  # segment_end
-            _string(self.segment_start.isoformat()),  # segment_start
-            _compact([_tier_json(t) for t in self.tiers]) if self.tiers else "[]",  # tiers
-            _string(self.timezone),  # timezone
-            "null" if self.unit_price is None else _string(text(self.unit_price)),  # unit_price
+            string(self.currency),  # currency
+            string(self.customer_id),  # customer_id
+            compact(self.dimensions) if self.dimensions else "{}",  # dimensions
+            string(self.kind),  # kind
+            nullable(self.meter),  # meter
+            string(self.name),  # name
+            string(self.period_end.isoformat()),  # period_end
+            string(self.period_start.isoformat()),  # period_start
+            string(self.precise_amount),  # precise_amount
+            string(self.pricebook),  # pricebook
+            string(self.pricebook_hash),  # pricebook_hash
+            nullable(self.proration),  # proration
+            string(text(self.quantity)),  # quantity
+            string(self.segment_end.isoformat()),  # segment_end
+            string(self.segment_start.isoformat()),  # segment_start
+            compact([_tier_json(t) for t in self.tiers]) if self.tiers else "[]",  # tiers
+            string(self.timezone),  # timezone
+            "null" if self.unit_price is None else string(text(self.unit_price)),  # unit_price
             str(self.unmeterable),  # unmeterable
-            _string(self.window_end),  # window_end
-            _string(self.window_start),  # window_start
+            string(self.window_end),  # window_end
+            string(self.window_start),  # window_start
         )
 
 
@@ -158,32 +159,22 @@ _CANONICAL_KEYS = (
     "segment_start", "tiers", "timezone", "unit_price", "unmeterable", "window_end", "window_start",
 )
 
-# What json.dumps uses for strings (ensure_ascii): the C encoder when available.
-_string = json.encoder.encode_basestring_ascii
-
 
 @functools.cache
 def _member_layout(skip: tuple[str, ...]) -> tuple[tuple[str, ...], Callable[[tuple], tuple]]:
     """The '"key":' prefixes of the kept keys, and a picker of their values."""
     kept = [i for i, key in enumerate(_CANONICAL_KEYS) if key not in skip]
-    prefixes = tuple(_string(_CANONICAL_KEYS[i]) + ":" for i in kept)
-    return prefixes, (lambda values: values) if len(kept) == len(_CANONICAL_KEYS) else operator.itemgetter(*kept)
+    prefixes = tuple(string(_CANONICAL_KEYS[i]) + ":" for i in kept)
+    if len(kept) == len(_CANONICAL_KEYS):
+        return prefixes, lambda values: values
+    if len(kept) < 2:  # itemgetter of one index gives the value itself, not a 1-tuple
+        return prefixes, lambda values: tuple(values[i] for i in kept)
+    return prefixes, operator.itemgetter(*kept)
 
 
-def _nullable(value: str | None) -> str:
-    return "null" if value is None else _string(value)
-
-
-# One encoder, not one per call (json.dumps builds a new one whenever options are given).
-_compact = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+# The text rated_lines stores for dimensions and tiers.
 _sorted = json.JSONEncoder(sort_keys=True).encode
 _plain_json = json.JSONEncoder().encode
-
-
-def json_object(members: dict[str, str]) -> str:
-    """A JSON object from already-encoded member values, keys sorted: byte for byte what
-    `json.dumps(obj, sort_keys=True, separators=(",", ":"))` writes for the decoded object."""
-    return "{" + ",".join([f"{_string(key)}:{members[key]}" for key in sorted(members)]) + "}"
 
 
 def _tier_json(t: pricing.TierUse) -> dict:
@@ -533,7 +524,7 @@ def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequ
 
 
 def run_hash(period: str, customers: Sequence[str] | None, lines: Sequence[RatedLine]) -> str:
-    document = json_object({"period": _string(period), "customers": _compact(sorted(customers) if customers else None),
+    document = json_object({"period": string(period), "customers": compact(sorted(customers) if customers else None),
                             "lines": "[" + ",".join([line.canonical_json() for line in lines]) + "]"})
     return hashlib.sha256(document.encode()).hexdigest()
 
@@ -548,10 +539,13 @@ def rate(
     record: bool = True,
     candidate: PricebookVersion | None = None,
     check: Callable[[Sequence[RatedLine]], None] | None = None,
+    reuse_identical_run: bool = False,
 ) -> RatingResult:
     """Rate every billing period ending in month `period` (YYYY-MM); record the run unless asked not to.
 
     `check` sees the lines before anything is recorded, and may refuse them by raising.
+    `reuse_identical_run` records nothing when the latest recorded run already holds these
+    very lines from these very inputs (see _identical_run), and returns that run's id.
     """
     with _Unbilled(con, period, meters, customers) as unbilled:
         jobs = plan_jobs(con, catalog, period, customers, candidate)
@@ -565,7 +559,10 @@ def rate(
     run_id = None
     newly_frozen: tuple[str, ...] = ()
     if record and jobs:  # no period ends in the month: nothing worth a rating run
-        run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters)
+        if reuse_identical_run:
+            run_id = _identical_run(con, period, customers, lines, digest, used, meters)
+        if run_id is None:
+            run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters)
     return RatingResult(
         period=period,
         customers=tuple(customers) if customers else None,
@@ -589,7 +586,9 @@ def rate(
 
 class _Unbilled:
     """The unbilled-event checks, run on their own cursor while Python prices the lines:
-    DuckDB works outside the GIL, so the two overlap instead of adding up."""
+    DuckDB works outside the GIL, so the two overlap instead of adding up. The cursor is a
+    connection of its own, so it sees committed data only: rate() is never called inside a
+    transaction of `con` (build_invoices opens its transaction after rating)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
                  customers: Sequence[str] | None) -> None:
@@ -597,19 +596,25 @@ class _Unbilled:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterctl-unbilled")
         self._future = self._pool.submit(self._check, period, meters, customers)
 
-    def _check(self, period, meters, customers) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    def _check(self, period: str, meters: Sequence[Meter], customers: Sequence[str] | None) -> _Counts:
         unknown = () if customers else _unknown_customers(self._cursor, period, meters)
         return unknown, _outside_subscriptions(self._cursor, period, meters, customers)
 
-    def result(self):
+    def result(self) -> _Counts:
+        """(events of customers never imported, events outside every subscription), per customer."""
         return self._future.result()
 
     def __enter__(self) -> _Unbilled:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)  # an error while pricing still waits for the queries
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is not None:  # pricing failed (or Ctrl-C): the counts are not wanted
+            self._cursor.interrupt()
+        self._pool.shutdown(wait=True)
         self._cursor.close()
+
+
+_Counts = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 
 
 def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
@@ -718,6 +723,29 @@ def _meters_json(meters: Sequence[Meter]) -> str:
     return json.dumps([m.model_dump(mode="json") for m in meters], sort_keys=True)
 
 
+def _identical_run(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None,
+                   lines: Sequence[RatedLine], digest: str, used: Sequence[PricebookVersion],
+                   meters: Sequence[Meter]) -> int | None:
+    """The latest run of this month and customer filter that holds exactly these lines (same
+    run hash and count) from the same meters and the same stored events (no ingest since),
+    with every pricebook version used already frozen: recording it again would only copy it."""
+    frozen = {ref for (ref,) in con.execute("SELECT plan || '@' || version FROM pricebook_versions").fetchall()}
+    if any(v.ref not in frozen for v in used):
+        return None
+    found = con.execute(
+        "SELECT max(run_id) FROM rating_runs WHERE period = $period AND CAST(customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
+        "AND run_hash = $hash AND line_count = $count AND CAST(meters AS VARCHAR) = $meters "
+        "AND as_of_batch = (SELECT coalesce(max(batch_id), 0) FROM ingest_batches)",
+        {"period": period, "customers": _customers_json(customers), "hash": digest, "count": len(lines),
+         "meters": _meters_json(meters)},
+    ).fetchall()[0][0]
+    return found
+
+
+def _customers_json(customers: Sequence[str] | None) -> str | None:
+    return json.dumps(sorted(customers)) if customers else None
+
+
 def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, tuple[str, ...]]:
     con.execute("BEGIN TRANSACTION")
     try:
@@ -728,7 +756,7 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
         con.execute(
             "INSERT INTO rating_runs SELECT $run, $period, $customers, $hash, $count, $meters, "
             "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now()",
-            {"run": run_id, "period": period, "customers": json.dumps(sorted(customers)) if customers else None,
+            {"run": run_id, "period": period, "customers": _customers_json(customers),
              "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
         )
         try:

@@ -21,6 +21,7 @@ from meterctl.ingest import IngestOptions, ingest
 from meterctl.invoicing import build_invoices, get_invoice, list_invoices
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
+from meterctl.rating import rate
 from meterctl.sources import resolve_sources
 from tests.conftest import ACME_CUSTOMERS, NOW, PRO, REPO, event, jsonl
 
@@ -97,6 +98,28 @@ def test_drafts_are_regenerated_until_finalized_then_numbered_in_order(tenant):
     # Finalized invoices are left alone: no renumbering, no new revision.
     assert [(o.action, o.number) for o in tenant.invoice(finalize=True).outcomes] == [
         ("unchanged", "INV-2026-000001"), ("unchanged", "INV-2026-000002")]
+
+
+def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, write, config):
+    def runs() -> list[int]:
+        return [r for (r,) in tenant.con.execute("SELECT run_id FROM rating_runs ORDER BY run_id").fetchall()]
+
+    meters = load_meters(tenant.config)
+    rated = rate(tenant.con, load_catalog(tenant.config, meters), meters, "2026-10")
+    first = tenant.invoice()
+    assert first.rating.run_id == rated.run_id and runs() == [rated.run_id]  # the lines are stored once
+    assert tenant.invoice().rating.run_id == rated.run_id
+    stored = tenant.con.execute("SELECT DISTINCT rating_run_id FROM invoices").fetchall()
+    assert stored == [(rated.run_id,)]
+    # New events: a new run, even for lines that come out the same (an event of another month).
+    tenant.ingest(write("other.jsonl", jsonl(event("nov1", timestamp="2026-11-05T12:00:00Z"))))
+    after_ingest = tenant.invoice()
+    assert after_ingest.rating.run_hash == rated.run_hash and runs() == [rated.run_id, after_ingest.rating.run_id]
+    # Other meter definitions: a new run as well (the run records the meters behind its lines).
+    (config / "meters.yaml").write_text((config / "meters.yaml").read_text()
+                                        + "  - {name: unused, event_name: never_sent, aggregation: count}\n")
+    assert tenant.invoice().rating.run_id not in runs()[:2] and len(runs()) == 3
+    assert [o.action for o in tenant.invoice().outcomes] == ["unchanged", "unchanged"] and len(runs()) == 3
 
 
 def test_totals_are_the_sum_of_rounded_lines(tenant):

@@ -54,6 +54,16 @@ def test_a_lines_canonical_json_is_what_json_dumps_writes(line):
     assert line.canonical_json(_CONTENT_SKIP) == dumps({k: v for k, v in line.canonical().items() if k not in _CONTENT_SKIP})
 
 
+KEYS = sorted(RatedLine.__dataclass_fields__) + ["pricebook"]  # a superset of canonical()'s keys
+
+
+@settings(max_examples=200)
+@given(rated_lines(), st.sets(st.sampled_from(KEYS)), st.sets(st.sampled_from(KEYS), max_size=2))
+def test_any_keys_can_be_left_out(line, skip, keep_only):
+    for left_out in (skip, set(KEYS) - keep_only):  # a few keys out; all but none, one or two
+        assert line.canonical_json(tuple(left_out)) == dumps({k: v for k, v in line.canonical().items() if k not in left_out})
+
+
 @settings(max_examples=50)
 @given(st.lists(rated_lines(), max_size=4), st.none() | st.lists(texts, min_size=1, max_size=3))
 def test_run_and_content_hashes_are_those_of_the_json_dumps_documents(lines, customers):
