@@ -108,6 +108,7 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
     rated = rate(tenant.con, load_catalog(tenant.config, meters), meters, "2026-10")
     first = tenant.invoice()
     assert first.rating.run_id == rated.run_id and runs() == [rated.run_id]  # the lines are stored once
+    assert all(verify(tenant.con, o.invoice_id).identical for o in first.outcomes)
     assert tenant.invoice().rating.run_id == rated.run_id
     stored = tenant.con.execute("SELECT DISTINCT rating_run_id FROM invoices").fetchall()
     assert stored == [(rated.run_id,)]
