@@ -404,7 +404,8 @@ def _lines(con: duckdb.DuckDBPyConnection, invoices: Sequence[Invoice]) -> dict[
         # Most lines have no dimensions or tiers: no need to run the JSON parser for those.
         amount = Decimal(minor).scaleb(-scale[row[0]])
         found.setdefault(row[0], []).append(InvoiceLine(
-            *head[1:], {} if dims == "{}" else json.loads(dims), quantity, unit_price, [] if tiers == "[]" else json.loads(tiers), proration, precise, amount, minor, unmeterable))
+            *head[1:], {} if dims == "{}" else json.loads(dims), quantity, unit_price,
+            [] if tiers == "[]" else json.loads(tiers), proration, precise, amount, minor, unmeterable))
     return found
 
 

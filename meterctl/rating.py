@@ -40,8 +40,8 @@ import duckdb
 import pyarrow as pa
 
 from meterctl import cycles, pricing
-from meterctl.pricing import text
 from meterctl.canonical_json import compact, json_object, nullable, string
+from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
 from meterctl.cycles import month_bounds
 from meterctl.customers import CustomerVersion, list_customers, select_customers
@@ -732,14 +732,13 @@ def _identical_run(con: duckdb.DuckDBPyConnection, period: str, customers: Seque
     frozen = {ref for (ref,) in con.execute("SELECT plan || '@' || version FROM pricebook_versions").fetchall()}
     if any(v.ref not in frozen for v in used):
         return None
-    found = con.execute(
+    return con.execute(
         "SELECT max(run_id) FROM rating_runs WHERE period = $period AND CAST(customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
         "AND run_hash = $hash AND line_count = $count AND CAST(meters AS VARCHAR) = $meters "
         "AND as_of_batch = (SELECT coalesce(max(batch_id), 0) FROM ingest_batches)",
         {"period": period, "customers": _customers_json(customers), "hash": digest, "count": len(lines),
          "meters": _meters_json(meters)},
     ).fetchall()[0][0]
-    return found
 
 
 def _customers_json(customers: Sequence[str] | None) -> str | None:

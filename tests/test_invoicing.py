@@ -121,6 +121,9 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
                                         + "  - {name: unused, event_name: never_sent, aggregation: count}\n")
     assert tenant.invoice().rating.run_id not in runs()[:2] and len(runs()) == 3
     assert [o.action for o in tenant.invoice().outcomes] == ["unchanged", "unchanged"] and len(runs()) == 3
+    # A run for some customers is a run of its own, reused by the same filter only.
+    one = tenant.invoice(customers=["cus_1"]).rating.run_id
+    assert one not in runs()[:3] and tenant.invoice(customers=["cus_1"]).rating.run_id == one and len(runs()) == 4
 
 
 def test_totals_are_the_sum_of_rounded_lines(tenant):
