@@ -83,9 +83,13 @@ def invoice_document(invoice: Invoice) -> dict:
     }
 
 
+# One encoder for every invoice: json.dumps with options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def to_json(invoices: Sequence[Invoice]) -> bytes:
     """{"invoices": [...]}, one invoice per line (compact: Python's indenting encoder is slow)."""
-    body = ",\n".join(json.dumps(invoice_document(i), ensure_ascii=False, separators=(",", ":")) for i in invoices)
+    body = ",\n".join(_ENCODE(invoice_document(i)) for i in invoices)
     return ('{"invoices":[\n' + body + ("\n" if body else "") + "]}\n").encode("utf-8")
 
 
