@@ -28,6 +28,7 @@ from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, pricebook_from_text
 from meterctl.pricing import text
 from meterctl.rating import plan_jobs, rate_jobs
+from meterctl.store import has_table
 from meterctl.usage import selection, value_sql
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -170,7 +171,13 @@ class Verification:
 
 
 def _snapshot_catalog(con: duckdb.DuckDBPyConnection, invoice: Invoice, meters: list[Meter]) -> Catalog:
-    refs = sorted({(line.plan, line.version) for line in invoice.lines})
+    """The frozen snapshots of the versions the invoice's rating run priced with (a run from
+    before those were recorded: the versions its lines name)."""
+    refs = []
+    if has_table(con, "rating_run_pricebooks"):  # verify opens the store read-only: it may predate the table
+        refs = con.execute("SELECT plan, version FROM rating_run_pricebooks WHERE run_id = ? ORDER BY ALL",
+                           [invoice.rating_run_id]).fetchall()
+    refs = refs or sorted({(line.plan, line.version) for line in invoice.lines})
     versions = []
     for plan, version in refs:
         rows = con.execute("SELECT source_text, source_path, content_hash FROM pricebook_versions WHERE plan = ? AND version = ?",

@@ -726,18 +726,18 @@ def _meters_json(meters: Sequence[Meter]) -> str:
 def _identical_run(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None,
                    lines: Sequence[RatedLine], digest: str, used: Sequence[PricebookVersion],
                    meters: Sequence[Meter]) -> int | None:
-    """The latest run of this month and customer filter that holds exactly these lines (same
-    run hash and count) from the same meters and the same stored events (no ingest since),
-    with every pricebook version used already frozen: recording it again would only copy it."""
-    frozen = {ref for (ref,) in con.execute("SELECT plan || '@' || version FROM pricebook_versions").fetchall()}
-    if any(v.ref not in frozen for v in used):
-        return None
+    """A run of this month and customer filter that holds exactly these lines (same run hash
+    and count), priced with the same pricebook versions and meters from the same stored
+    events (no ingest since): recording this one would only copy it. The latest such run."""
     return con.execute(
-        "SELECT max(run_id) FROM rating_runs WHERE period = $period AND CAST(customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
-        "AND run_hash = $hash AND line_count = $count AND CAST(meters AS VARCHAR) = $meters "
-        "AND as_of_batch = (SELECT coalesce(max(batch_id), 0) FROM ingest_batches)",
+        "SELECT max(r.run_id) FROM rating_runs AS r WHERE r.period = $period "
+        "AND CAST(r.customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
+        "AND r.run_hash = $hash AND r.line_count = $count AND CAST(r.meters AS VARCHAR) = $meters "
+        "AND r.as_of_batch = (SELECT coalesce(max(batch_id), 0) FROM ingest_batches) "
+        "AND (SELECT list_sort(list(p.plan || '@' || CAST(p.version AS VARCHAR))) FROM rating_run_pricebooks AS p "
+        "     WHERE p.run_id = r.run_id) = $refs",
         {"period": period, "customers": _customers_json(customers), "hash": digest, "count": len(lines),
-         "meters": _meters_json(meters)},
+         "meters": _meters_json(meters), "refs": sorted(v.ref for v in used)},
     ).fetchall()[0][0]
 
 
@@ -752,6 +752,8 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
         before = set(con.execute("SELECT plan || '@' || version FROM pricebook_versions").fetchall())
         freeze(con, used, run_id)
         newly = tuple(v.ref for v in used if (v.ref,) not in before)
+        for v in used:
+            con.execute("INSERT INTO rating_run_pricebooks VALUES (?, ?, ?)", [run_id, v.plan, v.version])
         con.execute(
             "INSERT INTO rating_runs SELECT $run, $period, $customers, $hash, $count, $meters, "
             "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now()",

@@ -126,6 +126,28 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
     assert one not in runs()[:3] and tenant.invoice(customers=["cus_1"]).rating.run_id == one and len(runs()) == 4
 
 
+EMPTY_SCALE = """plan: scale
+version: {version}
+effective_from: 2026-10-{day:02d}
+currency: USD
+"""
+
+
+def test_a_segment_priced_by_a_version_without_fees_or_charges_verifies_and_is_not_reused_across_versions(tenant, config):
+    # cus_1 is on scale from Oct 20: that segment gets no lines from an empty version, so only
+    # the run's record of its versions says which one priced it.
+    (config / "scale" / "v2.yaml").write_text(EMPTY_SCALE.format(version=2, day=1))
+    first = tenant.invoice()
+    assert {l.pricebook for l in first.rating.lines if l.customer_id == "cus_1"} == {"pro@1"}
+    assert all(verify(tenant.con, o.invoice_id).identical for o in first.outcomes)
+    # Another empty version gives the very same lines, but it is not the run's version.
+    (config / "scale" / "v3.yaml").write_text(EMPTY_SCALE.format(version=3, day=10))
+    again = tenant.invoice()
+    assert again.rating.run_hash == first.rating.run_hash and again.rating.run_id != first.rating.run_id
+    assert tenant.con.execute("SELECT count(*) FROM pricebook_versions WHERE plan = 'scale' AND version = 3").fetchall() == [(1,)]
+    assert tenant.invoice().rating.run_id == again.rating.run_id
+
+
 def test_totals_are_the_sum_of_rounded_lines(tenant):
     tenant.invoice()
     for invoice in list_invoices(tenant.con, with_lines=True):
