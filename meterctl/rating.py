@@ -546,6 +546,8 @@ def rate(
     `check` sees the lines before anything is recorded, and may refuse them by raising.
     `reuse_identical_run` records nothing when the latest recorded run already holds these
     very lines from these very inputs (see _identical_run), and returns that run's id.
+    Not to be called inside an open transaction on `con`: the unbilled-event checks read
+    through a cursor of their own, which sees committed data only.
     """
     with _Unbilled(con, period, meters, customers) as unbilled:
         jobs = plan_jobs(con, catalog, period, customers, candidate)
