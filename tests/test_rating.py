@@ -36,6 +36,23 @@ def amounts(result) -> dict:
     return {(l.customer_id, l.plan, l.kind, l.name, tuple(l.dimensions.values())): l.amount for l in result.lines}
 
 
+# Acme on pro from Sep 14, without the change to scale.
+ACME_ON_PRO = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", "")
+
+
+def acme_subscribed(subscription: str, billing: str = "calendar") -> str:
+    """Acme with this one subscription (a YAML flow mapping) instead of its plan change."""
+    return ACME_CUSTOMERS.replace("billing: calendar", f"billing: {billing}").replace(
+        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n", f"      - {subscription}\n")
+
+
+def pro_billed(config: Path, cycle: str, **replacements: str) -> None:
+    text = PRO.replace("currency: USD", f"currency: USD\nbilling_cycle: {cycle}")
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    (config / "pro" / "v1.yaml").write_text(text)
+
+
 def test_a_plan_change_splits_the_period_and_prorates_fees_by_day(con, config, tenant):
     # Oct 20 local midnight in New York is 04:00 UTC: the 03:59 call is still on pro.
     tenant(
@@ -59,7 +76,7 @@ def test_a_plan_change_splits_the_period_and_prorates_fees_by_day(con, config, t
 
 
 def test_graduated_tier_breakdown_and_price_by_lines(con, config, tenant):
-    customers = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    customers = ACME_ON_PRO
     tenant(
         event("t1", event_name="llm_tokens", quantity=1000, properties={"model": "big"}),
         event("t2", event_name="llm_tokens", quantity=500, properties={"model": "small"}),
@@ -79,8 +96,7 @@ def test_graduated_tier_breakdown_and_price_by_lines(con, config, tenant):
 
 
 def test_an_anniversary_period_is_rated_in_the_month_it_ends(con, config, tenant):
-    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
-        "      - {plan: scale, start: 2026-10-20}\n", "")
+    customers = ACME_ON_PRO.replace("billing: calendar", "billing: anniversary")
     tenant(event("sep", timestamp="2026-09-20T12:00:00Z"), event("oct", timestamp="2026-10-16T12:00:00Z"), customers=customers)
     october = run(con, config)
     [fee] = [l for l in october.lines if l.kind == "fee"]
@@ -92,7 +108,7 @@ def test_an_anniversary_period_is_rated_in_the_month_it_ends(con, config, tenant
 
 
 def test_a_partial_first_calendar_period_pays_its_days(con, config, tenant):
-    customers = ACME_CUSTOMERS.replace("2026-09-14", "2026-10-08").replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    customers = ACME_ON_PRO.replace("2026-09-14", "2026-10-08")
     tenant(customers=customers)
     [fee] = [l for l in run(con, config).lines if l.kind == "fee"]
     # 24 of October's 31 days: 31.00 × 24/31 = 24.00.
@@ -109,7 +125,7 @@ def test_a_non_terminating_proration_rounds_once_from_the_exact_fraction(con, co
 
 
 def test_zero_usage_still_gives_a_line_per_charge(con, config, tenant):
-    tenant(customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    tenant(customers=ACME_ON_PRO)
     lines = run(con, config).lines
     assert [(l.kind, l.meter, l.quantity, l.amount) for l in lines] == [
         ("fee", None, 1, Decimal("31.00")),
@@ -124,7 +140,7 @@ def test_minimum_tops_up_and_maximum_caps_a_charge(con, config, tenant):
                                                    "      - {up_to: null, unit_price: 0.10, flat_fee: 1}\n    maximum: 1.20\n"))
     tenant(*[event(f"c{i}", timestamp="2026-10-02T00:00:00Z") for i in range(10)],
            event("t", event_name="llm_tokens", quantity=100, properties={"model": "big"}),
-           customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+           customers=ACME_ON_PRO)
     lines = {(l.kind, l.meter): l.amount for l in run(con, config).lines}
     assert lines[("usage", "api_calls")] == Decimal("1.80")  # 8 × 0.10 + 1
     assert lines[("maximum", "api_calls")] == Decimal("-0.60")
@@ -135,7 +151,7 @@ def test_minimum_tops_up_and_maximum_caps_a_charge(con, config, tenant):
 def test_the_version_in_force_prices_each_period(con, config, tenant):
     (config / "pro" / "v2.yaml").write_text(PRO.replace("version: 1", "version: 2").replace("2024-01-01", "2026-11-01")
                                           .replace("amount: 31.00", "amount: 60.00"))
-    tenant(customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+    tenant(customers=ACME_ON_PRO)
     october, november = run(con, config, "2026-10"), run(con, config, "2026-11")
     assert {l.pricebook for l in october.lines} == {"pro@1"}
     assert {l.pricebook for l in november.lines} == {"pro@2"}
@@ -199,7 +215,7 @@ def test_a_plan_without_a_pricebook_is_a_configuration_error(con, config, tenant
 
 def test_unmeterable_events_are_reported_and_not_billed(con, config, tenant):
     tenant(event("s1", event_name="storage_report", properties={"gb": "lots"}),
-           customers=ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", ""))
+           customers=ACME_ON_PRO)
     (config / "pro" / "v1.yaml").write_text(PRO + "  - {meter: storage_gb, model: per_unit, unit_price: 1}\n")
     result = run(con, config)
     storage = next(l for l in result.lines if l.meter == "storage_gb")
@@ -212,8 +228,7 @@ def test_yen_lines_round_to_whole_yen(con, config, tenant):
     (config / "yen" / "v1.yaml").write_text(
         "plan: yen\nversion: 1\neffective_from: 2024-01-01\ncurrency: JPY\nfees: [{name: Fee, amount: 1000}]\n"
         "charges:\n  - {meter: api_calls, model: per_unit, unit_price: 0.5}\n")
-    customers = ACME_CUSTOMERS.replace("currency: USD", "currency: JPY").replace("plan: pro", "plan: yen").replace(
-        "      - {plan: scale, start: 2026-10-20}\n", "")
+    customers = ACME_ON_PRO.replace("currency: USD", "currency: JPY").replace("plan: pro", "plan: yen")
     tenant(*[event(f"c{i}") for i in range(3)], customers=customers)
     lines = {l.kind: l for l in run(con, config).lines}
     assert (lines["usage"].precise_amount, lines["usage"].amount, lines["usage"].amount_minor) == ("1.5", Decimal("2"), 2)
@@ -241,9 +256,7 @@ def test_rate_command_errors(cli, db, config, tenant):
 def test_the_last_partial_period_of_an_ended_subscription_is_rated_once(con, config, tenant):
     # Anniversary periods run from the 15th; the subscription ends Oct 20, inside the
     # period [Oct 15, Nov 15): that period is rated once, for its 5 days.
-    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
-        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
-        "      - {plan: pro, start: 2025-01-15, end: 2026-10-20}\n")
+    customers = acme_subscribed("{plan: pro, start: 2025-01-15, end: 2026-10-20}", billing="anniversary")
     tenant(customers=customers)
     fees = {month: [(l.segment_start.isoformat(), l.segment_end.isoformat(), l.proration, l.amount)
                     for l in run(con, config, month).lines if l.kind == "fee"]
@@ -258,9 +271,8 @@ def test_the_last_partial_period_of_an_ended_subscription_is_rated_once(con, con
 
 
 def test_a_quarterly_plan_that_ends_mid_quarter_is_rated_when_it_ends(con, config, tenant):
-    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
-    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
-                                       "      - {plan: pro, start: 2025-01-01, end: 2026-11-10}\n")
+    pro_billed(config, "quarterly")
+    customers = acme_subscribed("{plan: pro, start: 2025-01-01, end: 2026-11-10}")
     tenant(event("oct", timestamp="2026-10-15T12:00:00Z"), customers=customers)
     assert run(con, config, "2026-10").lines == () and run(con, config, "2026-12").lines == ()
     # The subscription ends Nov 10, inside Q4: the quarter is billed in November, for the 40
@@ -276,8 +288,7 @@ def test_a_prorated_minimum_brings_the_rounded_total_exactly_to_the_rounded_mini
     # half-even to 0.02. Usage is 0.01, so the top-up is 0.01 (rounding 0.015 − 0.01 = 0.005
     # on its own would give 0.00 and bill a cent short).
     (config / "scale" / "v1.yaml").write_text(SCALE.replace("unit_price: 0.05", "unit_price: 0.01\n    minimum: 0.15"))
-    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
-                                       "      - {plan: scale, start: 2025-01-01, end: 2026-09-04}\n")
+    customers = acme_subscribed("{plan: scale, start: 2025-01-01, end: 2026-09-04}")
     tenant(event("c1", timestamp="2026-09-02T12:00:00Z"), customers=customers)
     lines = {l.kind: l for l in run(con, config, "2026-09").lines if l.meter == "api_calls"}
     assert (lines["usage"].amount, lines["minimum"].amount) == (Decimal("0.01"), Decimal("0.01"))
@@ -293,7 +304,7 @@ def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(c
 
 def test_events_outside_every_subscription_are_reported(con, config, tenant):
     # Subscribed from Oct 8 (New York): a call on Oct 7 local time is before the subscription.
-    customers = ACME_CUSTOMERS.replace("2026-09-14", "2026-10-08").replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    customers = ACME_ON_PRO.replace("2026-09-14", "2026-10-08")
     tenant(event("early", timestamp="2026-10-08T03:59:59Z"), event("on-time", timestamp="2026-10-08T04:00:00Z"),
            customers=customers)
     result = run(con, config)
@@ -314,11 +325,8 @@ def test_a_meter_priced_by_dimension_on_one_plan_and_whole_on_another(con, confi
 
 
 def test_a_cancelled_yearly_subscription_is_billed_in_the_month_it_ends(con, config, tenant):
-    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: yearly")
-                                          .replace("amount: 31.00", "amount: 365.00"))
-    customers = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
-        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
-        "      - {plan: pro, start: 2025-03-10, end: 2026-06-10}\n")
+    pro_billed(config, "yearly", **{"amount: 31.00": "amount: 365.00"})
+    customers = acme_subscribed("{plan: pro, start: 2025-03-10, end: 2026-06-10}", billing="anniversary")
     tenant(customers=customers)
     june = [(l.period_start.isoformat(), l.period_end.isoformat(), l.proration, l.amount) for l in run(con, config, "2026-06").lines
             if l.kind == "fee"]
@@ -328,9 +336,8 @@ def test_a_cancelled_yearly_subscription_is_billed_in_the_month_it_ends(con, con
 
 
 def test_a_quarterly_plan_is_rated_in_the_month_its_quarter_ends(con, config, tenant):
-    (config / "pro" / "v1.yaml").write_text(PRO.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
-    customers = ACME_CUSTOMERS.replace("      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
-                                       "      - {plan: pro, start: 2025-01-01}\n")
+    pro_billed(config, "quarterly")
+    customers = acme_subscribed("{plan: pro, start: 2025-01-01}")
     tenant(event("oct", timestamp="2026-10-15T12:00:00Z"), customers=customers)
     assert run(con, config, "2026-10").lines == () and run(con, config, "2026-11").lines == ()
     december = run(con, config, "2026-12").lines
