@@ -13,6 +13,7 @@ version has rated something. That is enforced by `check_frozen` against the stor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -169,34 +170,44 @@ class Charge(_Strict):
         if given - allowed:
             raise ValueError(f"{where}: {', '.join(sorted(given - allowed))} does not apply to model '{self.model}'")
 
-    @property
+    # Cached: rating asks for these once per rated line (the model is frozen).
+    @functools.cached_property
     def dimension(self) -> str | None:
         """The dimension this charge prices by, if any."""
         return next(iter(self.price_by)) if self.price_by else None
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         return self.name or self.meter
+
+    @functools.cached_property
+    def tier_lists(self) -> dict[str | None, tuple[pricing.Tier, ...]]:
+        """The tiers as the pricing functions take them: the charge's own under None, and
+        those of each dimension value that has its own."""
+        lists = {None: tuple(t.tier() for t in self.tiers)} if self.tiers else {}
+        for value, override in (self.price_by[self.dimension] if self.price_by else {}).items():  # type: ignore[index]
+            if override.tiers is not None:
+                lists[value] = tuple(t.tier() for t in override.tiers)
+        return lists
 
     def price(self, quantity: Decimal, dimension_value: str | None = None) -> pricing.Price:
         """Price `quantity` of this charge (for one value of its price_by dimension)."""
         override = None
         if self.price_by is not None and dimension_value is not None:
             override = self.price_by[self.dimension].get(dimension_value)  # type: ignore[index]
-
-        def pick(field: str) -> Any:
-            chosen = getattr(override, field, None) if override is not None else None
-            return chosen if chosen is not None else getattr(self, field)
-
+        model = self.model
         billable = quantity
-        if self.model != "package" and self.free_units and quantity > 0:
-            billable = max(quantity - self.free_units, Decimal(0))
-        if self.model == "per_unit":
-            return pricing.per_unit(billable, pick("unit_price"))
-        if self.model in ("graduated", "volume"):
-            tiers = [t.tier() for t in pick("tiers")]
-            return (pricing.graduated if self.model == "graduated" else pricing.volume)(billable, tiers)
-        return pricing.package(quantity, size=self.package_size, price=pick("package_price"),  # type: ignore[arg-type]
+        if model != "package" and self.free_units and quantity > 0:
+            billable = pricing.after_free_units(quantity, self.free_units)
+        if model == "per_unit":
+            chosen = override.unit_price if override is not None else None
+            return pricing.per_unit(billable, self.unit_price if chosen is None else chosen)  # type: ignore[arg-type]
+        if model in ("graduated", "volume"):
+            lists = self.tier_lists
+            tiers = lists[dimension_value] if override is not None else lists[None]  # an override of these models has tiers
+            return (pricing.graduated if model == "graduated" else pricing.volume)(billable, tiers)
+        chosen = override.package_price if override is not None else None
+        return pricing.package(quantity, size=self.package_size, price=self.package_price if chosen is None else chosen,  # type: ignore[arg-type]
                                round=self.round, free_units=self.free_units)
 
 

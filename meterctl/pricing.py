@@ -9,8 +9,8 @@ decimal context is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import (
     MAX_EMAX,
@@ -35,7 +35,12 @@ _PRECISION = 100  # 38 + 20 digits is the widest product we must hold exactly; r
 _EXACT = Context(prec=_PRECISION, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN,
                  traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
+# _EXACT with the rounding mode of a pricebook and Inexact not trapped: rounding is the point.
+_ROUNDING = {name: Context(prec=_PRECISION, rounding=mode, Emax=MAX_EMAX, Emin=MIN_EMIN,
+                           traps=[InvalidOperation, DivisionByZero, Overflow])
+             for name, mode in _MODES.items()}
 _ZERO = Decimal(0)
+_NOT_EXACT = f"amount cannot be computed exactly within {_PRECISION} significant digits"
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,10 @@ def per_unit(quantity: Decimal, unit_price: Decimal) -> Price:
     """Linear, so a negative quantity (a usage correction) gives a negative amount."""
     quantity = _number(quantity, "quantity")
     unit_price = _number(unit_price, "unit_price")
-    with _exact():
-        amount = quantity * unit_price
+    try:  # the context passed rather than entered: one multiplication per rated line
+        amount = _EXACT.multiply(quantity, unit_price)
+    except (Inexact, InvalidOperation):
+        raise ValueError(_NOT_EXACT) from None
     return Price(_plain(amount), unit_price, (), _plain(quantity))
 
 
@@ -142,6 +149,16 @@ def package(quantity: Decimal, *, size: Decimal, price: Decimal, round: Literal[
     return Price(_plain(amount), price, (), _plain(billable), _plain(packages))
 
 
+def after_free_units(quantity: Decimal, free_units: Decimal) -> Decimal:
+    """The units left to price once `free_units` are taken off (never below zero), exactly."""
+    quantity = _number(quantity, "quantity")
+    free_units = _number(free_units, "free_units")
+    try:
+        return max(_EXACT.subtract(quantity, free_units), _ZERO)
+    except (Inexact, InvalidOperation):
+        raise ValueError(_NOT_EXACT) from None
+
+
 def check_tiers(tiers: Sequence[Tier]) -> None:
     """Reject tier lists whose meaning would be ambiguous, with the tier number (1-based) in the message."""
     if not tiers:
@@ -176,13 +193,14 @@ def check_tiers(tiers: Sequence[Tier]) -> None:
 
 def round_amount(amount: Decimal, minor_units: int, mode: Rounding) -> Decimal:
     """Round to the currency's minor units; half_up sends ties away from zero, negatives included."""
-    if mode not in _MODES:
+    context = _ROUNDING.get(mode)
+    if context is None:
         raise ValueError(f"unknown rounding mode {mode!r} (expected 'half_up' or 'half_even')")
     amount = _number(amount, "amount")
     _check_places(minor_units)
-    with localcontext(_EXACT) as ctx:
-        ctx.traps[Inexact] = False  # rounding is the point here
-        rounded = amount.quantize(Decimal(1).scaleb(-minor_units), rounding=_MODES[mode])
+    # The context is passed, not installed: the caller's context is never touched, and
+    # rating rounds every line, where entering a local context costs more than the rounding.
+    rounded = amount.quantize(_quantum(minor_units), context=context)
     # -0.001 rounds to -0.00; an invoice line should never read "-0.00".
     return rounded.copy_abs() if rounded.is_zero() else rounded
 
@@ -216,17 +234,33 @@ def minor_units(currency: str) -> int:
 # ---------------------------------------------------------------- helpers
 
 
-@contextmanager
-def _exact() -> Iterator[None]:
-    try:
-        with localcontext(_EXACT):
-            yield
-    except (Inexact, InvalidOperation):
-        raise ValueError(f"amount cannot be computed exactly within {_PRECISION} significant digits") from None
+class _exact:
+    """Arithmetic in the _EXACT context; a result it cannot hold exactly is a ValueError.
+
+    A class rather than a @contextmanager generator: rating enters it for every line."""
+
+    __slots__ = ("_manager",)
+
+    def __enter__(self) -> None:
+        self._manager = localcontext(_EXACT)
+        self._manager.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        self._manager.__exit__(kind, error, trace)
+        if kind is not None and issubclass(kind, (Inexact, InvalidOperation)):
+            raise ValueError(_NOT_EXACT) from None
+        return False
+
+
+@functools.cache
+def _quantum(places: int) -> Decimal:
+    return Decimal(1).scaleb(-places)
 
 
 def _number(value: Decimal, what: str) -> Decimal:
     """Money must never pass through float (DESIGN principle 4), so only Decimal and int are accepted."""
+    if type(value) is Decimal and value.is_finite():  # the usual case, checked first (rating's hot path)
+        return value
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise TypeError(f"{what} must be a Decimal, not {type(value).__name__}")
     value = Decimal(value)

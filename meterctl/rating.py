@@ -125,31 +125,53 @@ class RatedLine:
 
     def _encoded_values(self) -> tuple[str, ...]:
         """The JSON text of each canonical() value, in _CANONICAL_KEYS order."""
-        return (
-            string(format(self.amount, "f")),  # amount
-            str(self.amount_minor),  # amount_minor
-            string(self.currency),  # currency
-            string(self.customer_id),  # customer_id
-            compact(self.dimensions) if self.dimensions else "{}",  # dimensions
-            string(self.kind),  # kind
-            nullable(self.meter),  # meter
-            string(self.name),  # name
-            string(self.period_end.isoformat()),  # period_end
-            string(self.period_start.isoformat()),  # period_start
-            string(self.precise_amount),  # precise_amount
-            string(self.pricebook),  # pricebook
-            string(self.pricebook_hash),  # pricebook_hash
-            nullable(self.proration),  # proration
-            string(text(self.quantity)),  # quantity
-            string(self.segment_end.isoformat()),  # segment_end
-            string(self.segment_start.isoformat()),  # segment_start
-            compact([_tier_json(t) for t in self.tiers]) if self.tiers else "[]",  # tiers
-            string(self.timezone),  # timezone
-            "null" if self.unit_price is None else string(text(self.unit_price)),  # unit_price
-            str(self.unmeterable),  # unmeterable
-            string(self.window_end),  # window_end
-            string(self.window_start),  # window_start
-        )
+        return _line_values(self, _segment_values(
+            self.customer_id, self.currency, self.timezone, self.period_start, self.period_end, self.segment_start,
+            self.segment_end, self.window_start, self.window_end, self.pricebook, self.pricebook_hash))
+
+
+def _segment_values(customer_id: str, currency: str, timezone: str, period_start: date, period_end: date,
+                    segment_start: date, segment_end: date, window_start: str, window_end: str, pricebook: str,
+                    pricebook_hash: str) -> tuple[str, ...]:
+    """The JSON text of the canonical() values every line of one segment shares; rating
+    encodes them once per segment."""
+    return (
+        string(currency), string(customer_id), string(period_end.isoformat()), string(period_start.isoformat()),
+        string(pricebook), string(pricebook_hash), string(segment_end.isoformat()), string(segment_start.isoformat()),
+        string(timezone), string(window_end), string(window_start),
+    )
+
+
+def _line_values(line: RatedLine, segment: tuple[str, ...]) -> tuple[str, ...]:
+    """Every canonical() value as JSON text, in _CANONICAL_KEYS order, the shared ones
+    (`segment`, from _segment_values) included."""
+    (currency, customer_id, period_end, period_start, pricebook, pricebook_hash, segment_end, segment_start,
+     timezone, window_end, window_start) = segment
+    return (
+        string(format(line.amount, "f")),  # amount
+        str(line.amount_minor),  # amount_minor
+        currency,
+        customer_id,
+        compact(line.dimensions) if line.dimensions else "{}",  # dimensions
+        string(line.kind),  # kind
+        nullable(line.meter),  # meter
+        string(line.name),  # name
+        period_end,
+        period_start,
+        string(line.precise_amount),  # precise_amount
+        pricebook,
+        pricebook_hash,
+        nullable(line.proration),  # proration
+        string(text(line.quantity)),  # quantity
+        segment_end,
+        segment_start,
+        compact([_tier_json(t) for t in line.tiers]) if line.tiers else "[]",  # tiers
+        timezone,
+        "null" if line.unit_price is None else string(text(line.unit_price)),  # unit_price
+        str(line.unmeterable),  # unmeterable
+        window_end,
+        window_start,
+    )
 
 
 # canonical()'s keys, sorted: the order of _encoded_values() (a test holds them together).
@@ -377,8 +399,21 @@ class _Builder:
         self.minor = job.book.book.minor_units
         self.mode = job.book.book.rounding
         self.proration = Fraction(job.segment.days, job.full_days)
+        self.prorated = self.proration != 1
+        self.proration_text = f"{job.segment.days}/{job.full_days}"
         self.window_start = job.start_at.strftime(_ISO)
         self.window_end = job.end_at.strftime(_ISO)
+        customer, segment, book = job.customer, job.segment, job.book
+        self.shared = dict(
+            customer_id=customer.customer_id, currency=customer.currency, timezone=customer.timezone,
+            period_start=segment.period.start, period_end=segment.period.end,
+            segment_start=segment.start, segment_end=segment.end,
+            window_start=self.window_start, window_end=self.window_end,
+            plan=book.plan, version=book.version, pricebook_hash=book.content_hash,
+        )
+        self.shared_json = _segment_values(
+            customer.customer_id, customer.currency, customer.timezone, segment.period.start, segment.period.end,
+            segment.start, segment.end, self.window_start, self.window_end, book.ref, book.content_hash)
 
     def add(self, kind: str, name: str, meter: str | None, dimensions: dict, quantity: Decimal,
             unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0,
@@ -389,49 +424,46 @@ class _Builder:
         else:
             amount = pricing.round_amount(exact, self.minor, self.mode)
             precise = precise or text(exact)
-        job = self.job
         line = RatedLine(
-            customer_id=job.customer.customer_id, currency=job.customer.currency, timezone=job.customer.timezone,
-            period_start=job.segment.period.start, period_end=job.segment.period.end,
-            segment_start=job.segment.start, segment_end=job.segment.end,
-            window_start=self.window_start, window_end=self.window_end,
-            plan=job.book.plan, version=job.book.version, pricebook_hash=job.book.content_hash,
+            **self.shared,
             kind=kind, name=name, meter=meter, dimensions=dimensions, quantity=quantity, unit_price=unit_price,
-            tiers=tiers, proration=f"{job.segment.days}/{job.full_days}" if prorated else None,
+            tiers=tiers, proration=self.proration_text if prorated else None,
             precise_amount=precise, amount=amount, amount_minor=int(amount.scaleb(self.minor)),
             unmeterable=unmeterable,
         )
+        # Both hashes cover every line: encode its values now, the segment's shared ones once.
+        object.__setattr__(line, "_encoded", _line_values(line, self.shared_json))
         self.lines.append(line)
         return line
 
     def fees(self) -> None:
-        prorated = self.proration != 1
+        prorated = self.prorated
         for fee in self.job.book.book.fees:
             exact: Fraction | Decimal = Fraction(fee.amount) * self.proration if prorated else fee.amount
-            self.add("fee", fee.name, None, {}, Decimal(1), fee.amount, (), exact, prorated)
+            self.add("fee", fee.name, None, {}, _ONE, fee.amount, (), exact, prorated)
 
     def charge(self, charge: Charge) -> None:
         key = (_variant_name(charge), self.job.customer.customer_id, self.window_start)
-        rows = self.usage_rows.get(key, [])
+        rows = self.usage_rows.get(key) or _NO_USAGE
         dimension = charge.dimension
+        label, meter = charge.label, charge.meter
         charged: list[RatedLine] = []
-        if not rows:
-            rows = [({}, None, 0)]
         for dims, value, unmeterable in rows:
-            quantity = value if value is not None else Decimal(0)
+            quantity = value if value is not None else _ZERO
             dim_value = dims.get(dimension) if dimension else None
             try:
                 price = charge.price(quantity, dim_value)
             except ValueError as error:
                 raise DataError(f"customer {self.job.customer.customer_id}, meter {charge.meter}, "
                                 f"period {self.job.segment.period}: {error}") from None
-            charged.append(self.add("usage", charge.label, charge.meter, dict(dims), quantity, price.unit_price,
+            charged.append(self.add("usage", label, meter, dict(dims), quantity, price.unit_price,
                                     price.tiers, price.amount, False, unmeterable))
-        self._limits(charge, charged)
+        if charge.minimum is not None or charge.maximum is not None:
+            self._limits(charge, charged)
 
     def _limits(self, charge: Charge, charged: list[RatedLine]) -> None:
-        total = sum((line.amount for line in charged), Decimal(0))
-        prorated = self.proration != 1
+        total = sum((line.amount for line in charged), _ZERO)
+        prorated = self.prorated
         for kind, limit in (("minimum", charge.minimum), ("maximum", charge.maximum)):
             if limit is None:
                 continue
@@ -440,8 +472,13 @@ class _Builder:
             if (kind == "minimum" and total < rounded) or (kind == "maximum" and total > rounded):
                 # The line brings the rounded total exactly to the rounded limit; rounding
                 # `bound − total` instead could land a minor unit short under half_even.
-                self.add(kind, f"{charge.label} {kind}", charge.meter, {}, Decimal(1), limit, (),
+                self.add(kind, f"{charge.label} {kind}", charge.meter, {}, _ONE, limit, (),
                          Decimal(rounded - total), prorated, precise=_fraction_text(bound - Fraction(total)))
+
+
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
+_NO_USAGE = (({}, None, 0),)  # a charge with no usage rows still gets its line, at quantity 0
 
 
 def _variant_name(charge: Charge) -> str:

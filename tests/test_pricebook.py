@@ -206,3 +206,19 @@ def test_a_zero_price_by_price_shows(cli, tmp_path):
 def test_a_model_that_is_not_a_string_is_a_problem_not_a_crash(tmp_path):
     path = write_book(tmp_path, "pro/v2.yaml", PRO_V2.replace("model: per_unit", "model: [per_unit]"))
     assert any("charges[1].model" in p for p in problems(path))
+
+
+def test_free_units_come_off_a_38_digit_quantity_exactly(tmp_path):
+    text = PRO_V2.replace("    unit_price: 0.000002\n", "    unit_price: 1\n    free_units: 1\n")
+    tokens = load_pricebook(write_book(tmp_path, "pro/v2.yaml", text), METERS).book.charges[1]
+    price = tokens.price(Decimal("12345678901234567890.123456789012345678"))  # DECIMAL(38, 18) at full width
+    assert price.billable == Decimal("12345678901234567889.123456789012345678")
+    assert price.amount == price.billable  # not rounded to 28 significant digits on the way
+
+
+def test_a_dimension_priced_by_its_own_tiers_and_the_rest_by_the_charges(tmp_path):
+    text = PRO_V2.replace("    price_by: {model: {gpt-large: 0.000006, embed: 0.0000001}}\n", "").replace(
+        "    model: graduated\n", "    model: graduated\n    price_by: {region: {eu: {tiers: [{up_to: null, unit_price: 0.001}]}}}\n")
+    calls = load_pricebook(write_book(tmp_path, "pro/v2.yaml", text), METERS).book.charges[0]
+    assert calls.price(Decimal(2000), "eu").amount == Decimal("2.000")
+    assert calls.price(Decimal(2000), "us").amount == calls.price(Decimal(2000)).amount == Decimal(0)  # within the free tier

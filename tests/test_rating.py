@@ -344,3 +344,16 @@ def test_a_quarterly_plan_is_rated_in_the_month_its_quarter_ends(con, config, te
     fee = next(l for l in december if l.kind == "fee")
     assert (fee.period_start.isoformat(), fee.period_end.isoformat(), fee.proration, fee.amount) == (
         "2026-10-01", "2027-01-01", None, Decimal("31.00"))
+
+
+def test_every_rated_lines_canonical_json_is_what_json_dumps_writes(con, config, tenant):
+    # Rating encodes the values a segment's lines share once, per segment: the hashes must
+    # still cover exactly each line's own canonical() document.
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("    price_by: {model: {big: 0.01}}\n",
+                                                        "    price_by: {model: {big: 0.01}}\n    minimum: 5\n"))
+    tenant(event("c1", timestamp="2026-10-02T12:00:00Z"), event("c2", timestamp="2026-10-25T12:00:00Z"),
+           event("t1", event_name="llm_tokens", quantity=7, properties={"model": "big"}))
+    result = run(con, config)
+    assert {l.kind for l in result.lines} == {"fee", "usage", "minimum"} and {l.plan for l in result.lines} == {"pro", "scale"}
+    for line in result.lines:
+        assert line.canonical_json() == json.dumps(line.canonical(), sort_keys=True, separators=(",", ":"))
