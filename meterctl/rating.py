@@ -49,7 +49,7 @@ from meterctl.errors import DataError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
 from meterctl.store import has_table
-from meterctl.usage import OpenSession, Unmeterable, usage
+from meterctl.usage import OpenSession, Unmeterable, usage, utc_timestamps
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _DISPLAY_PLACES = 20
@@ -686,8 +686,8 @@ def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: 
     names = sorted({m.event_name for m in meters} | {m.stop_event for m in meters if m.stop_event})
     con.register("uncovered", pa.table({
         "customer_id": pa.array([g[0] for g in gaps], pa.string()),
-        "start_at": pa.array([g[1] for g in gaps], pa.timestamp("us", "UTC")),
-        "end_at": pa.array([g[2] for g in gaps], pa.timestamp("us", "UTC")),
+        "start_at": utc_timestamps([g[1] for g in gaps]),
+        "end_at": utc_timestamps([g[2] for g in gaps]),
     }))
     try:
         rows = con.execute(
@@ -723,7 +723,6 @@ def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
     def col(name, values, kind=pa.string()):
         return name, pa.array(values, kind)
 
-    utc = pa.timestamp("us", "UTC")
     instants = {text: datetime.strptime(text, _ISO).replace(tzinfo=UTC)
                 for text in {l.window_start for l in lines} | {l.window_end for l in lines}}
     parse = instants.__getitem__
@@ -737,8 +736,8 @@ def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
         col("period_end", [l.period_end for l in lines], pa.date32()),
         col("segment_start", [l.segment_start for l in lines], pa.date32()),
         col("segment_end", [l.segment_end for l in lines], pa.date32()),
-        col("window_start", [parse(l.window_start) for l in lines], utc),
-        col("window_end", [parse(l.window_end) for l in lines], utc),
+        ("window_start", utc_timestamps([parse(l.window_start) for l in lines])),
+        ("window_end", utc_timestamps([parse(l.window_end) for l in lines])),
         col("plan", [l.plan for l in lines]),
         col("version", [l.version for l in lines], pa.int32()),
         col("pricebook_hash", [l.pricebook_hash for l in lines]),
