@@ -120,8 +120,8 @@ class RatedLine:
         if values is None:  # frozen (its dimensions dict is never changed either): computed once
             values = self._encoded_values()
             object.__setattr__(self, "_encoded", values)
-        prefixes, pick = _member_layout(skip)
-        return "{" + ",".join(map(operator.add, prefixes, pick(values))) + "}"
+        template, pick = _member_layout(skip)
+        return template % pick(values)
 
     def _encoded_values(self) -> tuple[str, ...]:
         """The JSON text of each canonical() value, in _CANONICAL_KEYS order."""
@@ -183,15 +183,16 @@ _CANONICAL_KEYS = (
 
 
 @functools.cache
-def _member_layout(skip: tuple[str, ...]) -> tuple[tuple[str, ...], Callable[[tuple], tuple]]:
-    """The '"key":' prefixes of the kept keys, and a picker of their values."""
+def _member_layout(skip: tuple[str, ...]) -> tuple[str, Callable[[tuple], tuple]]:
+    """A %-template of the object with the kept keys ('{"amount":%s,...}'), and a picker of
+    their values: one formatting operation per line instead of a join of pairs."""
     kept = [i for i, key in enumerate(_CANONICAL_KEYS) if key not in skip]
-    prefixes = tuple(string(_CANONICAL_KEYS[i]) + ":" for i in kept)
+    template = "{" + ",".join(string(_CANONICAL_KEYS[i]).replace("%", "%%") + ":%s" for i in kept) + "}"
     if len(kept) == len(_CANONICAL_KEYS):
-        return prefixes, lambda values: values
+        return template, lambda values: values
     if len(kept) < 2:  # itemgetter of one index gives the value itself, not a 1-tuple
-        return prefixes, lambda values: tuple(values[i] for i in kept)
-    return prefixes, operator.itemgetter(*kept)
+        return template, lambda values: tuple(values[i] for i in kept)
+    return template, operator.itemgetter(*kept)
 
 
 # The text rated_lines stores for dimensions and tiers.
