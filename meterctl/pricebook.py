@@ -13,7 +13,6 @@ version has rated something. That is enforced by `check_frozen` against the stor
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -69,14 +68,11 @@ class _Strict(BaseModel):
 class TierModel(_Strict):
     up_to: Amount | None = Field(...)  # required: the last tier says `up_to: null` explicitly
     unit_price: Amount
-    flat_fee: Amount = Decimal(0)
-
-    def tier(self) -> pricing.Tier:
-        return pricing.Tier(self.up_to, self.unit_price, self.flat_fee)
+    flat_fee: Amount = Decimal(0)  # read by the pricing functions as it is (see pricing.TierLike)
 
 
 def _check_tiers(tiers: tuple[TierModel, ...]) -> tuple[TierModel, ...]:
-    pricing.check_tiers([t.tier() for t in tiers])
+    pricing.check_tiers(tiers)
     return tiers
 
 
@@ -170,25 +166,14 @@ class Charge(_Strict):
         if given - allowed:
             raise ValueError(f"{where}: {', '.join(sorted(given - allowed))} does not apply to model '{self.model}'")
 
-    # Cached: rating asks for these once per rated line (the model is frozen).
-    @functools.cached_property
+    @property
     def dimension(self) -> str | None:
         """The dimension this charge prices by, if any."""
         return next(iter(self.price_by)) if self.price_by else None
 
-    @functools.cached_property
+    @property
     def label(self) -> str:
         return self.name or self.meter
-
-    @functools.cached_property
-    def tier_lists(self) -> dict[str | None, tuple[pricing.Tier, ...]]:
-        """The tiers as the pricing functions take them: the charge's own under None, and
-        those of each dimension value that has its own."""
-        lists = {None: tuple(t.tier() for t in self.tiers)} if self.tiers else {}
-        for value, override in (self.price_by[self.dimension] if self.price_by else {}).items():  # type: ignore[index]
-            if override.tiers is not None:
-                lists[value] = tuple(t.tier() for t in override.tiers)
-        return lists
 
     def price(self, quantity: Decimal, dimension_value: str | None = None) -> pricing.Price:
         """Price `quantity` of this charge (for one value of its price_by dimension)."""
@@ -203,9 +188,9 @@ class Charge(_Strict):
             chosen = override.unit_price if override is not None else None
             return pricing.per_unit(billable, self.unit_price if chosen is None else chosen)  # type: ignore[arg-type]
         if model in ("graduated", "volume"):
-            lists = self.tier_lists
-            tiers = lists[dimension_value] if override is not None else lists[None]  # an override of these models has tiers
-            return (pricing.graduated if model == "graduated" else pricing.volume)(billable, tiers)
+            # The tiers as loaded: the pricing functions read up_to, unit_price and flat_fee.
+            tiers = override.tiers if override is not None else self.tiers  # an override of these models has tiers
+            return (pricing.graduated if model == "graduated" else pricing.volume)(billable, tiers)  # type: ignore[arg-type]
         chosen = override.package_price if override is not None else None
         return pricing.package(quantity, size=self.package_size, price=self.package_price if chosen is None else chosen,  # type: ignore[arg-type]
                                round=self.round, free_units=self.free_units)

@@ -25,7 +25,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
-from typing import Literal
+from typing import Literal, Protocol
 
 from iso4217 import Currency
 
@@ -48,6 +48,17 @@ class Tier:
     up_to: Decimal | None  # inclusive upper bound; None = unbounded (only the last tier)
     unit_price: Decimal
     flat_fee: Decimal = Decimal(0)
+
+
+class TierLike(Protocol):
+    """What the tiered models read of a tier: a Tier, or a pricebook's tier as loaded."""
+
+    @property
+    def up_to(self) -> Decimal | None: ...
+    @property
+    def unit_price(self) -> Decimal: ...
+    @property
+    def flat_fee(self) -> Decimal: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ def per_unit(quantity: Decimal, unit_price: Decimal) -> Price:
     return Price(_plain(amount), unit_price, (), _plain(quantity))
 
 
-def graduated(quantity: Decimal, tiers: Sequence[Tier]) -> Price:
+def graduated(quantity: Decimal, tiers: Sequence[TierLike]) -> Price:
     """Each tier prices only its own units; its flat fee is due once any unit reaches it."""
     quantity = _non_negative(quantity, "graduated")
     check_tiers(tiers)
@@ -107,7 +118,7 @@ def graduated(quantity: Decimal, tiers: Sequence[Tier]) -> Price:
     return Price(_plain(total), None, tuple(uses), _plain(quantity))
 
 
-def volume(quantity: Decimal, tiers: Sequence[Tier]) -> Price:
+def volume(quantity: Decimal, tiers: Sequence[TierLike]) -> Price:
     """The tier holding the whole quantity prices every unit; a boundary quantity stays in the lower tier."""
     quantity = _non_negative(quantity, "volume")
     check_tiers(tiers)
@@ -159,7 +170,7 @@ def after_free_units(quantity: Decimal, free_units: Decimal) -> Decimal:
         raise ValueError(_NOT_EXACT) from None
 
 
-def check_tiers(tiers: Sequence[Tier]) -> None:
+def check_tiers(tiers: Sequence[TierLike]) -> None:
     """Reject tier lists whose meaning would be ambiguous, with the tier number (1-based) in the message."""
     if not tiers:
         raise ValueError("tiers: at least one tier is required")
@@ -254,7 +265,8 @@ class _exact:
 
 @functools.cache
 def _quantum(places: int) -> Decimal:
-    return Decimal(1).scaleb(-places)
+    """1E-places, built from its digits: no decimal context (the caller's least of all) is involved."""
+    return Decimal((0, (1,), -places))
 
 
 def _number(value: Decimal, what: str) -> Decimal:

@@ -4,7 +4,7 @@ checked against small reference implementations written here in a different styl
 from __future__ import annotations
 
 import math
-from decimal import Decimal, getcontext, localcontext
+from decimal import Context, Decimal, Subnormal, getcontext, localcontext
 from fractions import Fraction
 from itertools import accumulate
 
@@ -79,6 +79,17 @@ def test_pricing_leaves_the_callers_decimal_context_alone():
         assert ctx.prec == 28
         assert not any(ctx.flags.values())
     assert getcontext().prec == 28
+
+
+def test_a_callers_narrow_context_changes_no_result_then_or_later():
+    expected = graduated(D("12.5"), GRADUATED).amount
+    # A caller working at 1 significant digit, exponents down to -1 (0.01 is subnormal there).
+    with localcontext(Context(prec=1, Emin=-1, Emax=5, traps=[Subnormal])):
+        assert same(round_amount(D("1.005"), 2, "half_up"), "1.01")
+        assert same(round_amount(D("1.00000005"), 7, "half_up"), "1.0000001")  # 7 places: seen here first
+        assert graduated(D("12.5"), GRADUATED).amount == expected
+    assert same(round_amount(D("1.234"), 2, "half_even"), "1.23")
+    assert same(round_amount(D("1.23456784"), 7, "half_even"), "1.2345678")
 
 
 def test_an_amount_too_wide_to_be_exact_is_an_error_not_a_rounded_number():
