@@ -394,7 +394,7 @@ def _lines(con: duckdb.DuckDBPyConnection, invoices: Sequence[Invoice]) -> dict[
         "SELECT invoice_id, line_no, rating_run_id, rated_line_no, kind, name, meter, plan, version, pricebook_hash, "
         "segment_start, segment_end, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ'), strftime(window_end, '%Y-%m-%dT%H:%M:%SZ'), "
         "dimensions, quantity, unit_price, tiers, proration, precise_amount, amount_minor, unmeterable "
-        "FROM invoice_lines WHERE list_contains(?, invoice_id) ORDER BY invoice_id, line_no",
+        "FROM invoice_lines WHERE invoice_id IN (SELECT unnest(?)) ORDER BY invoice_id, line_no",
         [list(scale)],
     ).fetchall()
     found: dict[str, list[InvoiceLine]] = {}
