@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ from meterctl.config_yaml import ConfigProblems
 from meterctl.customers import import_customers
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
-from meterctl.rating import rate
+from meterctl.rating import RatedLine, rate
 from tests.conftest import ACME_CUSTOMERS, PRO, SCALE, event, jsonl, scalar
 
 @pytest.fixture
@@ -357,3 +358,5 @@ def test_every_rated_lines_canonical_json_is_what_json_dumps_writes(con, config,
     assert {l.kind for l in result.lines} == {"fee", "usage", "minimum"} and {l.plan for l in result.lines} == {"pro", "scale"}
     for line in result.lines:
         assert line.canonical_json() == json.dumps(line.canonical(), sort_keys=True, separators=(",", ":"))
+        # Assembled without the generated __init__: still every field, and equal to a line built with it.
+        assert line == RatedLine(**{f.name: getattr(line, f.name) for f in dataclasses.fields(RatedLine)})
