@@ -7,8 +7,10 @@
    an empty store (the cost of deduplication must not grow with the stored history).
 3. Peak memory (max RSS) of `meterctl ingest` on a 10M-event file.
 
-Every measurement runs in a fresh subprocess; each timing is the best of --repeat runs.
-Data files are generated once into --data-dir and reused.
+Every measurement runs in a fresh subprocess. A ratio's two sides are timed in turn, --repeat
+rounds: `ratio` is the median of the rounds' ratios (`ratio_each`), `ratio_best` divides the
+best timings (what earlier versions reported). Data files are generated once into
+--data-dir and reused.
 
     python benchmarks/bench_ingest.py [--scale 1.0] [--data-dir bench-data] [--only ratio,history,memory]
 """
@@ -20,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -84,12 +87,21 @@ def meterctl(db: Path, *files: Path) -> list[str]:
     return [sys.executable, "-m", "meterctl", "ingest", "--db", str(db), "--json", *map(str, files)]
 
 
-def best(repeat: int, prepare, argv_for) -> float:
-    times = []
+def paired(repeat: int, baseline, ours) -> dict:
+    """Time `baseline` and `ours` (each a (prepare, argv_for) pair) in turn, `repeat` rounds.
+
+    Each round's two timings are taken back to back, so their ratio does not measure how
+    the speed of a shared machine drifted in between. `ratio` is the median of the rounds'
+    ratios, `ratio_best` the ratio of the best timings."""
+    runs: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        argv = argv_for(prepare())
-        times.append(run(argv))
-    return min(times)
+        for (prepare, argv_for), times in zip((baseline, ours), runs):
+            times.append(run(argv_for(prepare())))
+    base, mine = runs
+    each = [m / b for b, m in zip(base, mine)]
+    return {"baseline_s": round(min(base), 3), "meterctl_s": round(min(mine), 3),
+            "ratio": round(statistics.median(each), 3), "ratio_each": [round(r, 3) for r in each],
+            "ratio_best": round(min(mine) / min(base), 3)}
 
 
 def ensure(path: Path, events: int, **kw) -> Path:
@@ -102,10 +114,9 @@ def ensure(path: Path, events: int, **kw) -> Path:
 def bench_ratio(data: Path, work: Path, scale: float, repeat: int) -> dict:
     events = ensure(data / f"events-{int(2_000_000 * scale)}.jsonl", int(2_000_000 * scale))
     db = work / "ratio.duckdb"
-    baseline = best(repeat, lambda: fresh(db), lambda d: [sys.executable, "-c", BASELINE, str(d), str(events)])
-    ours = best(repeat, lambda: fresh(db), lambda d: meterctl(d, events))
-    return {"events": int(2_000_000 * scale), "baseline_s": round(baseline, 3), "meterctl_s": round(ours, 3),
-            "ratio": round(ours / baseline, 3), "target": 1.5}
+    timed = paired(repeat, (lambda: fresh(db), lambda d: [sys.executable, "-c", BASELINE, str(d), str(events)]),
+                   (lambda: fresh(db), lambda d: meterctl(d, events)))
+    return {"events": int(2_000_000 * scale), **timed, "target": 1.5}
 
 
 def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
@@ -126,10 +137,10 @@ def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
         shutil.copyfile(template, full_db)
         return full_db
 
-    empty = best(repeat, lambda: fresh(empty_db), lambda d: meterctl(d, events))
-    full = best(repeat, copy_template, lambda d: meterctl(d, events))
-    return {"new_events": n_new, "stored_events": n_old, "empty_store_s": round(empty, 3),
-            "full_store_s": round(full, 3), "ratio": round(full / empty, 3), "target": 1.5}
+    timed = paired(repeat, (lambda: fresh(empty_db), lambda d: meterctl(d, events)),
+                   (copy_template, lambda d: meterctl(d, events)))
+    return {"new_events": n_new, "stored_events": n_old, "empty_store_s": timed.pop("baseline_s"),
+            "full_store_s": timed.pop("meterctl_s"), **timed, "target": 1.5}
 
 
 def bench_memory(data: Path, work: Path, scale: float) -> dict:
