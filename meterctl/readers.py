@@ -87,26 +87,27 @@ class ContentHasher:
         return self._hash.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
+def _sha256_of(handle: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(8 << 20):
-            digest.update(block)
+    while block := handle.read(8 << 20):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return _sha256_of(handle)
 
 
 def content_sha256(path: Path, fmt: str) -> str:
     """The content hash an ingest of this file records: of the decompressed text for gzip."""
     if fmt != FORMAT_JSONL_GZ:
         return sha256_file(path)
-    digest = hashlib.sha256()
     try:
         with gzip.open(path, "rb") as handle:
-            while block := handle.read(8 << 20):
-                digest.update(block)
+            return _sha256_of(handle)  # type: ignore[arg-type]
     except (OSError, EOFError) as error:
         raise InputNotFoundError(f"{path}: cannot be read: {error}") from error
-    return digest.hexdigest()
 
 
 def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
