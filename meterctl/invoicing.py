@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import duckdb
 
-from meterctl import pricing
+from meterctl import pricing, sql
 from meterctl.canonical_json import compact, json_object
 from meterctl.cycles import month_bounds
 from meterctl.errors import DataError, NotFoundError
@@ -208,6 +208,15 @@ _LINE_COLUMNS = (
 )
 
 
+# The columns of _Changes.invoices rows, typed for the temporary table they are inserted from.
+_NEW_INVOICE_TYPES = {
+    "invoice_id": "VARCHAR", "customer_id": "VARCHAR", "customer_version": "INTEGER", "customer_name": "VARCHAR",
+    "currency": "VARCHAR", "timezone": "VARCHAR", "period_start": "DATE", "period_end": "DATE", "revision": "INTEGER",
+    "supersedes": "VARCHAR", "delta_minor": "BIGINT", "content_hash": "VARCHAR", "billed_until": "DATE",
+    "subtotal_minor": "BIGINT", "credits_minor": "BIGINT", "tax_minor": "BIGINT", "total_minor": "BIGINT",
+}
+
+
 @dataclass
 class _Changes:
     """What one invoice run writes, decided in Python and then applied in a few statements."""
@@ -218,25 +227,22 @@ class _Changes:
     finalized: list[tuple[str, str, int, int]] = dataclasses.field(default_factory=list)  # (id, number, year, seq)
 
     def apply(self, con: duckdb.DuckDBPyConnection, run_id: int, now: datetime) -> None:
-        import pyarrow as pa
-
         if self.drafts_to_delete:
             params = {"ids": self.drafts_to_delete}
             con.execute("DELETE FROM invoice_lines WHERE list_contains($ids, invoice_id)", params)
             con.execute("DELETE FROM invoices WHERE list_contains($ids, invoice_id) AND status = 'draft'", params)
         if self.invoices:
-            columns = {key: [row[key] for row in self.invoices] for key in self.invoices[0]}
-            con.register("new_invoices", pa.table(columns))
+            sql.temp_table(con, "new_invoices",
+                           {key: (kind, [row[key] for row in self.invoices]) for key, kind in _NEW_INVOICE_TYPES.items()})
             con.execute(
                 "INSERT INTO invoices SELECT invoice_id, customer_id, customer_version, customer_name, currency, timezone, "
                 "period_start, period_end, revision, 'draft', NULL, NULL, NULL, supersedes, $run, subtotal_minor, "
                 "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL, billed_until FROM new_invoices",
                 {"run": run_id, "now": now},
             )
-            con.unregister("new_invoices")
             # Copied from the run's rated lines: the invoice stays readable whatever is rated later.
-            con.register("new_lines", pa.table({"invoice_id": [i for i, _ in self.lines],
-                                                "rated_line_no": pa.array([n for _, n in self.lines], pa.int32())}))
+            sql.temp_table(con, "new_lines", {"invoice_id": ("VARCHAR", [i for i, _ in self.lines]),
+                                              "rated_line_no": ("INTEGER", [n for _, n in self.lines])})
             con.execute(
                 f"INSERT INTO invoice_lines ({_LINE_COLUMNS}) "
                 "SELECT n.invoice_id, row_number() OVER (PARTITION BY n.invoice_id ORDER BY r.line_no), r.run_id, r.line_no, "
@@ -246,20 +252,21 @@ class _Changes:
                 "FROM new_lines AS n JOIN rated_lines AS r ON r.run_id = $run AND r.line_no = n.rated_line_no",
                 {"run": run_id},
             )
-            con.unregister("new_lines")
         if self.finalized:
-            con.register("finalizing", pa.table({
-                "invoice_id": [f[0] for f in self.finalized], "number": [f[1] for f in self.finalized],
-                "number_year": pa.array([f[2] for f in self.finalized], pa.int32()),
-                "number_seq": pa.array([f[3] for f in self.finalized], pa.int32()),
-            }))
+            sql.temp_table(con, "finalizing", {
+                "invoice_id": ("VARCHAR", [f[0] for f in self.finalized]),
+                "number": ("VARCHAR", [f[1] for f in self.finalized]),
+                "number_year": ("INTEGER", [f[2] for f in self.finalized]),
+                "number_seq": ("INTEGER", [f[3] for f in self.finalized]),
+            })
             con.execute(
                 "UPDATE invoices SET status = 'finalized', number = f.number, number_year = f.number_year, "
                 "number_seq = f.number_seq, finalized_at = $now FROM finalizing AS f "
                 "WHERE invoices.invoice_id = f.invoice_id AND invoices.status = 'draft'",
                 {"now": now},
             )
-            con.unregister("finalizing")
+        con.execute("DROP TABLE IF EXISTS temp.new_invoices; DROP TABLE IF EXISTS temp.new_lines; "
+                    "DROP TABLE IF EXISTS temp.finalizing")
 
 
 def _orphan_drafts(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None,

@@ -37,9 +37,8 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import duckdb
-import pyarrow as pa
 
-from meterctl import cycles, pricing
+from meterctl import cycles, pricing, sql
 from meterctl.canonical_json import compact, nullable, string
 from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
@@ -49,7 +48,7 @@ from meterctl.errors import DataError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, Charge, PricebookVersion, check_frozen, freeze
 from meterctl.store import has_table
-from meterctl.usage import OpenSession, Unmeterable, usage, utc_timestamps
+from meterctl.usage import OpenSession, Unmeterable, usage
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _DISPLAY_PLACES = 20
@@ -698,11 +697,11 @@ def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: 
     if not gaps:
         return ()
     names = sorted({m.event_name for m in meters} | {m.stop_event for m in meters if m.stop_event})
-    con.register("uncovered", pa.table({
-        "customer_id": pa.array([g[0] for g in gaps], pa.string()),
-        "start_at": utc_timestamps([g[1] for g in gaps]),
-        "end_at": utc_timestamps([g[2] for g in gaps]),
-    }))
+    sql.temp_table(con, "uncovered", {
+        "customer_id": ("VARCHAR", [g[0] for g in gaps]),
+        "start_at": ("TIMESTAMPTZ", [g[1] for g in gaps]),
+        "end_at": ("TIMESTAMPTZ", [g[2] for g in gaps]),
+    })
     try:
         rows = con.execute(
             "SELECT e.customer_id, count(*) FROM events AS e JOIN uncovered AS u "
@@ -711,7 +710,7 @@ def _outside_subscriptions(con: duckdb.DuckDBPyConnection, period: str, meters: 
             {"names": names},
         ).fetchall()
     finally:
-        con.unregister("uncovered")
+        con.execute("DROP TABLE IF EXISTS temp.uncovered")
     return tuple((customer, count) for customer, count in rows)
 
 
@@ -731,45 +730,43 @@ def _unknown_customers(con: duckdb.DuckDBPyConnection, period: str, meters: Sequ
     return tuple((customer, count) for customer, count in rows)
 
 
-_DEC = pa.decimal128(38, 18)
+# The rated_lines columns after run_id, in table order, with their types: the shape of the
+# JSON document _record inserts.
+_STORED = (
+    ("line_no", "INTEGER"), ("customer_id", "VARCHAR"), ("currency", "VARCHAR"), ("timezone", "VARCHAR"),
+    ("period_start", "DATE"), ("period_end", "DATE"), ("segment_start", "DATE"), ("segment_end", "DATE"),
+    ("window_start", "TIMESTAMPTZ"), ("window_end", "TIMESTAMPTZ"), ("plan", "VARCHAR"), ("version", "INTEGER"),
+    ("pricebook_hash", "VARCHAR"), ("kind", "VARCHAR"), ("name", "VARCHAR"), ("meter", "VARCHAR"),
+    ("dimensions", "VARCHAR"), ("quantity", "DECIMAL(38, 18)"), ("unit_price", "DECIMAL(38, 18)"), ("tiers", "VARCHAR"),
+    ("proration", "VARCHAR"), ("precise_amount", "VARCHAR"), ("amount", "DECIMAL(38, 18)"),
+    ("amount_minor", "BIGINT"), ("unmeterable", "BIGINT"),
+)
+_STORED_SHAPE = json.dumps([dict(_STORED)])
+_INSERT_LINES = (f"INSERT INTO rated_lines (run_id, {', '.join(name for name, _ in _STORED)}) "
+                 "SELECT $run, unnest(line) FROM (SELECT unnest(from_json_strict($lines, $shape)) AS line)")
+# Values stored as the hashes encode them (canonical JSON), taken from a line's encoded values;
+# the rest are the template's first five.
+_OWN = ("line_no", "plan", "version", "dimensions", "tiers")
+_REUSED = tuple(name for name, _ in _STORED if name not in _OWN)
+_pick_reused = operator.itemgetter(*(_CANONICAL_KEYS.index(name) for name in _REUSED))
+_STORED_TEMPLATE = ('{"line_no":%d,"plan":%s,"version":%d,"dimensions":%s,"tiers":%s,'
+                    + ",".join(f"{string(name)}:%s" for name in _REUSED) + "}")
 
 
-def _lines_table(run_id: int, lines: Sequence[RatedLine]) -> pa.Table:
-    def col(name, values, kind=pa.string()):
-        return name, pa.array(values, kind)
-
-    instants = {text: datetime.strptime(text, _ISO).replace(tzinfo=UTC)
-                for text in {l.window_start for l in lines} | {l.window_end for l in lines}}
-    parse = instants.__getitem__
-    columns = [
-        col("run_id", [run_id] * len(lines), pa.int64()),
-        col("line_no", list(range(1, len(lines) + 1)), pa.int32()),
-        col("customer_id", [l.customer_id for l in lines]),
-        col("currency", [l.currency for l in lines]),
-        col("timezone", [l.timezone for l in lines]),
-        col("period_start", [l.period_start for l in lines], pa.date32()),
-        col("period_end", [l.period_end for l in lines], pa.date32()),
-        col("segment_start", [l.segment_start for l in lines], pa.date32()),
-        col("segment_end", [l.segment_end for l in lines], pa.date32()),
-        ("window_start", utc_timestamps([parse(l.window_start) for l in lines])),
-        ("window_end", utc_timestamps([parse(l.window_end) for l in lines])),
-        col("plan", [l.plan for l in lines]),
-        col("version", [l.version for l in lines], pa.int32()),
-        col("pricebook_hash", [l.pricebook_hash for l in lines]),
-        col("kind", [l.kind for l in lines]),
-        col("name", [l.name for l in lines]),
-        col("meter", [l.meter for l in lines]),
-        col("dimensions", [_sorted(l.dimensions) if l.dimensions else "{}" for l in lines]),
-        col("quantity", [l.quantity for l in lines], _DEC),
-        col("unit_price", [l.unit_price for l in lines], _DEC),
-        col("tiers", [_plain_json([_tier_json(t) for t in l.tiers]) if l.tiers else "[]" for l in lines]),
-        col("proration", [l.proration for l in lines]),
-        col("precise_amount", [l.precise_amount for l in lines]),
-        col("amount", [l.amount for l in lines], _DEC),
-        col("amount_minor", [l.amount_minor for l in lines], pa.int64()),
-        col("unmeterable", [l.unmeterable for l in lines], pa.int64()),
-    ]
-    return pa.table(dict(columns))
+def _lines_document(lines: Sequence[RatedLine]) -> str:
+    """The lines as the JSON array that _record inserts with one statement. Most values are
+    the JSON text the hashes already encoded; dimensions and tiers are stored as the text
+    `_sorted` and `_plain_json` write, so they go as strings. Decimals are strings, read
+    exactly by `from_json_strict` (which fails, rather than giving NULL, on a value that
+    does not fit the column)."""
+    template = _STORED_TEMPLATE
+    return "[" + ",".join([
+        template % (number, string(line.plan), line.version,
+                    string(_sorted(line.dimensions)) if line.dimensions else '"{}"',
+                    string(_plain_json([_tier_json(t) for t in line.tiers])) if line.tiers else '"[]"',
+                    *_pick_reused(line.__dict__.get("_encoded") or line._encoded_values()))
+        for number, line in enumerate(lines, 1)
+    ]) + "]"
 
 
 def _meters_json(meters: Sequence[Meter]) -> str:
@@ -814,12 +811,9 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
              "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
         )
         try:
-            batch = _lines_table(run_id, lines)
-        except (pa.ArrowInvalid, OverflowError) as error:
+            con.execute(_INSERT_LINES, {"run": run_id, "lines": _lines_document(lines), "shape": _STORED_SHAPE})
+        except duckdb.InvalidInputException as error:
             raise DataError(f"a rated amount or quantity does not fit the store's DECIMAL(38, 18): {error}") from None
-        con.register("rated_batch", batch)
-        con.execute("INSERT INTO rated_lines SELECT * FROM rated_batch")
-        con.unregister("rated_batch")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

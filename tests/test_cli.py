@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import SAMPLE, event, jsonl
+from tests.conftest import ACME_CUSTOMERS, SAMPLE, event, jsonl
 
 COUNT_KEYS = {"read", "accepted", "duplicates", "conflicts", "dead_lettered", "skipped_files", "seconds"}
 
@@ -97,6 +97,25 @@ def test_loading_the_command_line_leaves_the_ingest_machinery_unloaded():
     code = "import sys, meterctl.cli; print(sorted({'pyarrow', 'numpy', 'meterctl.ingest'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_rating_invoicing_and_a_json_export_leave_pyarrow_unloaded(cli, db, config, write, tmp_path):
+    # Importing pyarrow and numpy takes about a tenth of a second, as much as rating a
+    # thousand customers: the commands that run after every ingest do without them.
+    assert cli("customers", "import", "--db", db, write("customers.yaml", ACME_CUSTOMERS)).exit_code == 0
+    events = jsonl(event("c1"), event("c2", timestamp="2026-10-25T12:00:00Z"),
+                   event("t1", event_name="llm_tokens", quantity=5, properties={"model": "big"}))
+    assert cli("ingest", "--db", db, write("events.jsonl", events)).exit_code == 0
+    common = f"--db|{db}|--pricebooks|{config}|--period|2026-10"
+    code = ("import sys\nfrom meterctl.cli import main\nfor args in sys.argv[1:]:\n    try:\n"
+            "        main(args.split('|'))\n    except SystemExit as done:\n        assert not done.code, args\n"
+            "print(sorted({'pyarrow', 'numpy'} & set(sys.modules)), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, f"rate|{common}", f"invoice|{common}",
+                           f"invoice|export|--db|{db}|--period|2026-10|--format|json|-o|{tmp_path / 'out'}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cus_1" in (tmp_path / "out").read_text()
+    assert done.stderr.strip().endswith("[]")
 
 
 def test_a_command_without_configuration_parses_its_options_without_pydantic(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from meterctl.config_yaml import ConfigProblems
 from meterctl.customers import import_customers
+from meterctl.errors import DataError
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
 from meterctl.rating import RatedLine, rate
@@ -170,21 +171,40 @@ def test_rating_again_gives_identical_lines_and_run_hash(con, config, tenant):
 
 
 def test_stored_lines_match_the_result(con, config, tenant):
-    tenant(event("t1", event_name="llm_tokens", quantity="1234.5", properties={"model": "big"}), event("c1"))
+    tenant(event("t1", event_name="llm_tokens", quantity="1234.5", properties={"model": "big"}),
+           *[event(f"c{i}") for i in range(4)])
     result = run(con, config)
     rows = con.execute(
-        "SELECT line_no, customer_id, plan, version, pricebook_hash, kind, meter, dimensions, CAST(quantity AS VARCHAR), "
-        "precise_amount, CAST(amount AS VARCHAR), amount_minor FROM rated_lines WHERE run_id = ? ORDER BY line_no",
+        "SELECT line_no, customer_id, currency, timezone, period_start, period_end, segment_start, segment_end, "
+        "strftime(window_start, '%Y-%m-%dT%H:%M:%SZ'), strftime(window_end, '%Y-%m-%dT%H:%M:%SZ'), plan, version, "
+        "pricebook_hash, kind, name, meter, dimensions, quantity, unit_price, tiers, proration, precise_amount, amount, "
+        "amount_minor, unmeterable FROM rated_lines WHERE run_id = ? ORDER BY line_no",
         [result.run_id]).fetchall()
-    assert len(rows) == len(result.lines)
+    assert [row[0] for row in rows] == list(range(1, len(result.lines) + 1))
     for row, line in zip(rows, result.lines):
-        assert row[1:8] == (line.customer_id, line.plan, line.version, line.pricebook_hash, line.kind, line.meter,
-                            json.dumps(line.dimensions, sort_keys=True))
-        assert Decimal(row[8]) == line.quantity and Decimal(row[10]) == line.amount and row[11] == line.amount_minor
-        assert row[9] == line.precise_amount
+        assert row[1:] == (
+            line.customer_id, line.currency, line.timezone, line.period_start, line.period_end, line.segment_start,
+            line.segment_end, line.window_start, line.window_end, line.plan, line.version, line.pricebook_hash,
+            line.kind, line.name, line.meter, json.dumps(line.dimensions, sort_keys=True), line.quantity,
+            line.unit_price, row[19], line.proration, line.precise_amount, line.amount, line.amount_minor, line.unmeterable)
+        tiers = json.loads(row[19])
+        assert row[19] == json.dumps(tiers)
+        assert [{key: value if key == "tier" or value is None else Decimal(value) for key, value in t.items()} for t in tiers] \
+            == [dataclasses.asdict(t) for t in line.tiers]
+    assert any(line.tiers for line in result.lines) and any(line.proration for line in result.lines)
     big = next(l for l in result.lines if l.dimensions == {"model": "big"})
     assert (big.precise_amount, big.amount) == ("12.345", Decimal("12.35"))  # half_up tie
     assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 2
+
+
+def test_an_amount_too_large_for_the_store_is_refused_and_nothing_is_recorded(con, config, tenant):
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("price_by: {model: {big: 0.01}}", "price_by: {model: {big: 100000000000000}}"))
+    tenant(event("t1", event_name="llm_tokens", quantity="10000000", properties={"model": "big"}))
+    with pytest.raises(DataError, match="does not fit the store's DECIMAL"):
+        run(con, config)
+    assert scalar(con, "SELECT count(*) FROM rating_runs") == 0
+    assert scalar(con, "SELECT count(*) FROM rated_lines") == 0
+    assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 0
 
 
 def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(con, config, tenant):

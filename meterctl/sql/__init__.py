@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -35,6 +36,23 @@ def bind(statement: str, values: dict[str, object]) -> dict[str, object]:
 def execute(con, statement: str, values: dict[str, object]):
     """Run a statement with exactly the named parameters it uses (DuckDB rejects extras)."""
     return con.execute(statement, bind(statement, values))
+
+
+def temp_table(con, name: str, columns: dict[str, tuple[str, Sequence]]) -> None:
+    """Python columns of equal length as the temporary table `name`: {column: (SQL type, values)}.
+
+    One statement binds each column as a list parameter and unnests them side by side: no
+    statement per row, and no Arrow (importing pyarrow costs more than this on thousands of
+    rows). Decimals are sent as text and cast, so no value passes through a float or a
+    narrower decimal type. Names and types come from the code, never from input.
+    """
+    select, values = [], {}
+    for index, (column, (kind, given)) in enumerate(columns.items()):
+        if kind.startswith("DECIMAL"):
+            given = [None if v is None else format(v, "f") for v in given]
+        select.append(f"CAST(unnest($c{index}) AS {kind}) AS {column}")
+        values[f"c{index}"] = list(given)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {', '.join(select)}", values)
 
 
 def install_macros(con) -> None:
