@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -158,6 +159,24 @@ def test_totals_are_the_sum_of_rounded_lines(tenant):
     # pro until Oct 20 (19/31 of 31.00), scale after (12/31 of 62.00); 8 calls, 2 free + 1 flat fee.
     fees = [(l.name, l.amount_minor, l.proration) for l in acme.lines if l.kind == "fee"]
     assert fees == [("Platform fee", 1900, "19/31"), ("Scale fee", 2400, "12/31")]
+
+
+def test_lines_read_back_are_the_lines_rated(tenant):
+    run = tenant.invoice()
+    rated = {(l.customer_id, l.segment_start, l.name, tuple(l.dimensions.items())): l for l in run.rating.lines}
+    invoices = list_invoices(tenant.con, with_lines=True)
+    assert sum(len(i.lines) for i in invoices) == len(rated)
+    for invoice in invoices:
+        for line in invoice.lines:
+            assert dataclasses.replace(line) == line  # every field is set
+            r = rated[(invoice.customer_id, line.segment_start, line.name, tuple(line.dimensions.items()))]
+            assert (line.kind, line.meter, line.plan, line.version, line.pricebook_hash, line.segment_end,
+                    line.window_start, line.window_end, line.quantity, line.unit_price, line.proration,
+                    line.precise_amount, line.amount, line.amount_minor, line.unmeterable) == (
+                r.kind, r.meter, r.plan, r.version, r.pricebook_hash, r.segment_end, r.window_start, r.window_end,
+                r.quantity, r.unit_price, r.proration, r.precise_amount, r.amount, r.amount_minor, r.unmeterable)
+            assert [(t["tier"], Decimal(t["units"]), Decimal(t["amount"])) for t in line.tiers] == \
+                [(t.tier, t.units, t.amount) for t in r.tiers]
 
 
 def test_late_events_make_a_new_revision_and_never_change_the_finalized_one(tenant, write):
