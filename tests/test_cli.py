@@ -99,6 +99,20 @@ def test_loading_the_command_line_leaves_the_ingest_machinery_unloaded():
     assert loaded.strip() == "[]"
 
 
+def test_a_run_builds_only_the_command_it_names_and_it_is_the_same_command():
+    from typer.testing import CliRunner
+
+    from meterctl.cli import _COMMANDS, app, build_app
+
+    runner = CliRunner()
+    for name in _COMMANDS:
+        alone = build_app([name])
+        assert [c.name for c in alone.registered_commands] + [g.name for g in alone.registered_groups] == [name]
+        for args in ([name, "--help"], [name, "--no-such-option"]):
+            slim, whole = runner.invoke(alone, args), runner.invoke(app, args)
+            assert (slim.exit_code, slim.output) == (whole.exit_code, whole.output), args
+
+
 def test_rating_invoicing_and_a_json_export_leave_pyarrow_unloaded(cli, db, config, write, tmp_path):
     # Importing pyarrow and numpy takes about a tenth of a second, as much as rating a
     # thousand customers: the commands that run after every ingest do without them.

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 
 import typer
 from typer.core import TyperGroup
 
 from meterctl import __version__
-from meterctl.cli.ingest_cmd import ingest_command
-from meterctl.cli.customers_cmd import customers_app, periods_command
-from meterctl.cli.inspect_cmd import conflicts_app, dlq_app, status_command
-from meterctl.cli.invoice_cmd import explain_command, invoice_app
-from meterctl.cli.pricing_cmd import pricebook_app, rate_command, simulate_command
-from meterctl.cli.usage_cmd import config_app, usage_command
 from meterctl.errors import MeterctlError
+
+# Every top-level command: the module under meterctl.cli that defines it, the attribute, and
+# whether it is a group of subcommands. In this order in `meterctl --help`.
+_COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "ingest": ("ingest_cmd", "ingest_command", False),
+    "status": ("inspect_cmd", "status_command", False),
+    "dlq": ("inspect_cmd", "dlq_app", True),
+    "conflicts": ("inspect_cmd", "conflicts_app", True),
+    "usage": ("usage_cmd", "usage_command", False),
+    "config": ("usage_cmd", "config_app", True),
+    "customers": ("customers_cmd", "customers_app", True),
+    "periods": ("customers_cmd", "periods_command", False),
+    "pricebook": ("pricing_cmd", "pricebook_app", True),
+    "rate": ("pricing_cmd", "rate_command", False),
+    "simulate": ("pricing_cmd", "simulate_command", False),
+    "invoice": ("invoice_cmd", "invoice_app", True),
+    "explain": ("invoice_cmd", "explain_command", False),
+}
+
 
 class _MeterctlGroup(TyperGroup):
     """Turns an expected failure anywhere below into one stderr line and its exit code."""
@@ -29,49 +44,57 @@ class _MeterctlGroup(TyperGroup):
             raise typer.Exit(error.exit_code) from None
 
 
-app = typer.Typer(
-    cls=_MeterctlGroup,
-    name="meterctl",
-    help="Usage-based billing from the command line: ingest usage events, rate them, invoice them.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-
-
 def _version(value: bool) -> None:
     if value:
         print(f"meterctl {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """meterctl: usage-event logs in, auditable invoices out."""
 
 
-app.command("ingest")(ingest_command)
-app.command("status")(status_command)
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(conflicts_app, name="conflicts")
-app.command("usage")(usage_command)
-app.add_typer(config_app, name="config")
-app.add_typer(customers_app, name="customers")
-app.command("periods")(periods_command)
-app.add_typer(pricebook_app, name="pricebook")
-app.command("rate")(rate_command)
-app.command("simulate")(simulate_command)
-app.add_typer(invoice_app, name="invoice")
-app.command("explain")(explain_command)
+def build_app(names: Iterable[str] = tuple(_COMMANDS)) -> typer.Typer:
+    """The command line with these top-level commands (all of them by default)."""
+    built = typer.Typer(
+        cls=_MeterctlGroup,
+        name="meterctl",
+        help="Usage-based billing from the command line: ingest usage events, rate them, invoice them.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+    built.callback()(_root)
+    for name in names:
+        module, attribute, group = _COMMANDS[name]
+        target = getattr(importlib.import_module(f"meterctl.cli.{module}"), attribute)
+        if group:
+            built.add_typer(target, name=name)
+        else:
+            built.command(name)(target)
+    return built
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`meterctl.cli.app`, the whole command line, is built on first use."""
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected failures become one line on stderr and their exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Typer turns every command it holds into a click command before it parses anything (a
+    # few ms each, and importing their modules): a run builds only the command it names.
+    # Anything else (an option first, an unknown name, nothing) gets the whole command line.
+    command_line = build_app([args[0]]) if args and args[0] in _COMMANDS else build_app()
     try:
-        app(args=argv, prog_name="meterctl", standalone_mode=True)
+        command_line(args=args, prog_name="meterctl", standalone_mode=True)
     except MeterctlError as error:
         print(f"meterctl: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
