@@ -84,7 +84,10 @@ def format_key(path: Iterable[str | int]) -> str:
     return text
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (its wheels are): ten times faster than the
+# pure-Python one on a customers file. Both give the same nodes and line numbers, except that
+# a plain scalar's style is '' there and None here.
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     pass
 
 
@@ -106,7 +109,7 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, path + (i,), lines, problems, file) for i, item in enumerate(node.value)]
-    if node.tag == "tag:yaml.org,2002:str" and node.style is None and _EXPONENT.match(node.value):
+    if node.tag == "tag:yaml.org,2002:str" and not node.style and _EXPONENT.match(node.value):
         # YAML 1.1 reads 2e-6 (no dot) as text; written unquoted, it is meant as a number.
         return Decimal(node.value)
     if node.tag == "tag:yaml.org,2002:float":

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
-from meterctl import cycles
+from meterctl import cycles, sql
 from meterctl.errors import InputNotFoundError, NotFoundError
 
 if TYPE_CHECKING:  # the pricebook module imports this one
@@ -197,20 +197,25 @@ def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple
     return tuple(found)
 
 
-def import_customers(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult:
-    """Add a version for every new or changed customer; unchanged ones are left alone."""
-    customers = load_customers(path)
-    rows = []
-    for c in customers:
-        record = c.canonical()
-        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        rows.append((c.id, record["name"], c.currency, c.timezone, c.billing,
-                     json.dumps(record["subscriptions"]), hashlib.sha256(text.encode()).hexdigest()))
+def import_customers(con: duckdb.DuckDBPyConnection, path: Path,
+                     loaded: Sequence[CustomerModel] | None = None) -> ImportResult:
+    """Add a version for every new or changed customer; unchanged ones are left alone.
+    `loaded` is what load_customers(path) gave, when the caller has read the file already."""
+    customers = load_customers(path) if loaded is None else loaded
+    records = [c.canonical() for c in customers]
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE incoming (customer_id VARCHAR, name VARCHAR, currency VARCHAR, "
-                    "timezone VARCHAR, billing VARCHAR, subscriptions VARCHAR, content_sha256 VARCHAR)")
-        con.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        sql.temp_table(con, "incoming", {
+            "customer_id": ("VARCHAR", [c.id for c in customers]),
+            "name": ("VARCHAR", [r["name"] for r in records]),
+            "currency": ("VARCHAR", [c.currency for c in customers]),
+            "timezone": ("VARCHAR", [c.timezone for c in customers]),
+            "billing": ("VARCHAR", [c.billing for c in customers]),
+            "subscriptions": ("VARCHAR", [json.dumps(r["subscriptions"]) for r in records]),
+            "content_sha256": ("VARCHAR", [
+                hashlib.sha256(json.dumps(r, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+                for r in records]),
+        })
         added, changed = con.execute(
             """
             WITH latest AS (

@@ -36,7 +36,7 @@ def import_command(
 
     loaded = customers.load_customers(file)  # a bad file stops here, before the store is opened
     with store.open_store(db, wait=wait) as con:
-        result = customers.import_customers(con, file)
+        result = customers.import_customers(con, file, loaded)
     notes = _plan_notes(loaded, pricebooks)
     if as_json:
         print_json({**to_jsonable(result), "plan_notes": list(notes)})
