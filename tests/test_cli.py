@@ -113,6 +113,13 @@ def test_a_run_builds_only_the_command_it_names_and_it_is_the_same_command():
             assert (slim.exit_code, slim.output) == (whole.exit_code, whole.output), args
 
 
+def test_a_mistyped_command_gets_one_suggestion(cli):
+    for args, suggested in ((["ratee"], "'rate'"), (["invoice", "lst"], "'list'"), (["pricebook", "shwo"], "'show'")):
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert result.output.count("Did you mean") == 1 and f"Did you mean {suggested}?" in result.output
+
+
 def test_rating_invoicing_and_a_json_export_leave_pyarrow_unloaded(cli, db, config, write, tmp_path):
     # Importing pyarrow and numpy takes about a tenth of a second, as much as rating a
     # thousand customers: the commands that run after every ingest do without them.

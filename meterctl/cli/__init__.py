@@ -66,6 +66,7 @@ def build_app(names: Iterable[str] = tuple(_COMMANDS)) -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
         rich_markup_mode=None,
+        suggest_commands=False,  # click says "Did you mean ...?" already
     )
     built.callback()(_root)
     for name in names:

@@ -32,6 +32,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 DEFAULT_DB_PATH = Path(DEFAULT_DB)
 
 
+def command_group(help: str, *, no_args_is_help: bool = True, **options: Any) -> typer.Typer:
+    """A group of subcommands. Click itself says "Did you mean 'list'?" after a mistyped
+    name; Typer's own suggestion would say it a second time."""
+    return typer.Typer(help=help, no_args_is_help=no_args_is_help, suggest_commands=False, **options)
+
+
 # Tables written to a file or a pipe are read later, in logs: do not squeeze them to 80 columns.
 _PIPE_WIDTH = 160
 

@@ -11,12 +11,12 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import (
-    DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console, to_jsonable,
+    DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console, to_jsonable,
 )
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import ConfigError, UsageError
 
-customers_app = typer.Typer(help="Customers and their subscriptions (imported from a CRM export).", no_args_is_help=True)
+customers_app = command_group("Customers and their subscriptions (imported from a CRM export).")
 
 
 @customers_app.command("import")

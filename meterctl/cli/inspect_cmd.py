@@ -8,12 +8,12 @@ import typer
 from rich.table import Table
 
 from meterctl import inspect, store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stdout_console
 
 LimitOption = Annotated[int, typer.Option("--limit", min=0, help="At most this many rows (0 = all).")]
 
-dlq_app = typer.Typer(help="Dead letters: input lines that failed validation, with the reason and raw text.", no_args_is_help=True)
-conflicts_app = typer.Typer(help="Conflicts: resends of an event_id with a different payload.", no_args_is_help=True)
+dlq_app = command_group("Dead letters: input lines that failed validation, with the reason and raw text.")
+conflicts_app = command_group("Conflicts: resends of an event_id with a different payload.")
 
 
 def _clip(text: str, width: int = 60) -> str:

@@ -11,14 +11,15 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
 from meterctl.cli.pricing_cmd import CustomerOption, load_config, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
 
-invoice_app = typer.Typer(
+invoice_app = command_group(
     help="Invoices: build them for a month (--period), then list, show, export and verify them.",
     invoke_without_command=True,
+    no_args_is_help=False,
 )
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, NotFoundError, UsageError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from meterctl.pricebook import Catalog, PricebookVersion
     from meterctl.rating import RatingResult
 
-pricebook_app = typer.Typer(help="Versioned pricebooks: check, list, show and compare them.", no_args_is_help=True)
+pricebook_app = command_group("Versioned pricebooks: check, list, show and compare them.")
 
 PeriodOption = Annotated[str, typer.Option("--period", help="The month whose billing periods to rate: YYYY-MM (periods that end in it).")]
 CustomerOption = Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")]

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
 from meterctl.errors import NotFoundError, UsageError
 from meterctl.files import write_atomically
 
@@ -25,7 +25,7 @@ ConfigOption = Annotated[
     typer.Option("--pricebooks", envvar="METERCTL_PRICEBOOKS", help="Configuration directory (meters.yaml, pricebooks). Default ./pricebooks."),
 ]
 
-config_app = typer.Typer(help="Check the configuration directory.", no_args_is_help=True)
+config_app = command_group("Check the configuration directory.")
 
 
 @config_app.command("validate")
