@@ -235,8 +235,11 @@ class _Changes:
             con.execute("DELETE FROM invoice_lines WHERE list_contains($ids, invoice_id)", params)
             con.execute("DELETE FROM invoices WHERE list_contains($ids, invoice_id) AND status = 'draft'", params)
         if self.invoices:
-            sql.temp_table(con, "new_invoices",
-                           {key: (kind, [row[key] for row in self.invoices]) for key, kind in _NEW_INVOICE_TYPES.items()})
+            try:
+                sql.temp_table(con, "new_invoices",
+                               {key: (kind, [row[key] for row in self.invoices]) for key, kind in _NEW_INVOICE_TYPES.items()})
+            except duckdb.ConversionException as error:
+                raise DataError(f"an invoice total does not fit the store's 64-bit minor units: {error}") from None
             con.execute(
                 "INSERT INTO invoices SELECT invoice_id, customer_id, customer_version, customer_name, currency, timezone, "
                 "period_start, period_end, revision, 'draft', NULL, NULL, NULL, supersedes, $run, subtotal_minor, "

@@ -731,7 +731,7 @@ def _unknown_customers(con: duckdb.DuckDBPyConnection, period: str, meters: Sequ
 
 
 # The rated_lines columns after run_id, in table order, with their types: the shape of the
-# JSON document _record inserts.
+# JSON object _record sends for each line.
 _STORED = (
     ("line_no", "INTEGER"), ("customer_id", "VARCHAR"), ("currency", "VARCHAR"), ("timezone", "VARCHAR"),
     ("period_start", "DATE"), ("period_end", "DATE"), ("segment_start", "DATE"), ("segment_end", "DATE"),
@@ -741,9 +741,12 @@ _STORED = (
     ("proration", "VARCHAR"), ("precise_amount", "VARCHAR"), ("amount", "DECIMAL(38, 18)"),
     ("amount_minor", "BIGINT"), ("unmeterable", "BIGINT"),
 )
-_STORED_SHAPE = json.dumps([dict(_STORED)])
+_STORED_SHAPE = json.dumps(dict(_STORED))
+# One list parameter of JSON objects, each parsed on its own row: linear in the number of
+# lines and spread over DuckDB's threads (one document of them all is parsed as one value,
+# slower the bigger it is, and inside the memory limit).
 _INSERT_LINES = (f"INSERT INTO rated_lines (run_id, {', '.join(name for name, _ in _STORED)}) "
-                 "SELECT $run, unnest(line) FROM (SELECT unnest(from_json_strict($lines, $shape)) AS line)")
+                 "SELECT $run, unnest(from_json_strict(line, $shape)) FROM (SELECT unnest($lines) AS line)")
 # Values stored as the hashes encode them (canonical JSON), taken from a line's encoded values;
 # the rest are the template's first five.
 _OWN = ("line_no", "plan", "version", "dimensions", "tiers")
@@ -753,20 +756,19 @@ _STORED_TEMPLATE = ('{"line_no":%d,"plan":%s,"version":%d,"dimensions":%s,"tiers
                     + ",".join(f"{string(name)}:%s" for name in _REUSED) + "}")
 
 
-def _lines_document(lines: Sequence[RatedLine]) -> str:
-    """The lines as the JSON array that _record inserts with one statement. Most values are
-    the JSON text the hashes already encoded; dimensions and tiers are stored as the text
-    `_sorted` and `_plain_json` write, so they go as strings. Decimals are strings, read
-    exactly by `from_json_strict` (which fails, rather than giving NULL, on a value that
-    does not fit the column)."""
+def _line_objects(lines: Sequence[RatedLine]) -> list[str]:
+    """Each line as the JSON object that _record inserts. Most values are the JSON text the
+    hashes already encoded; dimensions and tiers are stored as the text `_sorted` and
+    `_plain_json` write, so they go as strings. Decimals are strings, read exactly by
+    `from_json_strict`, which fails (rather than giving NULL) on a value too large for its column."""
     template = _STORED_TEMPLATE
-    return "[" + ",".join([
+    return [
         template % (number, string(line.plan), line.version,
                     string(_sorted(line.dimensions)) if line.dimensions else '"{}"',
                     string(_plain_json([_tier_json(t) for t in line.tiers])) if line.tiers else '"[]"',
                     *_pick_reused(line.__dict__.get("_encoded") or line._encoded_values()))
         for number, line in enumerate(lines, 1)
-    ]) + "]"
+    ]
 
 
 def _meters_json(meters: Sequence[Meter]) -> str:
@@ -811,9 +813,10 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
              "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
         )
         try:
-            con.execute(_INSERT_LINES, {"run": run_id, "lines": _lines_document(lines), "shape": _STORED_SHAPE})
+            con.execute(_INSERT_LINES, {"run": run_id, "lines": _line_objects(lines), "shape": _STORED_SHAPE})
         except duckdb.InvalidInputException as error:
-            raise DataError(f"a rated amount or quantity does not fit the store's DECIMAL(38, 18): {error}") from None
+            raise DataError("a rated line does not fit the store's columns (DECIMAL(38, 18) quantities, prices and "
+                            f"amounts; 64-bit minor units): {error}") from None
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

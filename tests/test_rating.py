@@ -12,6 +12,7 @@ import pytest
 from meterctl.config_yaml import ConfigProblems
 from meterctl.customers import import_customers
 from meterctl.errors import DataError
+from meterctl.invoicing import build_invoices
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
 from meterctl.rating import RatedLine, rate
@@ -200,11 +201,33 @@ def test_stored_lines_match_the_result(con, config, tenant):
 def test_an_amount_too_large_for_the_store_is_refused_and_nothing_is_recorded(con, config, tenant):
     (config / "pro" / "v1.yaml").write_text(PRO.replace("price_by: {model: {big: 0.01}}", "price_by: {model: {big: 100000000000000}}"))
     tenant(event("t1", event_name="llm_tokens", quantity="10000000", properties={"model": "big"}))
-    with pytest.raises(DataError, match="does not fit the store's DECIMAL"):
+    with pytest.raises(DataError, match="does not fit the store's columns"):
         run(con, config)
     assert scalar(con, "SELECT count(*) FROM rating_runs") == 0
     assert scalar(con, "SELECT count(*) FROM rated_lines") == 0
     assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 0
+
+
+def test_a_run_of_many_lines_is_recorded_within_a_small_memory_limit(con, config, tenant):
+    # Each line is parsed on its own row: one document of all of them was parsed as one value,
+    # inside the memory limit (a run of 450,000 lines failed at the default 1 GB).
+    tenant(*[event(f"t{i}", event_name="llm_tokens", quantity=i, properties={"model": f"m{i}"}) for i in range(30000)])
+    con.execute("SET memory_limit = '48MB'")
+    result = run(con, config)
+    assert len(result.lines) > 30000
+    assert scalar(con, "SELECT count(*) FROM rated_lines WHERE run_id = ?", [result.run_id]) == len(result.lines)
+
+
+def test_an_invoice_total_too_large_for_the_store_is_refused_and_no_invoice_is_written(con, config, tenant):
+    # Each line fits the store (about 6.1e18 cents); their sum does not fit 64 bits.
+    (config / "pro" / "v1.yaml").write_text(PRO.replace("unit_price: 0.001", "unit_price: 999999999999999").replace(
+        "price_by: {model: {big: 0.01}}", "price_by: {model: {big: 999999999999999}}"))
+    tenant(event("t1", event_name="llm_tokens", quantity="61", properties={"model": "big"}),
+           event("t2", event_name="llm_tokens", quantity="61", properties={"model": "small"}))
+    meters = load_meters(config)
+    with pytest.raises(DataError, match="invoice total does not fit"):
+        build_invoices(con, load_catalog(config, meters), meters, "2026-10")
+    assert scalar(con, "SELECT count(*) FROM invoices") == 0 and scalar(con, "SELECT count(*) FROM invoice_lines") == 0
 
 
 def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(con, config, tenant):
