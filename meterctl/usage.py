@@ -326,7 +326,6 @@ def usage(
     if window == "period":
         if periods is None:
             raise UsageError("--window period needs the customers' billing periods")
-        # A naive bound is read as UTC (the store's session time zone).
         sql.temp_table(con, "usage_windows", {
             "customer_id": ("VARCHAR", [p[0] for p in periods]),
             "window_start": ("TIMESTAMPTZ", [p[1] for p in periods]),
@@ -387,7 +386,8 @@ def usage(
 
 def _fetch_rows(con: duckdb.DuckDBPyConnection, statement: str, params: dict, grouped: bool) -> list[tuple]:
     """The plain meters' rows, with window bounds as text. Billing periods make a row per
-    segment × meter × dimension value: few enough to fetch as tuples."""
+    segment × meter × dimension value: few enough to fetch as tuples. (`grouped` is for
+    _fetch_columns, which takes the same arguments.)"""
     rows = con.execute(statement, params).fetchall()
     text = {m: _iso(m) for m in {row[2] for row in rows} | {row[3] for row in rows}}
     return [(index, customer, text[start], text[end], dims, value, unmetered)

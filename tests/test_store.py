@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
 import pytest
 
-from meterctl import store
+from meterctl import sql, store
 from meterctl.errors import ConfigError
 
 
@@ -36,3 +40,28 @@ def test_status_on_a_new_path_creates_an_empty_store(cli, tmp_path):
     result = cli("status", "--db", db, "--json")
     assert result.exit_code == 0
     assert db.exists()
+
+
+def test_temp_table_keeps_every_value_exact_and_reads_naive_times_as_utc(db):
+    connection = store.connect(db)
+    connection.close()
+    con = store.connect(db, read_only=True)  # simulate and usage read through read-only stores
+    con.execute("SET TimeZone = 'America/New_York'")
+    exact = Decimal("12345678901234567890.123456789012345678")
+    sql.temp_table(con, "t", {
+        "name": ("VARCHAR", ['Zoë "Q"\n', None]),
+        "at": ("TIMESTAMPTZ", [datetime(2026, 10, 1), datetime(2026, 10, 1, 2, tzinfo=timezone(timedelta(hours=2)))]),
+        "amount": ("DECIMAL(38, 18)", [exact, Decimal("-0.000000000000000001")]),
+        "day": ("DATE", [date(2026, 10, 1), None]),
+        "naive": ("TIMESTAMPTZ", [datetime(2026, 10, 1), None]),  # DuckDB would read these in the session's zone
+    })
+    rows = con.execute("SELECT name, epoch_us(\"at\"), CAST(amount AS VARCHAR), day, epoch_us(naive) FROM t "
+                       "ORDER BY ALL NULLS LAST").fetchall()
+    midnight_utc = int(datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    assert rows == [('Zoë "Q"\n', midnight_utc, str(exact), date(2026, 10, 1), midnight_utc),
+                    (None, midnight_utc, "-0.000000000000000001", None, None)]
+    sql.temp_table(con, "empty", {"name": ("VARCHAR", []), "amount": ("DECIMAL(38, 18)", [])})
+    assert con.execute("SELECT count(*) FROM empty").fetchall() == [(0,)]
+    with pytest.raises(duckdb.ConversionException):
+        sql.temp_table(con, "too_big", {"amount": ("DECIMAL(38, 18)", [Decimal("1e20")])})
+    con.close()

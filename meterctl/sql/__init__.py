@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC
 from functools import cache
 from importlib import resources
 
@@ -44,15 +45,18 @@ def temp_table(con, name: str, columns: dict[str, tuple[str, Sequence]]) -> None
     One statement binds each column as a list parameter and unnests them side by side: no
     statement per row, and no Arrow (importing pyarrow costs more than this on thousands of
     rows). Decimals are sent as text and cast, so no value passes through a float or a
-    narrower decimal type. Names and types come from the code, never from input.
+    narrower decimal type; a naive datetime for a TIMESTAMPTZ column is read as UTC, whatever
+    the connection's time zone. Names and types come from the code, never from input.
     """
     select, values = [], {}
     for index, (column, (kind, given)) in enumerate(columns.items()):
         if kind.startswith("DECIMAL"):
             given = [None if v is None else format(v, "f") for v in given]
-        select.append(f"CAST(unnest($c{index}) AS {kind}) AS {column}")
+        elif kind == "TIMESTAMPTZ":
+            given = [v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v for v in given]
+        select.append(f'CAST(unnest($c{index}) AS {kind}) AS "{column}"')
         values[f"c{index}"] = list(given)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {', '.join(select)}", values)
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT {", ".join(select)}', values)
 
 
 def install_macros(con) -> None:
