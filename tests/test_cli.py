@@ -113,6 +113,21 @@ def test_a_run_builds_only_the_command_it_names_and_it_is_the_same_command():
             assert (slim.exit_code, slim.output) == (whole.exit_code, whole.output), args
 
 
+def test_json_output_puts_a_key_or_an_item_per_line_and_keeps_the_document(capsys):
+    from decimal import Decimal
+
+    from meterctl.cli.common import print_json
+
+    document = {"run": 1, "lines": [{"name": "Zoë", "meter": None}, {"amount": Decimal("1.50")}], "none": [],
+                "totals": {"USD": [1, 2]}}
+    print_json(document)
+    out = capsys.readouterr().out
+    assert json.loads(out) == json.loads(json.dumps(document, default=str))
+    assert out.splitlines() == [
+        "{", '  "run": 1,', '  "lines": [', '    {"name": "Zoë", "meter": null},', '    {"amount": "1.50"}', "  ],",
+        '  "none": [],', '  "totals": {', '    "USD": [1, 2]', "  }", "}"]
+
+
 def test_a_mistyped_command_gets_one_suggestion(cli):
     for args, suggested in ((["ratee"], "'rate'"), (["invoice", "lst"], "'list'"), (["pricebook", "shwo"], "'show'")):
         result = cli(*args)
