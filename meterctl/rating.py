@@ -38,7 +38,7 @@ from fractions import Fraction
 
 import duckdb
 
-from meterctl import cycles, pricing, sql
+from meterctl import __version__, cycles, pricing, sql
 from meterctl.canonical_json import compact, nullable, string
 from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
@@ -136,6 +136,9 @@ class RatedLine:
         return _line_values(self, _segment_values(
             self.customer_id, self.currency, self.timezone, self.period_start, self.period_end, self.segment_start,
             self.segment_end, self.window_start, self.window_end, self.pricebook, self.pricebook_hash))
+
+
+_LINE_FIELDS = tuple(f.name for f in dataclasses.fields(RatedLine))
 
 
 def _segment_values(customer_id: str, currency: str, timezone: str, period_start: date, period_end: date,
@@ -594,8 +597,10 @@ def rate(
     """Rate every billing period ending in month `period` (YYYY-MM); record the run unless asked not to.
 
     `check` sees the lines before anything is recorded, and may refuse them by raising.
-    `reuse_identical_run` records nothing when the latest recorded run already holds these
-    very lines from these very inputs (see _identical_run), and returns that run's id.
+    `reuse_identical_run` records nothing when a recorded run already holds these very lines
+    and returns that run's id: a run recorded from the same inputs (see _inputs_digest) gives
+    its lines without rating the month again; otherwise the month is rated and compared with
+    the latest run (see _identical_run).
     Not to be called inside an open transaction on `con`: the unbilled-event checks read
     through a cursor of their own, which sees committed data only.
     """
@@ -603,18 +608,34 @@ def rate(
         jobs = plan_jobs(con, catalog, period, customers, candidate)
         used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
         check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
-        lines, found = rate_jobs(con, jobs, meters)
-        digest = run_hash(period, customers, lines)
+        inputs = reused = None
+        if record and jobs:
+            inputs = _inputs_digest(period, customers, jobs, meters, _last_batch(con))
+            if reuse_identical_run:
+                reused = _recorded_from(con, period, customers, inputs)
+        if reused is not None:
+            run_id, lines, digest, unmeterable, open_sessions = reused
+        else:
+            lines, found = rate_jobs(con, jobs, meters)
+            digest = run_hash(period, customers, lines)
+            # Two variants of one meter (priced by a dimension for some plans, whole for others)
+            # see the same events: report them once.
+            unmeterable = tuple({(u.customer_id, u.meter): u for u in (
+                dataclasses.replace(u, meter=_meter_of(u.meter)) for u in (found.unmeterable if found else ()))}.values())
+            open_sessions = tuple({(s.customer_id, s.meter, s.session): s for s in (
+                dataclasses.replace(s, meter=_meter_of(s.meter)) for s in (found.open_sessions if found else ()))}.values())
         unknown_customers, outside_subscriptions = unbilled.result()
     if check is not None:
         check(lines)
-    run_id = None
     newly_frozen: tuple[str, ...] = ()
-    if record and jobs:  # no period ends in the month: nothing worth a rating run
-        if reuse_identical_run:
-            run_id = _identical_run(con, period, customers, lines, digest, used, meters)
-        if run_id is None:
-            run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters)
+    if reused is None:
+        run_id = None
+        if record and jobs:  # no period ends in the month: nothing worth a rating run
+            if reuse_identical_run:
+                run_id = _identical_run(con, period, customers, lines, digest, used, meters)
+            if run_id is None:
+                run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters, inputs,
+                                               _notes_json(unmeterable, open_sessions))
     return RatingResult(
         period=period,
         customers=tuple(customers) if customers else None,
@@ -624,16 +645,97 @@ def rate(
         customers_rated=len({job.customer.customer_id for job in jobs}),
         segments=len(jobs),
         pricebooks=tuple(v.ref for v in used),
-        # Two variants of one meter (priced by a dimension for some plans, whole for others)
-        # see the same events: report them once.
-        unmeterable=tuple({(u.customer_id, u.meter): u for u in (
-            dataclasses.replace(u, meter=_meter_of(u.meter)) for u in (found.unmeterable if found else ()))}.values()),
-        open_sessions=tuple({(s.customer_id, s.meter, s.session): s for s in (
-            dataclasses.replace(s, meter=_meter_of(s.meter)) for s in (found.open_sessions if found else ()))}.values()),
+        unmeterable=unmeterable,
+        open_sessions=open_sessions,
         newly_frozen=newly_frozen,
         unknown_customers=unknown_customers,
         outside_subscriptions=outside_subscriptions,
     )
+
+
+# ---------------------------------------------------------------- reusing a recorded run
+
+
+def _last_batch(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchall()[0][0]
+
+
+def _inputs_digest(period: str, customers: Sequence[str] | None, jobs: Sequence[_Job], meters: Sequence[Meter],
+                   as_of_batch: int) -> str:
+    """sha256 of everything a run's lines are derived from: the month and customer filter,
+    every segment with its customer version, dates, instants and pricebook version (by content
+    hash), the meter definitions, the events (append-only: named by the last ingest batch),
+    and meterctl's version (the code that prices them). Equal digests, equal lines."""
+    document = {
+        "as_of_batch": as_of_batch,
+        "customers": sorted(customers) if customers else None,
+        "jobs": [[job.customer.customer_id, job.customer.version, job.customer.currency, job.customer.timezone,
+                  job.segment.plan, str(job.segment.period.start), str(job.segment.period.end), str(job.segment.start),
+                  str(job.segment.end), job.full_days, job.start_at.isoformat(), job.end_at.isoformat(),
+                  job.book.ref, job.book.content_hash] for job in jobs],
+        "meterctl": __version__,
+        "meters": _meters_json(meters),
+        "period": period,
+    }
+    return hashlib.sha256(compact(document).encode()).hexdigest()
+
+
+def _recorded_from(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None, inputs: str):
+    """The latest run recorded from these very inputs, with its lines read back from the store
+    (run id, lines, run hash, unmeterable, open sessions), or None. The lines read back must
+    give the run's hash again, or the run is not used: rating the month again is then the
+    safe way, and costs only time."""
+    rows = con.execute(
+        "SELECT run_id, run_hash, line_count, CAST(notes AS VARCHAR) FROM rating_runs WHERE inputs_sha256 = $inputs "
+        "AND period = $period AND CAST(customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
+        "ORDER BY run_id DESC LIMIT 1",
+        {"inputs": inputs, "period": period, "customers": _customers_json(customers)},
+    ).fetchall()
+    if not rows:
+        return None
+    run_id, digest, count, notes = rows[0]
+    lines = _stored_lines(con, run_id)
+    if len(lines) != count or run_hash(period, customers, lines) != digest:
+        return None
+    noted = json.loads(notes) if notes else {}
+    return (run_id, lines, digest, tuple(Unmeterable(*u) for u in noted.get("unmeterable", ())),
+            tuple(OpenSession(*o) for o in noted.get("open_sessions", ())))
+
+
+def _stored_lines(con: duckdb.DuckDBPyConnection, run_id: int) -> list[RatedLine]:
+    """A run's lines as rating made them: amounts at their currency's scale again, tiers as
+    TierUse (decimals are compared by value; the hashes write them with text())."""
+    rows = con.execute(
+        "SELECT customer_id, currency, timezone, period_start, period_end, segment_start, segment_end, "
+        f"strftime(window_start, '{_ISO}'), strftime(window_end, '{_ISO}'), plan, version, pricebook_hash, kind, name, "
+        "meter, dimensions, quantity, unit_price, tiers, proration, precise_amount, amount, amount_minor, unmeterable "
+        "FROM rated_lines WHERE run_id = ? ORDER BY line_no",
+        [run_id],
+    ).fetchall()
+    quanta = {currency: Decimal(1).scaleb(-pricing.minor_units(currency)) for currency in {row[1] for row in rows}}
+    lines = []
+    new = object.__new__
+    for row in rows:
+        line = new(RatedLine)
+        line.__dict__.update(zip(_LINE_FIELDS, (
+            *row[:15], json.loads(row[15]) if row[15] != "{}" else {}, row[16], row[17],
+            tuple(_tier_use(t) for t in json.loads(row[18])) if row[18] != "[]" else (), row[19], row[20],
+            row[21].quantize(quanta[row[1]]), row[22], row[23]), strict=True))
+        lines.append(line)
+    return lines
+
+
+def _tier_use(stored: dict) -> pricing.TierUse:
+    def number(key: str) -> Decimal | None:
+        return None if stored[key] is None else Decimal(stored[key])
+
+    return pricing.TierUse(stored["tier"], number("lower"), number("up_to"), number("units"), number("unit_price"),
+                           number("flat_fee"), number("amount"))
+
+
+def _notes_json(unmeterable: Sequence[Unmeterable], open_sessions: Sequence[OpenSession]) -> str:
+    return json.dumps({"unmeterable": [dataclasses.astuple(u) for u in unmeterable],
+                       "open_sessions": [dataclasses.astuple(o) for o in open_sessions]})
 
 
 class _Unbilled:
@@ -797,7 +899,7 @@ def _customers_json(customers: Sequence[str] | None) -> str | None:
     return json.dumps(sorted(customers)) if customers else None
 
 
-def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, tuple[str, ...]]:
+def _record(con, period, customers, lines, digest, used, meters, inputs, notes) -> tuple[int, tuple[str, ...]]:
     con.execute("BEGIN TRANSACTION")
     try:
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM rating_runs").fetchall()[0][0]
@@ -807,10 +909,11 @@ def _record(con, period, customers, lines, digest, used, meters) -> tuple[int, t
         for v in used:
             con.execute("INSERT INTO rating_run_pricebooks VALUES (?, ?, ?)", [run_id, v.plan, v.version])
         con.execute(
-            "INSERT INTO rating_runs SELECT $run, $period, $customers, $hash, $count, $meters, "
-            "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now()",
+            "INSERT INTO rating_runs (run_id, period, customers, run_hash, line_count, meters, as_of_batch, created_at, "
+            "inputs_sha256, notes) SELECT $run, $period, $customers, $hash, $count, $meters, "
+            "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now(), $inputs, $notes",
             {"run": run_id, "period": period, "customers": _customers_json(customers),
-             "hash": digest, "count": len(lines), "meters": _meters_json(meters)},
+             "hash": digest, "count": len(lines), "meters": _meters_json(meters), "inputs": inputs, "notes": notes},
         )
         try:
             con.execute(_INSERT_LINES, {"run": run_id, "lines": _line_objects(lines), "shape": _STORED_SHAPE})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from meterctl import store
+from meterctl import rating, store
 from meterctl.audit import explain, verify
 from meterctl.customers import import_customers
 from meterctl.errors import OutputError
@@ -125,6 +125,31 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
     # A run for some customers is a run of its own, reused by the same filter only.
     one = tenant.invoice(customers=["cus_1"]).rating.run_id
     assert one not in runs()[:3] and tenant.invoice(customers=["cus_1"]).rating.run_id == one and len(runs()) == 4
+
+
+def test_invoice_after_rate_takes_the_runs_lines_without_rating_the_month_again(tenant, write, monkeypatch):
+    # An event without its quantity: the run's note about it comes with the run.
+    tenant.ingest(write("late.jsonl", jsonl(event("t9", event_name="llm_tokens", quantity=None, properties={"model": "big"}))))
+    meters = load_meters(tenant.config)
+    rated = rate(tenant.con, load_catalog(tenant.config, meters), meters, "2026-10")
+    assert rated.unmeterable
+    calls = []
+    rate_jobs = rating.rate_jobs
+    monkeypatch.setattr(rating, "rate_jobs", lambda *args, **kwargs: calls.append(1) or rate_jobs(*args, **kwargs))
+    run = tenant.invoice()
+    assert calls == [] and run.rating.run_id == rated.run_id
+    assert run.rating.lines == rated.lines and run.rating.run_hash == rated.run_hash
+    assert [line.amount.as_tuple().exponent for line in run.rating.lines] == [-2] * len(rated.lines)
+    assert run.rating.unmeterable == rated.unmeterable
+    assert all(verify(tenant.con, o.invoice_id).identical for o in run.outcomes)
+    # Stored lines that no longer give the run's hash are not taken: the month is rated again.
+    tenant.con.execute("UPDATE rated_lines SET precise_amount = '0' WHERE run_id = ? AND line_no = 1", [rated.run_id])
+    tenant.invoice()
+    assert calls == [1]
+    # So is it when a customer has a new version since the run.
+    import_customers(tenant.con, write("customers.yaml", TWO_CUSTOMERS.replace("Globex <Ltd>", "Globex Inc")))
+    tenant.invoice()
+    assert calls == [1, 1]
 
 
 EMPTY_SCALE = """plan: scale
