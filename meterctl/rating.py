@@ -608,9 +608,12 @@ def rate(
         jobs = plan_jobs(con, catalog, period, customers, candidate)
         used = sorted({job.book.ref: job.book for job in jobs}.values(), key=lambda v: (v.plan, v.version))
         check_frozen(con, catalog, {v.plan for v in used if v is not candidate})
-        inputs = reused = None
+        inputs = reused = as_of_batch = None
         if record and jobs:
-            inputs = _inputs_digest(period, customers, jobs, meters, _last_batch(con))
+            # The events rated: those of every ingest batch so far. The digest, the reuse checks
+            # and the recorded run all name this one batch.
+            as_of_batch = _last_batch(con)
+            inputs = _inputs_digest(period, customers, jobs, meters, as_of_batch)
             if reuse_identical_run:
                 reused = _recorded_from(con, period, customers, inputs)
         if reused is not None:
@@ -632,10 +635,10 @@ def rate(
         run_id = None
         if record and jobs:  # no period ends in the month: nothing worth a rating run
             if reuse_identical_run:
-                run_id = _identical_run(con, period, customers, lines, digest, used, meters)
+                run_id = _identical_run(con, period, customers, lines, digest, used, meters, as_of_batch)
             if run_id is None:
-                run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters, inputs,
-                                               _notes_json(unmeterable, open_sessions))
+                run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters, as_of_batch,
+                                               inputs, _notes_json(unmeterable, open_sessions))
     return RatingResult(
         period=period,
         customers=tuple(customers) if customers else None,
@@ -879,7 +882,7 @@ def _meters_json(meters: Sequence[Meter]) -> str:
 
 def _identical_run(con: duckdb.DuckDBPyConnection, period: str, customers: Sequence[str] | None,
                    lines: Sequence[RatedLine], digest: str, used: Sequence[PricebookVersion],
-                   meters: Sequence[Meter]) -> int | None:
+                   meters: Sequence[Meter], as_of_batch: int) -> int | None:
     """A run of this month and customer filter that holds exactly these lines (same run hash
     and count), priced with the same pricebook versions and meters from the same stored
     events (no ingest since): recording this one would only copy it. The latest such run."""
@@ -887,11 +890,11 @@ def _identical_run(con: duckdb.DuckDBPyConnection, period: str, customers: Seque
         "SELECT max(r.run_id) FROM rating_runs AS r WHERE r.period = $period "
         "AND CAST(r.customers AS VARCHAR) IS NOT DISTINCT FROM $customers "
         "AND r.run_hash = $hash AND r.line_count = $count AND CAST(r.meters AS VARCHAR) = $meters "
-        "AND r.as_of_batch = (SELECT coalesce(max(batch_id), 0) FROM ingest_batches) "
+        "AND r.as_of_batch = $as_of_batch "
         "AND (SELECT list_sort(list(p.plan || '@' || CAST(p.version AS VARCHAR))) FROM rating_run_pricebooks AS p "
         "     WHERE p.run_id = r.run_id) = $refs",
         {"period": period, "customers": _customers_json(customers), "hash": digest, "count": len(lines),
-         "meters": _meters_json(meters), "refs": sorted(v.ref for v in used)},
+         "meters": _meters_json(meters), "refs": sorted(v.ref for v in used), "as_of_batch": as_of_batch},
     ).fetchall()[0][0]
 
 
@@ -899,7 +902,7 @@ def _customers_json(customers: Sequence[str] | None) -> str | None:
     return json.dumps(sorted(customers)) if customers else None
 
 
-def _record(con, period, customers, lines, digest, used, meters, inputs, notes) -> tuple[int, tuple[str, ...]]:
+def _record(con, period, customers, lines, digest, used, meters, as_of_batch, inputs, notes) -> tuple[int, tuple[str, ...]]:
     con.execute("BEGIN TRANSACTION")
     try:
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM rating_runs").fetchall()[0][0]
@@ -910,10 +913,11 @@ def _record(con, period, customers, lines, digest, used, meters, inputs, notes) 
             con.execute("INSERT INTO rating_run_pricebooks VALUES (?, ?, ?)", [run_id, v.plan, v.version])
         con.execute(
             "INSERT INTO rating_runs (run_id, period, customers, run_hash, line_count, meters, as_of_batch, created_at, "
-            "inputs_sha256, notes) SELECT $run, $period, $customers, $hash, $count, $meters, "
-            "(SELECT coalesce(max(batch_id), 0) FROM ingest_batches), now(), $inputs, $notes",
-            {"run": run_id, "period": period, "customers": _customers_json(customers),
-             "hash": digest, "count": len(lines), "meters": _meters_json(meters), "inputs": inputs, "notes": notes},
+            "inputs_sha256, notes) SELECT $run, $period, $customers, $hash, $count, $meters, $as_of_batch, now(), "
+            "$inputs, $notes",
+            {"run": run_id, "period": period, "customers": _customers_json(customers), "hash": digest,
+             "count": len(lines), "meters": _meters_json(meters), "as_of_batch": as_of_batch, "inputs": inputs,
+             "notes": notes},
         )
         try:
             con.execute(_INSERT_LINES, {"run": run_id, "lines": _line_objects(lines), "shape": _STORED_SHAPE})
