@@ -110,23 +110,38 @@ def content_sha256(path: Path, fmt: str) -> str:
         raise InputNotFoundError(f"{path}: cannot be read: {error}") from error
 
 
+# Newlines are looked for this many bytes at a time, so that the comparison's scratch is
+# small and reused instead of a byte per byte of the chunk (133 MB of fresh memory for a
+# default chunk, whose first touch costs as much as the search).
+NEWLINE_BLOCK_BYTES = 1 << 20
+
+
+def newline_scratch() -> np.ndarray:
+    return np.empty(NEWLINE_BLOCK_BYTES, dtype=np.bool_)
+
+
 def split_lines(data: bytes | memoryview, first_line_no: int, scratch: np.ndarray | None = None) -> pa.Table:
     """Number the lines of `data` (which ends with a newline or at end of input).
 
     Each line keeps its terminator; SQL strips it where the text is shown. The Arrow
     arrays point into `data` without copying it: `raw` (binary) always, and `txt` (the
-    same bytes as a string) when every line is valid UTF-8.
+    same bytes as text) when every line is valid UTF-8. `scratch` (from newline_scratch())
+    may be passed to reuse it from one call to the next.
     """
     view = np.frombuffer(data, dtype=np.uint8)
-    if scratch is not None and scratch.size >= view.size:
-        is_newline = np.equal(view, 10, out=scratch[: view.size])
-    else:
-        is_newline = view == 10
-    ends = np.flatnonzero(is_newline)
-    count = ends.size + (0 if (ends.size and ends[-1] == view.size - 1) or view.size == 0 else 1)
+    if scratch is None or scratch.size < NEWLINE_BLOCK_BYTES:
+        scratch = newline_scratch()
+    found = []
+    for start in range(0, view.size, NEWLINE_BLOCK_BYTES):
+        block = view[start : start + NEWLINE_BLOCK_BYTES]
+        ends = np.flatnonzero(np.equal(block, 10, out=scratch[: block.size]))
+        ends += start + 1  # the offset just past each newline
+        found.append(ends)
+    ends = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+    count = ends.size + (0 if (ends.size and ends[-1] == view.size) or view.size == 0 else 1)
     offsets = np.empty(count + 1, dtype=np.int64)
     offsets[0] = 0
-    offsets[1 : ends.size + 1] = ends + 1
+    offsets[1 : ends.size + 1] = ends
     offsets[count] = view.size
     lines = pa.Array.from_buffers(
         pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
@@ -174,7 +189,7 @@ class LineReader:
         stream = self._open()
         capacity = max(self._chunk_capacity(), 1)  # an empty file still needs room to find its end
         buffer = bytearray(capacity)
-        scratch = np.empty(capacity, dtype=np.bool_)
+        scratch = newline_scratch()
         filled = 0  # bytes at the front of `buffer`: the carried partial line, then new data
         next_line = 1
         at_start = True  # until enough bytes are read to tell whether a byte order mark starts them
@@ -185,7 +200,6 @@ class LineReader:
                 if filled == capacity:  # one line longer than the buffer: grow it
                     capacity *= 2
                     buffer = buffer + bytearray(capacity - len(buffer))
-                    scratch = np.empty(capacity, dtype=np.bool_)
                 view = memoryview(buffer)
                 start = filled
                 while filled < capacity:

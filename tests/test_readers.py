@@ -10,12 +10,14 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterctl import store
 from meterctl.ingest import IngestOptions, ingest
-from meterctl.readers import UTF8_BOM, LineReader
+from meterctl import readers
+from meterctl.readers import UTF8_BOM, LineReader, split_lines
 from meterctl.sources import Source
 from tests.conftest import NOW, event, jsonl
 
@@ -53,6 +55,19 @@ def test_every_line_comes_out_once_in_order_whatever_the_chunk_size(tmp_path, co
     assert lines == _expected(content)
     assert sum(sizes) == len(content) - (len(UTF8_BOM) if content.startswith(UTF8_BOM) else 0)
     assert sha == hashlib.sha256(content).hexdigest()
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       ends_with_newline=st.booleans(), block=st.integers(min_value=1, max_value=17))
+def test_newlines_are_found_across_the_search_blocks(lines, ends_with_newline, block):
+    content = b"\n".join(lines) + (b"\n" if ends_with_newline and lines else b"")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readers, "NEWLINE_BLOCK_BYTES", block)  # lines straddle blocks, ends fall on their edges
+        table = split_lines(content, 5)
+    pieces = content.split(b"\n")
+    expected = list(enumerate([p + b"\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else []), start=5))
+    assert list(zip(table.column("line_no").to_pylist(), table.column("raw").to_pylist())) == expected
 
 
 def test_a_line_longer_than_the_buffer_after_a_byte_order_mark(tmp_path):
