@@ -182,7 +182,8 @@ class Charge(_Strict):
             override = self.price_by[self.dimension].get(dimension_value)  # type: ignore[index]
         model = self.model
         billable = quantity
-        if model != "package" and self.free_units and quantity > 0:
+        # (NaN and infinities go on to the model, which refuses them by name.)
+        if model != "package" and self.free_units and quantity.is_finite() and quantity > 0:
             billable = pricing.after_free_units(quantity, self.free_units)
         if model == "per_unit":
             chosen = override.unit_price if override is not None else None

@@ -216,6 +216,14 @@ def test_free_units_come_off_a_38_digit_quantity_exactly(tmp_path):
     assert price.amount == price.billable  # not rounded to 28 significant digits on the way
 
 
+def test_a_quantity_that_is_not_a_number_is_refused_even_with_free_units(tmp_path):
+    text = PRO_V2.replace("    unit_price: 0.000002\n", "    unit_price: 1\n    free_units: 1\n")
+    tokens = load_pricebook(write_book(tmp_path, "pro/v2.yaml", text), METERS).book.charges[1]
+    for quantity in ("NaN", "sNaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError, match="quantity"):
+            tokens.price(Decimal(quantity))
+
+
 def test_a_dimension_priced_by_its_own_tiers_and_the_rest_by_the_charges(tmp_path):
     text = PRO_V2.replace("    price_by: {model: {gpt-large: 0.000006, embed: 0.0000001}}\n", "").replace(
         "    model: graduated\n", "    model: graduated\n    price_by: {region: {eu: {tiers: [{up_to: null, unit_price: 0.001}]}}}\n")
