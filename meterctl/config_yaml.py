@@ -111,14 +111,58 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
         return [_build(loader, item, path + (i,), lines, problems, file) for i, item in enumerate(node.value)]
     if node.tag == "tag:yaml.org,2002:str" and not node.style and _EXPONENT.match(node.value):
         # YAML 1.1 reads 2e-6 (no dot) as text; written unquoted, it is meant as a number.
-        return Decimal(node.value)
+        return _exact(Decimal(node.value), node, path, problems, file)
     if node.tag == "tag:yaml.org,2002:float":
         text = node.value.replace("_", "")
         if text.lower().lstrip("+-") in (".inf", ".nan"):
             problems.append(Problem(file, node.start_mark.line + 1, format_key(path), f"{node.value} is not a finite number"))
             return None
-        return Decimal(text)
+        if ":" in text:
+            return _not_decimal(loader, node, "base-60", path, problems, file)
+        return _exact(Decimal(text), node, path, problems, file)
+    if node.tag == "tag:yaml.org,2002:int":
+        if not _DECIMAL_INTEGER.match(node.value):
+            kind = ("base-60" if ":" in node.value else "hexadecimal" if "x" in node.value
+                    else "binary" if "b" in node.value else "octal")
+            return _not_decimal(loader, node, kind, path, problems, file)
+        return _exact(int(node.value.replace("_", "")), node, path, problems, file)
     return loader.construct_object(node, deep=True)
+
+
+# YAML 1.1 (PyYAML's) reads 010 as 8 and 1:30 as 90: a config number must be written in
+# decimal, so that a price or a limit is never the value of some other spelling.
+_DECIMAL_INTEGER = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+# Every number meterctl keeps is a DECIMAL(38, 18): below 10^20, at most 18 decimal places.
+_MAX_WHOLE_DIGITS, _MAX_PLACES = 20, 18
+
+
+def _not_decimal(loader: _Loader, node: yaml.ScalarNode, kind: str, path: PathKey, problems: list, file: str) -> None:
+    try:
+        read_as = f" ({loader.construct_object(node)})"
+    except (ValueError, ArithmeticError):
+        read_as = ""
+    article = "an" if kind[0] in "aeiou" else "a"
+    problems.append(Problem(file, node.start_mark.line + 1, format_key(path),
+                            f"{node.value} is read by YAML as {article} {kind} number{read_as}: write the number in "
+                            "decimal digits (without a leading zero), or quote it if it is text"))
+    return None
+
+
+def _exact(value: Decimal | int, node: yaml.ScalarNode, path: PathKey, problems: list, file: str) -> Decimal | int | None:
+    """`value` when meterctl can keep it exactly; otherwise a problem. (Checked on the digits
+    alone: arithmetic on 1e400000000 would overflow the decimal context.)"""
+    _, digits, exponent = Decimal(value).as_tuple()
+    assert isinstance(exponent, int)  # finite: infinities and NaN never reach here
+    whole_digits = len(digits) + exponent if any(digits) else 0
+    message = None
+    if whole_digits > _MAX_WHOLE_DIGITS:
+        message = f"{node.value} is too large: numbers must be below 10^{_MAX_WHOLE_DIGITS}"
+    elif -exponent > _MAX_PLACES:
+        message = f"{node.value}: at most {_MAX_PLACES} decimal places"
+    if message:
+        problems.append(Problem(file, node.start_mark.line + 1, format_key(path), message))
+        return None
+    return value
 
 
 def load_document(path: Path) -> Document:

@@ -125,6 +125,28 @@ def test_invalid_values_are_refused(tmp_path, change, message):
     assert all(p.startswith(f"{path}:") for p in found), found
 
 
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("010", "010 is read by YAML as an octal number (8)"),
+        ("1:30", "1:30 is read by YAML as a base-60 number (90)"),
+        ("1:30.5", "1:30.5 is read by YAML as a base-60 number"),
+        ("0x10", "0x10 is read by YAML as a hexadecimal number (16)"),
+        ("1e400000000", "1e400000000 is too large"),
+        ("123456789012345678901.5", "is too large"),
+    ],
+)
+def test_a_number_yaml_would_read_otherwise_than_written_is_refused(tmp_path, written, message):
+    path = write_book(tmp_path, "pro/v2.yaml", PRO_V2.replace("unit_price: 0.000002", f"unit_price: {written}"))
+    found = problems(path)
+    assert any(p.startswith(f"{path}:18 charges[1].unit_price: ") and message in p for p in found), found
+
+
+def test_decimal_digits_with_underscores_are_a_number(tmp_path):
+    text = PRO_V2.replace("free_units: 3600", "free_units: 3_600")
+    assert load_pricebook(write_book(tmp_path, "pro/v2.yaml", text), METERS).book.charges[2].free_units == 3600
+
+
 def test_a_float_never_reaches_a_price(tmp_path):
     # 0.1 + 0.2 as floats is 0.30000000000000004; from the YAML text it is exact.
     text = PRO_V2.replace("unit_price: 0.000002", "unit_price: 0.1").replace("minimum: 1.00", "minimum: 0.2")
