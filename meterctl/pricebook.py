@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError, WithJsonSchema,
+                      field_validator, model_validator)
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, repeats, validation_problems
@@ -57,8 +58,10 @@ def _exact_number(value: Any) -> Any:
     return number
 
 
-Number = Annotated[Decimal, BeforeValidator(_exact_number)]
-Amount = Annotated[Decimal, BeforeValidator(_exact_number), Field(ge=0)]
+# In the JSON Schema, what a pricebook file holds: an unquoted number (a quoted one is refused).
+_NUMBER_SCHEMA = {"type": "number", "exclusiveMaximum": int(MAX_AMOUNT), "exclusiveMinimum": -int(MAX_AMOUNT)}
+Number = Annotated[Decimal, BeforeValidator(_exact_number), WithJsonSchema(_NUMBER_SCHEMA)]
+Amount = Annotated[Decimal, BeforeValidator(_exact_number), Field(ge=0), WithJsonSchema({**_NUMBER_SCHEMA, "minimum": 0})]
 
 
 class _Strict(BaseModel):
@@ -225,6 +228,10 @@ class Pricebook(_Strict):
     def minor_units(self) -> int:
         return pricing.minor_units(self.currency)
 
+    def content(self) -> dict:
+        """Every field, defaults included, as JSON-ready data (decimals as plain text)."""
+        return json.loads(json.dumps(self.model_dump(mode="python"), default=_json_value))
+
     def canonical(self) -> str:
         """The content as canonical JSON: what the hash covers and what the store keeps."""
         # Defaults left out: a key added to the format later (with a default) does not make
@@ -280,6 +287,10 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
     names = [charge.get("meter") if isinstance(charge, dict) else None for charge in charges]
     problems += [document.problem(("charges", index, "meter"), f"meter '{name}' is already charged by charges[{first}]")
                  for index, name, first in repeats(names)]
+    # An invoice line, `pricebook diff` and a reader all tell fees apart by name.
+    fees = data.get("fees") if isinstance(data.get("fees"), list) else []
+    problems += [document.problem(("fees", index, "name"), f"fee '{name}' is already named by fees[{first}]")
+                 for index, name, first in repeats(fee.get("name") if isinstance(fee, dict) else None for fee in fees)]
     for index, (charge, name) in enumerate(zip(charges, names)):
         if not isinstance(name, str) or meters is None:
             continue
@@ -479,10 +490,29 @@ def freeze(con: duckdb.DuckDBPyConnection, versions: Iterable[PricebookVersion],
 
 
 def schema() -> dict:
-    """JSON Schema of a pricebook file, for editors."""
+    """JSON Schema of a pricebook file, for editors.
+
+    It checks the shape of a file (keys, types, signs); the rules that relate values to one
+    another (tiers ascending, the price fields each model needs) are `pricebook validate`'s.
+    """
     document = Pricebook.model_json_schema(mode="validation")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "meterctl pricebook"
+    definitions = document["$defs"]
+    # A price_by value is a price object or, for per_unit and package, the bare price.
+    definitions["Charge"]["properties"]["price_by"] = {
+        "anyOf": [
+            {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {
+                "type": "object", "minProperties": 1, "additionalProperties": {
+                    "anyOf": [{**_NUMBER_SCHEMA, "minimum": 0}, {"$ref": "#/$defs/DimensionPrice"}]}}},
+            {"type": "null"},
+        ],
+        "default": None,
+        "title": "Price By",
+    }
+    for holder in (definitions["Charge"], definitions["DimensionPrice"]):
+        tiers = holder["properties"]["tiers"]["anyOf"][0]
+        tiers["minItems"] = 1
     return document
 
 

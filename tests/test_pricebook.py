@@ -7,11 +7,13 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from meterctl.config_yaml import ConfigProblems
 from meterctl.meters import Meter, load_meters
-from meterctl.pricebook import load_catalog, load_pricebook
+from meterctl.pricebook import load_catalog, load_pricebook, schema
 from tests.conftest import REPO
 
 METERS = (
@@ -86,6 +88,12 @@ def test_every_problem_is_listed_with_file_line_and_key(tmp_path):
     assert f"{path}:16 charges[1].meter: unknown meter 'tokenz' (meters.yaml defines: api_calls, gpu_seconds, tokens)" in found
     assert f"{path}:24 charges[2].packge_price: unknown key (check the spelling)" in found
     assert len(found) == 4
+
+
+def test_two_fees_with_one_name_are_a_problem(tmp_path):
+    path = write_book(tmp_path, "pro/v2.yaml", PRO_V2.replace(
+        "  - {name: Platform fee, amount: 49.00}\n", "  - {name: Platform fee, amount: 49.00}\n  - {name: Platform fee, amount: 5}\n"))
+    assert problems(path) == [f"{path}:9 fees[1].name: fee 'Platform fee' is already named by fees[0]"]
 
 
 def test_cross_checks_against_meters_name_the_key(tmp_path):
@@ -206,6 +214,29 @@ def test_the_published_json_schema_is_current(cli):
     published = json.loads((REPO / "pricebooks" / "pricebook.schema.json").read_text())
     assert json.loads(result.stdout) == published
     assert set(published["required"]) >= {"plan", "version", "effective_from", "currency"}
+
+
+def _as_an_editor_reads(text: str):
+    """A pricebook as a YAML editor hands it to a JSON Schema checker: numbers as JSON numbers."""
+    return json.loads(json.dumps(yaml.safe_load(text), default=str))
+
+
+def test_the_json_schema_accepts_every_shipped_pricebook_and_refuses_what_validate_refuses(tmp_path):
+    checker = jsonschema.Draft202012Validator(schema())
+    checker.check_schema(schema())
+    shipped = sorted((REPO / "pricebooks").glob("*/v*.yaml"))
+    assert len(shipped) >= 5
+    for path in shipped:
+        assert [e.message for e in checker.iter_errors(_as_an_editor_reads(path.read_text()))] == [], path
+    for change in [("unit_price: 0.000002", "unit_price: -5"), ("unit_price: 0.000002", "unit_price: '0.5'"),
+                   ("gpt-large: 0.000006", "gpt-large: -1"), ("round: up", "round: sideways"),
+                   ("free_units: 3600", "free_units: 3600\n    colour: red"), ("price_by: {model: {", "price_by: {model: {}, region: {"),
+                   ("      - {up_to: 100000, unit_price: 0}\n      - {up_to: 1000000, unit_price: 0.0004, flat_fee: 5}\n"
+                    "      - {up_to: null, unit_price: 0.0002}\n", "      []\n")]:
+        assert change[0] in PRO_V2
+        text = PRO_V2.replace(*change)
+        assert not checker.is_valid(_as_an_editor_reads(text)), change
+        assert problems(write_book(tmp_path, f"pro{len(change[1])}/v2.yaml", text)), change
 
 
 def test_unquoted_exponents_are_numbers_and_long_decimals_keep_every_digit(tmp_path):

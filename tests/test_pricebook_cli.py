@@ -43,6 +43,16 @@ def test_list_show_and_diff(cli, db, config):
         ("charges.api_calls.tiers[1].unit_price", "0.1", "0.08"),
     }
     assert cli("pricebook", "show", "pro@7", "--pricebooks", config).exit_code == 65
+    # Defaults count as written, a null is not an absent key, and fees are compared by name.
+    (config / "pro" / "v3.yaml").write_text(
+        PRO.replace("version: 1", "version: 3").replace("2024-01-01", "2026-12-01")
+        .replace("currency: USD", "currency: USD\nrounding: half_even").replace("31.00}", "31.00}\n  - {name: Support, amount: 5}"))
+    diff = json.loads(cli("pricebook", "diff", "pro@1", "pro@3", "--pricebooks", config, "--json").stdout)
+    assert {(c["key"], c["from"], json.dumps(c["to"])) for c in diff["changes"]} == {
+        ("effective_from", "2024-01-01", '"2026-12-01"'), ("rounding", "half_up", '"half_even"'),
+        ("fees.Support", None, '{"name": "Support", "amount": "5"}')}
+    table = cli("pricebook", "diff", "pro@1", "pro@3", "--pricebooks", config).stdout
+    assert [line.split()[:2] for line in table.splitlines() if line.startswith("fees.Support")] == [["fees.Support", "-"]]
     assert cli("pricebook", "show", "pro@x", "--pricebooks", config).exit_code == 2
 
 
@@ -58,6 +68,11 @@ def test_validate_reports_edited_frozen_versions(cli, db, config, tenant):
     assert f"{config / 'pro' / 'v1.yaml'}: pro@1 was edited after it rated usage" in result.stderr
     rated = cli("rate", "--period", "2026-10", "--pricebooks", config, "--db", db)
     assert rated.exit_code == 78 and "publish the change as a new version" in rated.stderr
+    # What the edited file says is not what was billed: show and diff refuse it too.
+    for command in (("show", "pro@1"), ("diff", "pro@1", "pro@1")):
+        refused = cli("pricebook", *command, "--pricebooks", config, "--db", db)
+        assert refused.exit_code == 78 and "pro@1 was edited after it rated usage" in refused.stderr, command
+    assert cli("pricebook", "show", "scale@1", "--pricebooks", config, "--db", db).exit_code == 0
 
 
 def test_config_validate_lists_meter_and_pricebook_problems_together(cli, config):

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -136,15 +137,30 @@ def _describe_charge(charge) -> str:
     return price + (f" ({'; '.join(extras)})" if extras else "")
 
 
+def _refuse_edited(catalog: Catalog, chosen: Sequence[PricebookVersion], db: Path, wait: float) -> None:
+    """Exit 78 when a version to be shown was edited after it rated usage: what the file says
+    now is not what was billed."""
+    from meterctl.config_yaml import ConfigProblems
+    from meterctl.pricebook import frozen_problems
+
+    frozen = _frozen(db, wait)
+    problems = frozen_problems(catalog, {v.ref: frozen[v.ref] for v in chosen if v.ref in frozen})
+    if problems:
+        raise ConfigProblems(problems)
+
+
 @pricebook_app.command("show")
 def show_command(
     ref: Annotated[str, typer.Argument(metavar="PLAN[@VERSION]", help="A plan (its latest version) or plan@version.")],
     pricebooks: ConfigOption = None,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """One pricebook version: fees and charges, with its file and content hash."""
     _, _, catalog = load_config(pricebooks)
     chosen = _resolve(catalog, ref)
+    _refuse_edited(catalog, [chosen], db, wait)
     if as_json:
         print_json({"pricebook": chosen.ref, "file": chosen.path, "hash": chosen.content_hash,
                     "content": json.loads(chosen.book.canonical())})
@@ -164,18 +180,21 @@ def show_command(
     print_table(console, table)
 
 
+_ABSENT = object()  # a key or list item one version does not have (unlike a null value)
+
+
 def _changes(before, after, path: str = "") -> list[tuple[str, object, object]]:
-    """Leaf differences between two canonical documents: (path, old, new)."""
+    """Leaf differences between two documents: (path, old, new)."""
     if isinstance(before, dict) and isinstance(after, dict):
         found = []
         for key in sorted(set(before) | set(after)):
-            found += _changes(before.get(key), after.get(key), f"{path}.{key}" if path else key)
+            found += _changes(before.get(key, _ABSENT), after.get(key, _ABSENT), f"{path}.{key}" if path else key)
         return found
     if isinstance(before, list) and isinstance(after, list):
         found = []
         for index in range(max(len(before), len(after))):
-            found += _changes(before[index] if index < len(before) else None,
-                              after[index] if index < len(after) else None, f"{path}[{index}]")
+            found += _changes(before[index] if index < len(before) else _ABSENT,
+                              after[index] if index < len(after) else _ABSENT, f"{path}[{index}]")
         return found
     return [] if before == after else [(path, before, after)]
 
@@ -185,20 +204,25 @@ def diff_command(
     old: Annotated[str, typer.Argument(metavar="PLAN@A")],
     new: Annotated[str, typer.Argument(metavar="PLAN@B")],
     pricebooks: ConfigOption = None,
+    db: DbOption = store.default_db_path(),
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
-    """What changed between two versions (charges are matched by meter, not position)."""
+    """What changed between two versions (charges are matched by meter, fees by name)."""
     _, _, catalog = load_config(pricebooks)
     a, b = _resolve(catalog, old), _resolve(catalog, new)
+    _refuse_edited(catalog, [a, b], db, wait)
     docs = []
     for chosen in (a, b):
-        content = json.loads(chosen.book.canonical())
+        content = chosen.book.content()  # defaults included: an omitted key still has its value
         content["charges"] = {c["meter"]: c for c in content["charges"]}
         content["fees"] = {f["name"]: f for f in content["fees"]}
         docs.append(content)
     changes = [(p, x, y) for p, x, y in _changes(*docs) if p != "version"]
     if as_json:
-        print_json({"from": a.ref, "to": b.ref, "changes": [{"key": p, "from": x, "to": y} for p, x, y in changes]})
+        plain = lambda v: None if v is _ABSENT else v  # noqa: E731
+        print_json({"from": a.ref, "to": b.ref,
+                    "changes": [{"key": p, "from": plain(x), "to": plain(y)} for p, x, y in changes]})
         return
     console = stdout_console()
     if not changes:
@@ -207,7 +231,7 @@ def diff_command(
     table = Table(title=f"{a.ref} → {b.ref}")
     for column in ("key", a.ref, b.ref):
         table.add_column(column)
-    show = lambda v: "-" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v)  # noqa: E731
+    show = lambda v: "-" if v is _ABSENT else json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)  # noqa: E731
     for p, x, y in changes:
         table.add_row(p, show(x), show(y))
     print_table(console, table)
