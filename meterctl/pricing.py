@@ -171,32 +171,40 @@ def after_free_units(quantity: Decimal, free_units: Decimal) -> Decimal:
 
 
 def check_tiers(tiers: Sequence[TierLike]) -> None:
-    """Reject tier lists whose meaning would be ambiguous, with the tier number (1-based) in the message."""
+    """Reject tier lists whose meaning would be ambiguous, with the tier number (1-based) in
+    the message; every problem of the list at once, separated by '; '."""
     if not tiers:
         raise ValueError("tiers: at least one tier is required")
+    problems: list[str] = []
     previous: Decimal | None = None
     last = len(tiers)
     for number, tier in enumerate(tiers, 1):
-        _number(tier.unit_price, f"tier {number}: unit_price")
-        _number(tier.flat_fee, f"tier {number}: flat_fee")
-        if tier.unit_price < 0:
-            raise ValueError(f"tier {number}: unit_price must not be negative, got {tier.unit_price}")
-        if tier.flat_fee < 0:
-            raise ValueError(f"tier {number}: flat_fee must not be negative, got {tier.flat_fee}")
+        for name in ("unit_price", "flat_fee"):
+            try:
+                value = _number(getattr(tier, name), f"tier {number}: {name}")
+            except ValueError as error:
+                problems.append(str(error))
+                continue
+            if value < 0:
+                problems.append(f"tier {number}: {name} must not be negative, got {value}")
         if tier.up_to is None:
             if number != last:
-                raise ValueError(f"tier {number}: only the last tier may be unbounded (up_to: null); "
-                                 f"it is tier {number} of {last}")
+                problems.append(f"tier {number}: only the last tier may be unbounded (up_to: null); it is tier {number} of {last}")
             continue
-        up_to = _number(tier.up_to, f"tier {number}: up_to")
+        try:
+            up_to = _number(tier.up_to, f"tier {number}: up_to")
+        except ValueError as error:
+            problems.append(str(error))
+            continue
         if number == last:
-            raise ValueError(f"tier {number}: the last tier must be unbounded (up_to: null), got up_to {up_to}")
+            problems.append(f"tier {number}: the last tier must be unbounded (up_to: null), got up_to {up_to}")
         if up_to <= 0:
-            raise ValueError(f"tier {number}: up_to must be above zero, got {up_to}")
-        if previous is not None and up_to <= previous:
-            raise ValueError(f"tier {number}: tiers must ascend: up_to {up_to} is not above "
-                             f"the previous tier's up_to {previous}")
-        previous = up_to
+            problems.append(f"tier {number}: up_to must be above zero, got {up_to}")
+        elif previous is not None and up_to <= previous:
+            problems.append(f"tier {number}: tiers must ascend: up_to {up_to} is not above the previous tier's up_to {previous}")
+        previous = up_to if previous is None else max(previous, up_to)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 # ---------------------------------------------------------------- money

@@ -281,6 +281,17 @@ def test_check_tiers_names_the_problem(tiers, message):
         check_tiers(tiers)
 
 
+def test_check_tiers_lists_every_problem_of_the_list():
+    with pytest.raises(ValueError) as caught:
+        check_tiers([Tier(D(10), D(-1)), Tier(D(5), D(1)), Tier(D(20), D(1), D(-2))])
+    assert str(caught.value).split("; ") == [
+        "tier 1: unit_price must not be negative, got -1",
+        "tier 2: tiers must ascend: up_to 5 is not above the previous tier's up_to 10",
+        "tier 3: flat_fee must not be negative, got -2",
+        "tier 3: the last tier must be unbounded (up_to: null), got up_to 20",
+    ]
+
+
 def test_check_tiers_accepts_a_single_unbounded_tier_and_the_models_call_it():
     check_tiers([Tier(UNBOUNDED, D(0))])
     with pytest.raises(ValueError, match="at least one tier"):
