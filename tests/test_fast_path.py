@@ -94,6 +94,13 @@ def test_edge_values_take_the_same_path_outcome(tmp_path: Path) -> None:
         b"", b"   ", b"[1]", b"5", b"null", b"{}",
         b'{"event_id":"t","customer_id":"c","event_name":"x","timestamp":"2026-10-01T00:00:00Z"} extra',
     ]
+    # numbers a double would change, written plainly, beside a nested "quantity", or escaped
+    q = b'{"event_id":"q%d","customer_id":"c","event_name":"x","timestamp":"2026-10-01T00:00:00Z","quantity":%s%s}'
+    for n, (number, extra) in enumerate([(b"0.30000000000000001", b""), (b"12345678901234567.5", b""), (b"0.3", b""),
+                                         (b"0.3", b',"properties":{"quantity":0.3}'), (b"2.5", b',"properties":{"quantity":2}'),
+                                         (b"0.30000000000000001", b',"properties":{"quantity":0.3}'),
+                                         (b"0.5", b',"properties":{"n":"\\u00e9"}'), (b'"0.25"', b""), (b"1.5e3", b"")]):
+        lines.append(q % (n, number, extra))
     # resends: identical, reordered properties, same instant and quantity written otherwise, conflicts
     lines += [json.dumps(_event(900, properties={"a": 1, "b": 2})).encode(),
               json.dumps(_event(900, properties={"b": 2, "a": 1})).encode(),

@@ -114,6 +114,53 @@ def test_quantities_are_exact_decimals(write, run_ingest, con, quantity, expecte
     assert scalar(con, "SELECT quantity FROM events") == expected
 
 
+def _raw_event(event_id: str, quantity: str, extra: str = "") -> str:
+    return ('{"event_id":"%s","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z",'
+            '"quantity":%s%s}' % (event_id, quantity, extra))
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("12345678901234567.5", Decimal("12345678901234567.5")),  # a double would make it ...568
+        ("0.30000000000000001", Decimal("0.30000000000000001")),  # a double would make it 0.3
+        ("2.5", Decimal("2.5")),
+        ("1.5e3", Decimal("1500")),
+        ("-2.5E-3", Decimal("-0.0025")),
+        ('"1.99999999999999999e1"', Decimal("19.9999999999999999")),
+        ("1", Decimal("1")),
+    ],
+)
+def test_a_quantity_is_read_as_written_never_through_a_double(write, run_ingest, con, written, expected):
+    # The same number beside it in properties does not confuse which one is the quantity.
+    for extra in ("", ',"properties":{"quantity":%s}' % written):
+        con.execute("DELETE FROM events")
+        outcome = ingest_one(write, run_ingest, _raw_event("e" + str(len(extra)), written, extra))
+        assert outcome.accepted == 1, dead_letters(con)
+        assert scalar(con, "SELECT quantity FROM events") == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (_raw_event("e1", '"1.99999999999999999999e1"'), "would be rounded"),
+        (_raw_event("e1", "1.0000000000000000000000001e1"), "quantity 1.0000000000000000000000001e1 would be rounded"),
+        (_raw_event("e1", "0.30000000000000001", ',"properties":{"quantity":0.3}'), "several \"quantity\" members"),
+        (_raw_event("e1", "0.5").replace('"quantity"', '"quantit\\u0079"'), "cannot be read exactly"),
+    ],
+)
+def test_a_quantity_that_cannot_be_read_exactly_is_dead_lettered(write, run_ingest, con, line, reason):
+    outcome = ingest_one(write, run_ingest, line)
+    assert outcome.dead_lettered == 1
+    assert reason in dead_letters(con)[0][1]
+
+
+def test_quantities_that_differ_beyond_double_precision_are_a_conflict_not_a_duplicate(write, run_ingest, con):
+    path = write("two.jsonl", _raw_event("e1", "12345678901234567.4") + "\n" + _raw_event("e1", "12345678901234567.6") + "\n")
+    result = run_ingest(path)
+    assert (result.accepted, result.duplicates, result.conflicts) == (1, 0, 1)
+
+
 def test_a_timestamp_just_inside_the_future_bound_is_accepted(write, run_ingest, con):
     path = write(
         "f.jsonl",

@@ -26,23 +26,64 @@ CREATE OR REPLACE TEMP MACRO mc_quantity_text(j) AS
         ELSE CAST(j AS VARCHAR)
     END;
 
+-- The same decimal written without exponent, exactly (string work, no float): '1.5e3' is
+-- '1500', '-2.5E-3' is '-0.0025'. NULL for an exponent beyond ±100, which no DECIMAL(38, 18)
+-- holds anyway. Text without exponent is returned as it is.
+CREATE OR REPLACE TEMP MACRO mc_plain_decimal(t) AS
+    CASE
+        WHEN t IS NULL OR NOT (contains(t, 'e') OR contains(t, 'E')) THEN t
+        ELSE mc_place_point(regexp_extract(t, '^([+-]?)([0-9]*)\.?([0-9]*)[eE]([+-]?[0-9]+)$',
+                                           ['sign', 'whole', 'fraction', 'exponent']))
+    END;
+
+CREATE OR REPLACE TEMP MACRO mc_place_point(p) AS
+    CASE
+        WHEN p.whole || p.fraction = '' OR coalesce(abs(TRY_CAST(p.exponent AS INTEGER)) > 100, true) THEN NULL
+        ELSE p.sign || mc_digits_with_point(p.whole || p.fraction, length(p.whole) + TRY_CAST(p.exponent AS INTEGER))
+    END;
+
+-- Digits `d` with the decimal point after the first `point` of them (zeros added as needed).
+CREATE OR REPLACE TEMP MACRO mc_digits_with_point(d, point) AS
+    CASE
+        WHEN point <= 0 THEN '0.' || repeat('0', -point) || d
+        WHEN point >= length(d) THEN d || repeat('0', point - length(d))
+        ELSE d[1:point] || '.' || d[point + 1:]
+    END;
+
 -- The quantity as DECIMAL(38, 18), or NULL when the text is not a plain finite decimal.
 CREATE OR REPLACE TEMP MACRO mc_quantity(t, from_string) AS
     CASE
         WHEN t IS NULL THEN NULL
         WHEN from_string AND NOT mc_is_decimal_text(t) THEN NULL
-        ELSE TRY_CAST(t AS DECIMAL(38, 18))
+        ELSE TRY_CAST(mc_plain_decimal(t) AS DECIMAL(38, 18))
     END;
 
--- Would DECIMAL(38, 18) hold this decimal text without rounding it?
+-- Would DECIMAL(38, 18) hold this decimal text without rounding it? (At most 18 places once
+-- trailing zeros are dropped; too many whole digits already made the cast fail.)
 CREATE OR REPLACE TEMP MACRO mc_fits_decimal(t, d) AS
     d IS NOT NULL AND (
-        CASE
-            WHEN length(t) < 20 AND NOT (contains(t, 'e') OR contains(t, 'E')) THEN true
-            WHEN contains(t, 'e') OR contains(t, 'E') THEN CAST(d AS DOUBLE) = CAST(t AS DOUBLE)
-            ELSE length(regexp_extract(t, '\.([0-9]*?)0*$', 1)) <= 18
-        END
+        (length(t) < 20 AND NOT (contains(t, 'e') OR contains(t, 'E')))
+        OR length(regexp_extract(mc_plain_decimal(t), '\.([0-9]*?)0*$', 1)) <= 18
     );
+
+-- For a JSON number: DuckDB's JSON reader holds it as a double, so the text it gives back
+-- for 0.30000000000000001 is '0.3'. The number as written is taken from the line itself:
+-- the "quantity" members written there whose value reads as that same double (one distinct
+-- text expected; none when the key was written with escapes, several in a contrived line).
+CREATE OR REPLACE TEMP MACRO mc_written_quantities(line, j) AS
+    list_distinct(list_filter(
+        regexp_extract_all(line, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1),
+        lambda c: TRY_CAST(c AS DOUBLE) = CAST(j AS DOUBLE)));
+
+-- For the fast path: is `q`, the text DuckDB gives for the line's quantity, what the line
+-- says? Always for an integer (never held as a double); for a fraction, when the line's one
+-- "quantity" member is written as exactly this text (no escapes could hide another).
+CREATE OR REPLACE TEMP MACRO mc_quantity_as_written(line, q) AS
+    NOT contains(q, '.')
+    OR (NOT contains(line, '\u')
+        AND (contains(line, '"quantity":' || q || ',') OR contains(line, '"quantity":' || q || '}')
+             OR contains(line, '"quantity":"' || q || '"'))
+        AND strlen(line) - strlen(replace(line, '"quantity"', '')) = 10);
 
 -- An RFC 3339 date-time (or one without offset, taken as UTC) as TIMESTAMPTZ. The shape test
 -- keeps out what DuckDB's cast would also take (a bare date, a time zone name).

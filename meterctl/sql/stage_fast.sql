@@ -46,8 +46,10 @@ valued AS (
              THEN TRY_CAST(ts_text AS TIMESTAMPTZ)
         END AS ts,
         -- A plain decimal shorter than 20 characters without exponent always fits. A number
-        -- and a numeric string with this text are the same quantity under the contract.
+        -- and a numeric string with this text are the same quantity under the contract. A
+        -- fraction is DuckDB's double: taken only when the line says exactly that.
         CASE WHEN length(q_text) < 20 AND regexp_full_match(q_text, '[+-]?[0-9]+(\.[0-9]+)?')
+                  AND mc_quantity_as_written(txt, q_text)
              THEN TRY_CAST(q_text AS DECIMAL(38, 18))
         END AS q
     FROM fields

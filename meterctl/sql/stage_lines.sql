@@ -84,9 +84,21 @@ valued AS (
             WHEN NOT mc_absent(j_ts) AND NOT starts_with(j_ts, '{') AND NOT starts_with(j_ts, '[')
                 THEN mc_epoch(TRY_CAST(CAST(j_ts AS VARCHAR) AS DECIMAL(38, 6)))
         END AS ts,
-        mc_quantity_text(j_quantity) AS q_text,
+        -- (NaN and infinities stay with mc_quantity_text, which refuses them.)
+        CASE WHEN json_type(j_quantity) = 'DOUBLE' AND isfinite(TRY_CAST(j_quantity AS DOUBLE))
+             THEN mc_written_quantities(txt, j_quantity) END AS q_written,
         starts_with(j_quantity, '"') AS q_is_string
     FROM fields
+),
+exact AS (
+    SELECT
+        *,
+        -- A number as written in the line (see mc_written_quantities), a string's content.
+        CASE
+            WHEN q_written IS NULL THEN mc_quantity_text(j_quantity)
+            WHEN len(q_written) = 1 THEN q_written[1]
+        END AS q_text
+    FROM valued
 ),
 judged AS (
     SELECT
@@ -126,18 +138,25 @@ judged AS (
                  AND ts < CAST($now AS TIMESTAMPTZ) - to_seconds(CAST($max_age_seconds AS BIGINT))
                 THEN 'timestamp ' || CAST(j_ts AS VARCHAR) || ' is older than the maximum age of '
                      || CAST($max_age_seconds AS VARCHAR) || ' s'
+            WHEN len(q_written) = 0
+                THEN 'quantity ' || CAST(j_quantity AS VARCHAR) || ' cannot be read exactly: the number was not found '
+                     || 'as written in the line (write the key "quantity" without escapes)'
+            WHEN len(q_written) > 1
+                THEN 'quantity cannot be read exactly: the line has several "quantity" members whose numbers '
+                     || 'differ only beyond double precision (' || array_to_string(q_written, ', ') || ')'
             WHEN NOT mc_absent(j_quantity) AND q_text IS NULL
                 THEN 'quantity must be a number or a numeric string, got ' || json_type(j_quantity)
             WHEN q_text IS NOT NULL AND mc_quantity(q_text, q_is_string) IS NULL
-                THEN 'quantity ' || CAST(j_quantity AS VARCHAR) || ' is not a finite decimal number that fits DECIMAL(38, 18)'
+                THEN 'quantity ' || CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END
+                     || ' is not a finite decimal number that fits DECIMAL(38, 18)'
             WHEN q_text IS NOT NULL AND NOT mc_fits_decimal(q_text, mc_quantity(q_text, q_is_string))
-                THEN 'quantity ' || CAST(j_quantity AS VARCHAR)
+                THEN 'quantity ' || CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END
                      || ' would be rounded: DECIMAL(38, 18) keeps at most 20 integer and 18 fractional digits'
             WHEN NOT mc_absent(j_properties) AND NOT starts_with(j_properties, '{')
                 THEN 'field ''' || CASE WHEN is_ce THEN 'data.properties' ELSE 'properties' END
                      || ''' must be a JSON object, got ' || json_type(j_properties)
         END AS reason
-    FROM valued
+    FROM exact
 )
 SELECT
     line_no,
