@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from meterctl import __version__, sql
+from meterctl.errors import InputNotFoundError
 from meterctl.event_keys import ensure_key_hashes
 from meterctl.progress import NullProgress, Progress
 from meterctl.readers import (
@@ -70,6 +71,8 @@ class FileOutcome:
     batch_id: int | None = None
     content_sha256: str | None = None
     seconds: float = 0.0
+    # Why the file could not be read (nothing of it was stored); the other files go on.
+    error: str | None = None
 
     @property
     def balanced(self) -> bool:
@@ -113,6 +116,10 @@ class IngestResult:
     def skipped_files(self) -> int:
         return sum(1 for f in self.files if f.skipped)
 
+    @property
+    def failed_files(self) -> tuple[FileOutcome, ...]:
+        return tuple(f for f in self.files if f.error is not None)
+
 
 def ingest(
     con: duckdb.DuckDBPyConnection,
@@ -120,14 +127,32 @@ def ingest(
     options: IngestOptions = IngestOptions(),
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Ingest every source, each in its own transaction, and say what became of each line."""
+    """Ingest every source, each in its own transaction, and say what became of each line.
+
+    A file that cannot be read (a truncated gzip stream, a damaged Parquet file) leaves
+    nothing in the store; its outcome says why, and the files after it are still ingested.
+    """
     progress = progress or NullProgress()
     now = options.now or datetime.now(UTC)
     started = time.perf_counter()
     sql.install_macros(con)
     ensure_key_hashes(con)
-    outcomes = [_ingest_source(con, source, options, now, progress) for source in sources]
+    outcomes = []
+    for source in sources:
+        began = time.perf_counter()
+        try:
+            outcomes.append(_ingest_source(con, source, options, now, progress))
+        except InputNotFoundError as error:
+            outcomes.append(FileOutcome(source=source.name, format=_format_of(source), error=str(error),
+                                        seconds=time.perf_counter() - began))
     return IngestResult(tuple(outcomes), time.perf_counter() - started, now)
+
+
+def _format_of(source: Source) -> str:
+    try:
+        return sniff_format(source)
+    except OSError:
+        return "unknown"
 
 
 def _already_ingested(con: duckdb.DuckDBPyConnection, sha: str) -> tuple[int, str] | None:
@@ -189,6 +214,10 @@ def _ingest_source(
         progress.start_file(source.name, info.size_bytes)
         try:
             return _ingest_in_transaction(con, source, fmt, info, options, now, progress, started)
+        except duckdb.NotImplementedException as error:
+            # A column type DuckDB cannot scan (readers.py converts the ones it knows of).
+            reason = str(error).splitlines()[0]
+            raise InputNotFoundError(f"{source.name}: cannot be read: {reason}") from None
         finally:
             progress.end_file()
     finally:
@@ -378,13 +407,20 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    """A string column, however Arrow holds it (plain, large, view, or dictionary-encoded)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
 def _parquet_lines_view(schema: pa.Schema) -> str:
     """Each Parquet row as the JSON object it would be as a JSONL line."""
     replacements = [
-        f"CASE WHEN json_valid({_quote(f.name)}) THEN CAST({_quote(f.name)} AS JSON) "
+        f"CASE WHEN json_valid(CAST({_quote(f.name)} AS VARCHAR)) THEN CAST(CAST({_quote(f.name)} AS VARCHAR) AS JSON) "
         f"ELSE to_json({_quote(f.name)}) END AS {_quote(f.name)}"
         for f in schema
-        if f.name in _JSON_TEXT_COLUMNS and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        if f.name in _JSON_TEXT_COLUMNS and _is_text(f.type)
     ]
     replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
     return (

@@ -224,15 +224,22 @@ def test_version_and_help(cli):
     assert "ingest" in cli("--help").stdout
 
 
-def test_an_unreadable_file_exits_66_and_keeps_the_files_before_it(cli, db, write):
+def test_an_unreadable_file_exits_66_after_the_others_are_ingested_and_reported(cli, db, write):
     good = write("a.jsonl", jsonl(event("e1")))
     whole = gzip.compress(jsonl(*[event(f"z{i}") for i in range(2000)]).encode())
     truncated = write("b.jsonl.gz", whole[: len(whole) // 2])
-    result = cli("ingest", "--db", db, good, truncated)
+    after = write("c.jsonl", jsonl(event("e2"), event("e3")))
+    result = cli("ingest", "--db", db, "--json", good, truncated, after)
     assert result.exit_code == 66
-    assert "b.jsonl.gz: cannot be read" in result.stderr
+    assert "b.jsonl.gz: cannot be read" in result.stderr and "the others were ingested" in result.stderr
+    report = json.loads(result.stdout)
+    assert [(f["source"], f["accepted"], f["error"] is not None) for f in report["files"]] == [
+        (str(good), 1, False), (str(truncated), 0, True), (str(after), 2, False)]
+    assert (report["accepted"], report["failed_files"]) == (3, 1)
     status = json.loads(cli("status", "--db", db, "--json").stdout)
-    assert (status["events"], status["batches"]) == (1, 1)  # nothing of the broken file
+    assert (status["events"], status["batches"]) == (3, 2)  # nothing of the broken file
+    table = cli("ingest", "--db", db, truncated)
+    assert table.exit_code == 66 and "NOT INGESTED" in table.stderr
 
 
 def test_a_corrupt_parquet_file_exits_66(cli, db, write):

@@ -179,6 +179,29 @@ def test_parquet_rows_are_events_and_duplicates_of_the_same_jsonl(write, run_ing
     assert (second.accepted, second.duplicates, second.conflicts) == (0, 1, 0)
 
 
+def test_parquet_columns_of_every_arrow_kind_are_read_exactly(tmp_path, run_ingest, con):
+    from decimal import Decimal
+
+    properties = ['{"model":"embed"}', '{"model":"gpt"}']
+    table = pa.table({
+        "event_id": ["d1", "d2"], "customer_id": ["c1", "c1"], "event_name": ["n", "n"],
+        "timestamp": ["2026-10-05T10:00:00Z"] * 2,
+        # exact decimals (a double would give 12345678901234568 and 0.3)
+        "quantity": pa.array([Decimal("12345678901234567.123456789"), Decimal("0.300000000000000010")], pa.decimal128(38, 18)),
+        # JSON text held as a dictionary, as pandas writes a categorical column
+        "properties": pa.array(properties).dictionary_encode(),
+        # types DuckDB cannot scan as they are, in columns the contract does not read
+        "ratio": pa.array([1.5, 2.5], pa.float16()),
+        "big": pa.array([Decimal("1.5"), Decimal("2")], pa.decimal256(60, 10)),
+    })
+    path = tmp_path / "kinds.parquet"
+    pq.write_table(table, path)
+    result = run_ingest(path)
+    assert (result.accepted, result.dead_lettered) == (2, 0), con.execute("SELECT reason FROM dead_letters").fetchall()
+    assert con.execute("SELECT quantity, properties FROM events ORDER BY event_id").fetchall() == [
+        (Decimal("12345678901234567.123456789"), properties[0]), (Decimal("0.30000000000000001"), properties[1])]
+
+
 def test_the_sample_parquet_file_duplicates_the_sample_jsonl(run_ingest, tmp_path):
     expected = json.loads((SAMPLE / "events-2026-10.expected.json").read_text())["expected"]
     jsonl_result = run_ingest(SAMPLE / "events-2026-10.jsonl")

@@ -9,7 +9,7 @@ import typer
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, parse_duration, print_json, print_table, stderr_console
-from meterctl.errors import DataError
+from meterctl.errors import DataError, InputNotFoundError
 
 if TYPE_CHECKING:
     from meterctl.ingest import IngestResult
@@ -66,6 +66,7 @@ def result_document(result: IngestResult) -> dict:
     return {
         **counts(result),
         "skipped_files": result.skipped_files,
+        "failed_files": len(result.failed_files),
         "seconds": round(result.seconds, 3),
         "ingest_time": result.ingest_time.isoformat().replace("+00:00", "Z"),
         "files": [
@@ -78,6 +79,7 @@ def result_document(result: IngestResult) -> dict:
                 "skip_reason": f.skip_reason,
                 "batch_id": f.batch_id,
                 "content_sha256": f.content_sha256,
+                "error": f.error,
                 "seconds": round(f.seconds, 3),
             }
             for f in result.files
@@ -94,7 +96,8 @@ def render_summary(result: IngestResult) -> None:
         table.add_column(name, justify="right")
     table.add_column("note")
     for f in result.files:
-        note = f"skipped: {f.skip_reason}" if f.skipped else (f"batch {f.batch_id}" if f.batch_id else "")
+        note = (f"NOT INGESTED: {f.error}" if f.error else f"skipped: {f.skip_reason}" if f.skipped
+                else f"batch {f.batch_id}" if f.batch_id else "")
         if f.blank_lines:
             note += f", {f.blank_lines} blank line(s)"
         table.add_row(f.source, *(str(v) for v in (f.read, f.accepted, f.duplicates, f.conflicts, f.dead_lettered)), note)
@@ -142,6 +145,10 @@ def ingest_command(
         print_json(result_document(result))
     else:
         render_summary(result)
+    if result.failed_files:
+        names = ", ".join(f.source for f in result.failed_files)
+        raise InputNotFoundError(f"{len(result.failed_files)} file(s) could not be read and left nothing in the store "
+                                 f"({names}); the others were ingested. First: {result.failed_files[0].error}")
     if strict and (result.conflicts or result.dead_lettered):
         raise DataError(
             f"--strict: {result.conflicts} conflict(s) and {result.dead_lettered} dead letter(s) "
