@@ -206,6 +206,8 @@ def _ingest_source(
         # A cron job that names the same files again should not pay for parsing them:
         # when path, size and mtime match an earlier batch, check the content hash first.
         info = file_info(source)
+        if spooled is not None:  # standard input: its size, not the path of a file about to be deleted
+            info = FileInfo(info.size_bytes, None, None)
         if _unchanged_since_ingest(con, info):
             sha = content_sha256(source.path, fmt)
             earlier = _already_ingested(con, sha)
@@ -244,7 +246,7 @@ def _ingest_in_transaction(con, source, fmt, info, options, now, progress, start
     params = {
         "now": now,
         "max_future_seconds": int(options.max_future.total_seconds()),
-        "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age else None,
+        "max_age_seconds": int(options.max_age.total_seconds()) if options.max_age is not None else None,
         "fast_path": options.fast_path,
     }
     counts = _Counts()

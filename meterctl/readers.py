@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from meterctl.errors import InputNotFoundError
-from meterctl.sources import Source
+from meterctl.sources import Source, shown_path
 
 DEFAULT_CHUNK_BYTES = 128 << 20
 PARQUET_BATCH_ROWS = 250_000
@@ -56,7 +56,7 @@ def file_info(source: Source) -> FileInfo:
     if source.path is None:
         return FileInfo(None, None, None)
     stat = source.path.stat()
-    return FileInfo(stat.st_size, stat.st_mtime_ns, str(source.path.resolve()))
+    return FileInfo(stat.st_size, stat.st_mtime_ns, shown_path(str(source.path.resolve())))
 
 
 class ContentHasher:

@@ -30,6 +30,12 @@ class Source:
         return self.path is None
 
 
+def shown_path(text: str) -> str:
+    """A path as text that can be printed and stored: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) are written as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _supported(path: Path) -> bool:
     name = path.name.lower()
     return any(name.endswith(suffix) for suffix in SUPPORTED_SUFFIXES)
@@ -51,6 +57,7 @@ def resolve_sources(arguments: list[str]) -> list[Source]:
         resolved = path.resolve()
         if resolved in seen:
             return
+        shown = shown_path(shown)
         _check_readable(path, shown)
         seen.add(resolved)
         sources.append(Source(shown, path))

@@ -192,6 +192,16 @@ def test_dlq_list_and_show(cli, db, write):
     assert table.exit_code == 0 and "malformed JSON" in table.stdout
 
 
+def test_dlq_show_never_sends_control_characters_to_the_terminal(cli, db, write):
+    line = '{"event_id": "[red]x[/red]\x1b[2J", "note": "\x07\x08"'  # malformed: dead-lettered as it is
+    cli("ingest", "--db", db, write("a.jsonl", line + "\n"))
+    [dead] = json.loads(cli("dlq", "list", "--db", db, "--json").stdout)
+    assert dead["raw"] == line  # stored exactly
+    shown = cli("dlq", "show", str(dead["dead_letter_id"]), "--db", db).stdout
+    assert not any(ord(c) < 32 and c != "\n" for c in shown)
+    assert '"[red]x[/red]\\x1b[2J", "note": "\\x07\\x08"' in shown
+
+
 def test_dlq_show_of_an_unknown_id(cli, db):
     result = cli("dlq", "show", "999", "--db", db)
     assert result.exit_code == 65

@@ -56,6 +56,14 @@ def test_an_empty_properties_object_equals_no_properties(write, run_ingest):
     assert (result.accepted, result.duplicates) == (1, 1)
 
 
+def test_properties_that_repeat_a_key_are_compared_as_written(write, run_ingest):
+    line = '{"event_id":"e1","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z","properties":%s}\n'
+    first = run_ingest(write("a.jsonl", line % '{"m":"a","m":"a"}'))
+    again = run_ingest(write("b.jsonl", line % '{"m":"a","m":"a"}' + line % '{"m":"b","m":"b"}'))
+    assert first.accepted == 1
+    assert (again.duplicates, again.conflicts) == (1, 1)
+
+
 def test_repeats_of_a_conflicting_version_are_each_kept_as_conflicts(write, run_ingest, con):
     lines = [event("e1", quantity=1), event("e1", quantity=2), event("e1", quantity=2), event("e1", quantity=1)]
     result = run_ingest(write("a.jsonl", jsonl(*lines)))

@@ -36,6 +36,9 @@ def ingest_one(write, run_ingest, line: dict | str):
         (event(42), "field 'event_id' must be a string"),
         (event("e1", customer_id=7), "field 'customer_id' must be a string"),
         (event("e1", customer_id=""), "field 'customer_id' must not be empty"),
+        (event("e1", customer_id=" " * 40), "field 'customer_id' must not be empty"),
+        (event("e1", customer_id="\t"), "field 'customer_id' must not be empty"),
+        (event(" " * 14 + "\r\n", customer_id="c"), "field 'event_id' must not be empty"),
         (event("e1", event_name=["x"]), "field 'event_name' must be a string"),
         (event("e1", timestamp="2026-10-05"), "is not an RFC 3339 date-time"),
         (event("e1", timestamp="2026-02-30T00:00:00Z"), "is not an RFC 3339 date-time"),
@@ -179,6 +182,11 @@ def test_max_age_rejects_old_events_only_when_asked(write, run_ingest, con):
     result = run_ingest(path, max_age=timedelta(days=365))
     assert (result.accepted, result.dead_lettered) == (1, 1)
     assert "older than the maximum age" in dead_letters(con)[0][1]
+
+
+def test_a_maximum_age_of_zero_is_a_bound_not_no_bound(write, run_ingest, con):
+    path = write("old.jsonl", jsonl(event("old", timestamp="2020-01-01T00:00:00Z")))
+    assert run_ingest(path, max_age=timedelta(0)).dead_lettered == 1
 
 
 def test_invalid_utf8_is_kept_with_its_bytes_escaped(write, run_ingest, con):

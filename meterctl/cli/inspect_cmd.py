@@ -16,8 +16,18 @@ dlq_app = command_group("Dead letters: input lines that failed validation, with 
 conflicts_app = command_group("Conflicts: resends of an event_id with a different payload.")
 
 
+# Control characters in stored input (an escape sequence can recolour or rewrite a terminal)
+# are shown as escapes, never sent to the terminal as they are.
+_VISIBLE = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_VISIBLE.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def _visible(text: str | None) -> str:
+    return "" if text is None else text.translate(_VISIBLE)
+
+
 def _clip(text: str, width: int = 60) -> str:
-    text = text.replace("\n", "\\n")
+    text = _visible(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -84,13 +94,13 @@ def dlq_show(
         print_json(d)
         return
     console = stdout_console()
-    console.print(f"dead letter {d.dead_letter_id}")
-    console.print(f"source      {d.source}:{d.line_no} (batch {d.batch_id})")
-    console.print(f"reason      {d.reason}")
-    console.print(f"event_id    {d.event_id or '-'}")
-    console.print(f"created at  {d.created_at}")
+    console.print(f"dead letter {d.dead_letter_id}", markup=False)
+    console.print(f"source      {_visible(d.source)}:{d.line_no} (batch {d.batch_id})", markup=False)
+    console.print(f"reason      {_visible(d.reason)}", markup=False)
+    console.print(f"event_id    {_visible(d.event_id) or '-'}", markup=False)
+    console.print(f"created at  {d.created_at}", markup=False)
     console.print("raw:")
-    console.out(d.raw, highlight=False)
+    console.out(_visible(d.raw), highlight=False)
 
 
 @conflicts_app.command("list")

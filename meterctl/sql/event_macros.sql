@@ -10,8 +10,11 @@ CREATE OR REPLACE TEMP MACRO mc_string_problem(j, field) AS
     CASE
         WHEN mc_absent(j) THEN 'missing required field ''' || field || ''''
         WHEN NOT starts_with(j, '"') THEN 'field ''' || field || ''' must be a string, got ' || json_type(j)
-        WHEN length(j) < 16 AND trim(j ->> '$') = '' THEN 'field ''' || field || ''' must not be empty'
+        WHEN mc_blank(j ->> '$') THEN 'field ''' || field || ''' must not be empty'
     END;
+
+-- Empty or only whitespace (spaces, tabs, line breaks, form feeds), however long.
+CREATE OR REPLACE TEMP MACRO mc_blank(v) AS trim(v, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '';
 
 -- Strict decimal syntax: no underscores, hex, NaN or Infinity, which DuckDB's cast would accept.
 CREATE OR REPLACE TEMP MACRO mc_is_decimal_text(t) AS
@@ -108,7 +111,10 @@ CREATE OR REPLACE TEMP MACRO mc_epoch(n) AS
 CREATE OR REPLACE TEMP MACRO mc_canonical_object(j) AS
     CASE
         WHEN j IS NULL OR CAST(j AS VARCHAR) IN ('{}', 'null') THEN NULL
-        ELSE CAST(to_json(map_from_entries(list_sort(map_entries(TRY_CAST(j AS MAP(VARCHAR, JSON)))))) AS VARCHAR)
+        -- An object that is no map (a key given twice) is compared as written: two such
+        -- objects are never "equal" just because neither could be sorted.
+        ELSE coalesce(CAST(to_json(map_from_entries(list_sort(map_entries(TRY_CAST(j AS MAP(VARCHAR, JSON)))))) AS VARCHAR),
+                      CAST(j AS VARCHAR))
     END;
 
 -- The canonical payload of an event: what must be equal for a resend to be identical.
@@ -138,5 +144,5 @@ CREATE OR REPLACE TEMP MACRO mc_fast_text(v) AS
             THEN true
         ELSE NOT regexp_full_match(v, '[-+0-9.][0-9.eE+-]*|true|false|null|\{.*|\[.*')
              AND NOT regexp_full_match(lower(v), '[-+]?(nan|inf|infinity)')
-             AND (length(v) >= 14 OR trim(v) <> '')
+             AND NOT mc_blank(v)
     END;
