@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -200,6 +201,17 @@ def test_dlq_show_never_sends_control_characters_to_the_terminal(cli, db, write)
     shown = cli("dlq", "show", str(dead["dead_letter_id"]), "--db", db).stdout
     assert not any(ord(c) < 32 and c != "\n" for c in shown)
     assert '"[red]x[/red]\\x1b[2J", "note": "\\x07\\x08"' in shown
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(cli, db, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / os.fsdecode(b"usage-\xff.jsonl")).write_text(jsonl(event("e1")))
+    result = cli("ingest", "--db", db, "--json", folder)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["files"][0]["source"].endswith("usage-\\xff.jsonl")
+    again = json.loads(cli("ingest", "--db", db, "--json", folder).stdout)
+    assert again["skipped_files"] == 1  # recognised as the same file on the next run
 
 
 def test_dlq_show_of_an_unknown_id(cli, db):

@@ -128,3 +128,9 @@ def test_parquet_on_a_pipe_that_delivers_a_byte_at_a_time_is_still_parquet(tmp_p
                              "timestamp": ["2026-10-01T00:00:00Z"] * 2}), sink)
     outcome = _ingest_trickled_stdin(tmp_path, monkeypatch, sink.getvalue())
     assert (outcome.format, outcome.accepted) == ("parquet", 2)
+    con = store.connect(tmp_path / "store.duckdb")
+    try:  # the file standard input was kept in while it was read is gone: no path to record
+        assert con.execute("SELECT source, source_path, size_bytes FROM ingest_batches").fetchall() == [
+            ("-", None, len(sink.getvalue()))]
+    finally:
+        con.close()
