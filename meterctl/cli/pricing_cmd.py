@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
