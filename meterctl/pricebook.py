@@ -36,23 +36,18 @@ from meterctl.store import has_table
 
 _PLAN = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FILE_VERSION = re.compile(r"^v(\d+)$")
-# DECIMAL(38, 18) in the store: a price with more places would be rounded there.
-MAX_PLACES = 18
-
-
 # DECIMAL(38, 18) holds 20 digits before the point; a price or fee far below that limit
 # leaves room for quantity × price.
 MAX_AMOUNT = Decimal(10) ** 15
 
 
 def _exact_number(value: Any) -> Any:
-    # YAML numbers arrive as int or Decimal (config_yaml never makes a float); a quoted
-    # "0.0004" is text and is refused rather than guessed at.
+    # YAML numbers arrive as int or Decimal (config_yaml never makes a float, and refuses
+    # more than DECIMAL(38, 18)'s 18 places); a quoted "0.0004" is text and is refused
+    # rather than guessed at.
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ValueError("must be a number (write it unquoted, e.g. 0.0004)")
     number = Decimal(value)
-    if number.as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
-        raise ValueError(f"at most {MAX_PLACES} decimal places")
     if abs(number) >= MAX_AMOUNT:
         raise ValueError(f"must be below {MAX_AMOUNT:,f}")
     return number
