@@ -423,6 +423,30 @@ def load_catalog(directory: Path, meters: Sequence[Meter] | None) -> Catalog:
     return Catalog(tuple(sorted(versions, key=lambda v: (v.plan, v.version))))
 
 
+def load_configuration(directory: Path) -> tuple[tuple[Meter, ...], Catalog]:
+    """meters.yaml and every pricebook of the configuration directory; all problems of both
+    at once. Pricebooks are still checked when meters.yaml has problems, on their own (a
+    charge's meter cannot be checked against meters that did not load)."""
+    from meterctl.meters import load_meters
+
+    problems: list[Problem] = []
+    meters: tuple[Meter, ...] | None = None
+    try:
+        meters = load_meters(directory)
+    except ConfigProblems as error:
+        problems.extend(error.problems)
+    catalog = None
+    if directory.is_dir():
+        try:
+            catalog = load_catalog(directory, meters)
+        except ConfigProblems as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigProblems(problems)
+    assert meters is not None and catalog is not None
+    return meters, catalog
+
+
 # ---------------------------------------------------------------- freezing
 
 

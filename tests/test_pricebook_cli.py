@@ -78,10 +78,12 @@ def test_validate_reports_edited_frozen_versions(cli, db, config, tenant):
 def test_config_validate_lists_meter_and_pricebook_problems_together(cli, config):
     (config / "meters.yaml").write_text((config / "meters.yaml").read_text().replace("aggregation: count", "aggregation: cnt"))
     (config / "scale" / "v1.yaml").write_text((config / "scale" / "v1.yaml").read_text().replace("currency: USD", "currency: US"))
-    result = cli("config", "validate", "--pricebooks", config)
-    assert result.exit_code == 78
-    assert "meters.yaml:2 meters[0].aggregation" in result.stderr
-    assert "scale/v1.yaml:4 currency" in result.stderr
+    # Every command that reads the configuration reports both, not just the first file's.
+    for command in (("config", "validate"), ("pricebook", "validate"), ("rate", "--period", "2026-10")):
+        result = cli(*command, "--pricebooks", config)
+        assert result.exit_code == 78, command
+        assert "meters.yaml:2 meters[0].aggregation" in result.stderr, command
+        assert "scale/v1.yaml:4 currency" in result.stderr, command
 
 
 def test_simulate_compares_current_and_candidate_without_writing(cli, db, config, tenant, tmp_path):

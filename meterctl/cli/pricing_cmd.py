@@ -29,12 +29,12 @@ CustomerOption = Annotated[list[str] | None, typer.Option("--customer", help="On
 
 def load_config(pricebooks: Path | None):
     """The configuration directory, its meters and its pricebooks (exit 78 on any problem)."""
-    from meterctl.meters import config_dir, load_meters
-    from meterctl.pricebook import load_catalog
+    from meterctl.meters import config_dir
+    from meterctl.pricebook import load_configuration
 
     directory = config_dir(pricebooks)
-    meters = load_meters(directory)
-    return directory, meters, load_catalog(directory, meters)
+    meters, catalog = load_configuration(directory)
+    return directory, meters, catalog
 
 
 def _frozen(db: Path, wait: float) -> dict:

@@ -31,27 +31,11 @@ config_app = command_group("Check the configuration directory.")
 @config_app.command("validate")
 def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List every problem in meters.yaml and the pricebooks at once (exit 78 if there is any)."""
-    from meterctl.config_yaml import ConfigProblems
-    from meterctl.meters import config_dir, load_meters
-    from meterctl.pricebook import load_catalog
+    from meterctl.meters import config_dir
+    from meterctl.pricebook import load_configuration
 
     directory = config_dir(pricebooks)
-    problems = []
-    meters = None
-    try:
-        meters = load_meters(directory)
-    except ConfigProblems as error:
-        problems.extend(error.problems)
-    catalog = None
-    if directory.is_dir():
-        try:
-            # Without valid meters, pricebooks are still checked on their own.
-            catalog = load_catalog(directory, meters)
-        except ConfigProblems as error:
-            problems.extend(error.problems)
-    if problems:
-        raise ConfigProblems(problems)
-    assert meters is not None and catalog is not None
+    meters, catalog = load_configuration(directory)
     if as_json:
         print_json({"directory": str(directory), "meters": [m.name for m in meters],
                     "pricebooks": [v.ref for v in catalog.versions], "problems": []})
