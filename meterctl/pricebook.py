@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError, WithJsonSchema,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo,
+                      WithJsonSchema, field_validator, model_validator)
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, repeats, validation_problems
@@ -131,38 +131,64 @@ class Charge(_Strict):
             price_by[key] = values
         return {**data, "price_by": price_by}
 
+    # Checks of one field against the fields before it (`model`, `minimum`) are field
+    # validators: pydantic runs them even when another field of the charge fails, so a typo
+    # in one price does not hide a second problem. (A model validator runs only on a charge
+    # whose every field is valid.)
+    @field_validator("unit_price", "tiers", "package_size", "package_price")
+    @classmethod
+    def _applies(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        if value is not None and model in _FIELDS and info.field_name not in _FIELDS[model]:
+            raise ValueError(f"'{info.field_name}' does not apply to model '{model}' (it uses {', '.join(_FIELDS[model])})")
+        return value
+
+    @field_validator("package_size")
+    @classmethod
+    def _positive_size(cls, size: Decimal | None) -> Decimal | None:
+        if size is not None and size <= 0:
+            raise ValueError("package_size must be above zero")
+        return size
+
+    @field_validator("round")
+    @classmethod
+    def _package_only(cls, value: str, info: ValidationInfo) -> str:
+        model = info.data.get("model")
+        if model in _FIELDS and model != "package":
+            raise ValueError("'round' only applies to model 'package'")
+        return value
+
+    @field_validator("maximum")
+    @classmethod
+    def _above_minimum(cls, maximum: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        minimum = info.data.get("minimum")
+        if maximum is not None and minimum is not None and minimum > maximum:
+            raise ValueError(f"minimum {minimum} is above maximum {maximum}")
+        return maximum
+
     @model_validator(mode="after")
     def _consistent(self) -> Charge:
-        needed = _FIELDS[self.model]
-        for name in needed:
-            if getattr(self, name) is None:
-                raise ValueError(f"model '{self.model}' needs '{name}'")
-        for name in ("unit_price", "tiers", "package_size", "package_price"):
-            if name not in needed and getattr(self, name) is not None:
-                raise ValueError(f"'{name}' does not apply to model '{self.model}' (it uses {', '.join(needed)})")
-        if self.model != "package" and "round" in self.model_fields_set:
-            raise ValueError("'round' only applies to model 'package'")
-        if self.package_size is not None and self.package_size <= 0:
-            raise ValueError("package_size must be above zero")
-        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
-            raise ValueError(f"minimum {self.minimum} is above maximum {self.maximum}")
+        problems = [f"model '{self.model}' needs '{name}'" for name in _FIELDS[self.model] if getattr(self, name) is None]
         if self.price_by is not None:
             if len(self.price_by) != 1:
-                raise ValueError("price_by prices by one dimension, e.g. {model: {gpt-large: 0.000006}}")
+                problems.append("price_by prices by one dimension, e.g. {model: {gpt-large: 0.000006}}")
             for key, values in self.price_by.items():
                 if not values:
-                    raise ValueError(f"price_by.{key} lists no values")
-                for value, price in values.items():
-                    self._check_dimension_price(f"price_by.{key}.{value}", price)
+                    problems.append(f"price_by.{key} lists no values")
+                problems.extend(filter(None, (self._dimension_price_problem(f"price_by.{key}.{value}", price)
+                                              for value, price in values.items())))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
-    def _check_dimension_price(self, where: str, price: DimensionPrice) -> None:
+    def _dimension_price_problem(self, where: str, price: DimensionPrice) -> str | None:
         given = {f for f in ("unit_price", "tiers", "package_price") if getattr(price, f) is not None}
         allowed = {"per_unit": {"unit_price"}, "graduated": {"tiers"}, "volume": {"tiers"}, "package": {"package_price"}}[self.model]
         if not given:
-            raise ValueError(f"{where}: gives no price")
+            return f"{where}: gives no price"
         if given - allowed:
-            raise ValueError(f"{where}: {', '.join(sorted(given - allowed))} does not apply to model '{self.model}'")
+            return f"{where}: {', '.join(sorted(given - allowed))} does not apply to model '{self.model}'"
+        return None
 
     @property
     def dimension(self) -> str | None:

@@ -133,6 +133,20 @@ def test_invalid_values_are_refused(tmp_path, change, message):
     assert all(p.startswith(f"{path}:") for p in found), found
 
 
+def test_every_problem_of_one_charge_is_listed_not_just_the_first(tmp_path):
+    # A bad price does not hide the charge's other problems, each at its own key and line.
+    text = (PRO_V2.replace("unit_price: 0.000002", "unit_price: abc")
+            .replace("minimum: 1.00", "minimum: 1.00\n    maximum: 0.50\n    round: down")
+            .replace("package_size: 60", "package_size: 0\n    tiers: [{up_to: null, unit_price: 1}]"))
+    path = write_book(tmp_path, "pro/v2.yaml", text)
+    found = problems(path)
+    assert f"{path}:18 charges[1].unit_price: must be a number (write it unquoted, e.g. 0.0004)" in found, found
+    assert f"{path}:21 charges[1].maximum: minimum 1.00 is above maximum 0.50" in found, found
+    assert f"{path}:22 charges[1].round: 'round' only applies to model 'package'" in found, found
+    assert f"{path}:25 charges[2].package_size: package_size must be above zero" in found, found
+    assert any(p.startswith(f"{path}:26 charges[2].tiers: 'tiers' does not apply to model 'package'") for p in found), found
+
+
 @pytest.mark.parametrize(
     ("written", "message"),
     [
