@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -247,6 +248,30 @@ def test_cloudevents_map_onto_the_contract(write, run_ingest, con):
         "CloudEvent: field 'source' must be a URI-reference without whitespace",
         "CloudEvent: missing required field 'id'",
     ]
+
+
+def test_cloudevent_data_in_base64_is_read_when_it_is_json_and_refused_otherwise(write, run_ingest, con):
+    base = {"specversion": "1.0", "source": "/edge", "type": "llm_tokens", "subject": "cus_9", "time": "2026-10-05T10:00:00Z"}
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    records = [
+        {**base, "id": "1", "data_base64": b64(b'{"quantity": 0.30000000000000001, "properties": {"model": "embed"}}')},
+        {**base, "id": "2", "datacontenttype": "application/protobuf", "data_base64": b64(b"\x08\x96\x01\xff")},
+        {**base, "id": "3", "data_base64": "not base64!"},
+        {**base, "id": "4", "data_base64": b64(b"[1, 2]")},
+        {**base, "id": "5", "data": "plain text"},
+    ]
+    result = run_ingest(write("ce64.jsonl", jsonl(*records)))
+    assert (result.read, result.accepted, result.dead_lettered) == (5, 1, 4)
+    # The fraction is read from the decoded text as written, not through a double.
+    assert con.execute("SELECT event_id, quantity, CAST(properties AS VARCHAR) FROM events").fetchall() == [
+        ("/edge 1", Decimal("0.30000000000000001"), '{"model":"embed"}')]
+    unreadable = ("CloudEvent: field 'data_base64' must hold a JSON object in base64 (UTF-8 text); "
+                  "meterctl reads quantity and properties from JSON data only")
+    assert [r for _, r, _ in dead_letters(con)] == [
+        unreadable, unreadable, unreadable, "CloudEvent: field 'data' must be a JSON object, got VARCHAR"]
 
 
 def test_a_line_that_starts_like_parquet_is_still_a_jsonl_line(write, run_ingest, con):

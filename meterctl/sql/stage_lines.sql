@@ -40,34 +40,54 @@ plain AS (
 -- CloudEvents: key = source || ' ' || id (a source is a URI-reference, which holds no
 -- whitespace, so the pair stays recoverable), customer = subject (or data.customer_id),
 -- name = type, timestamp = time, quantity = data.quantity, properties = data.properties,
--- or else data without quantity and customer_id. A line that only mentions "specversion"
--- somewhere else is read as a plain event.
+-- or else data without quantity and customer_id. `data_base64` (when there is no `data`)
+-- is read the same way once decoded, and must then hold a JSON object: a payload meterctl
+-- cannot read is a dead letter, not an event whose quantity quietly went missing. A line
+-- that only mentions "specversion" somewhere else is read as a plain event.
 cloud AS (
     SELECT
         line_no, txt, raw, is_json, is_object, is_ce,
         CASE WHEN NOT is_ce THEN v[1] END AS j_event_id,
         CASE WHEN is_ce THEN v[8] END AS j_ce_id,
         CASE WHEN is_ce THEN v[9] END AS j_ce_source,
-        CASE WHEN is_ce THEN CASE WHEN mc_absent(v[11]) THEN v[16] ELSE v[11] END ELSE v[2] END AS j_customer,
+        CASE WHEN is_ce THEN CASE WHEN mc_absent(v[11]) THEN d[4] ELSE v[11] END ELSE v[2] END AS j_customer,
         CASE WHEN is_ce THEN v[10] ELSE v[3] END AS j_name,
         CASE WHEN is_ce THEN v[12] ELSE v[4] END AS j_ts,
-        CASE WHEN is_ce THEN v[14] ELSE v[5] END AS j_quantity,
+        CASE WHEN is_ce THEN d[2] ELSE v[5] END AS j_quantity,
         CASE
             WHEN NOT is_ce THEN v[6]
-            WHEN v[15] IS NOT NULL THEN v[15]
-            WHEN starts_with(v[13], '{') THEN json_merge_patch(v[13], '{"quantity":null,"customer_id":null}')
-            ELSE v[13]
-        END AS j_properties
+            WHEN d[3] IS NOT NULL THEN d[3]
+            WHEN starts_with(d[1], '{') THEN json_merge_patch(d[1], '{"quantity":null,"customer_id":null}')
+            ELSE d[1]
+        END AS j_properties,
+        CASE WHEN is_ce AND d[3] IS NULL THEN 'data' END AS properties_field,
+        -- Where a fraction's digits are looked for as written (see mc_written_quantities).
+        CASE WHEN is_base64 THEN decoded END AS written_in,
+        is_base64 AND NOT coalesce(starts_with(d[1], '{'), false) AS base64_unreadable
     FROM (
-        SELECT *, coalesce(NOT mc_absent(v[7]), false) AS is_ce
+        SELECT *,
+            CASE
+                WHEN NOT is_base64 THEN [v[13], v[14], v[15], v[16]]
+                WHEN json_valid(decoded) THEN json_extract(decoded, ['$', '$.quantity', '$.properties', '$.customer_id'])
+            END AS d
         FROM (
-            SELECT *, CASE WHEN is_object THEN json_extract(txt, [
-                '$.event_id', '$.customer_id', '$.event_name', '$.timestamp', '$.quantity',
-                '$.properties', '$.specversion', '$.id', '$.source', '$.type', '$.subject',
-                '$.time', '$.data', '$.data.quantity', '$.data.properties', '$.data.customer_id'])
-            END AS v
-            FROM shaped
-            WHERE maybe_ce
+            SELECT *,
+                is_ce AND mc_absent(v[13]) AND NOT mc_absent(v[17]) AS is_base64,
+                CASE WHEN is_ce AND mc_absent(v[13]) AND json_type(v[17]) = 'VARCHAR'
+                     THEN TRY(decode(from_base64(v[17] ->> '$'))) END AS decoded
+            FROM (
+                SELECT *, coalesce(NOT mc_absent(v[7]), false) AS is_ce
+                FROM (
+                    SELECT *, CASE WHEN is_object THEN json_extract(txt, [
+                        '$.event_id', '$.customer_id', '$.event_name', '$.timestamp', '$.quantity',
+                        '$.properties', '$.specversion', '$.id', '$.source', '$.type', '$.subject',
+                        '$.time', '$.data', '$.data.quantity', '$.data.properties', '$.data.customer_id',
+                        '$.data_base64'])
+                    END AS v
+                    FROM shaped
+                    WHERE maybe_ce
+                )
+            )
         )
     )
 ),
@@ -86,7 +106,7 @@ valued AS (
         END AS ts,
         -- (NaN and infinities stay with mc_quantity_text, which refuses them.)
         CASE WHEN json_type(j_quantity) = 'DOUBLE' AND isfinite(TRY_CAST(j_quantity AS DOUBLE))
-             THEN mc_written_quantities(txt, j_quantity) END AS q_written,
+             THEN mc_written_quantities(coalesce(written_in, txt), j_quantity) END AS q_written,
         starts_with(j_quantity, '"') AS q_is_string
     FROM fields
 ),
@@ -114,6 +134,9 @@ judged AS (
                 THEN 'CloudEvent: ' || mc_string_problem(j_ce_source, 'source')
             WHEN is_ce AND regexp_matches(j_ce_source ->> '$', '\s')
                 THEN 'CloudEvent: field ''source'' must be a URI-reference without whitespace'
+            WHEN base64_unreadable
+                THEN 'CloudEvent: field ''data_base64'' must hold a JSON object in base64 (UTF-8 text); '
+                     || 'meterctl reads quantity and properties from JSON data only'
             WHEN NOT is_ce AND mc_string_problem(j_event_id, 'event_id') IS NOT NULL
                 THEN mc_string_problem(j_event_id, 'event_id')
             WHEN mc_string_problem(j_customer, CASE WHEN is_ce THEN 'subject' ELSE 'customer_id' END) IS NOT NULL
@@ -153,7 +176,8 @@ judged AS (
                 THEN 'quantity ' || CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END
                      || ' would be rounded: DECIMAL(38, 18) keeps at most 20 integer and 18 fractional digits'
             WHEN NOT mc_absent(j_properties) AND NOT starts_with(j_properties, '{')
-                THEN 'field ''' || CASE WHEN is_ce THEN 'data.properties' ELSE 'properties' END
+                THEN CASE WHEN is_ce THEN 'CloudEvent: ' ELSE '' END || 'field '''
+                     || CASE WHEN is_ce THEN coalesce(properties_field, 'data.properties') ELSE 'properties' END
                      || ''' must be a JSON object, got ' || json_type(j_properties)
         END AS reason
     FROM exact
