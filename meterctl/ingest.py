@@ -417,17 +417,19 @@ def _is_text(kind: pa.DataType) -> bool:
 
 
 def _parquet_lines_view(schema: pa.Schema) -> str:
-    """Each Parquet row as the JSON object it would be as a JSONL line."""
+    """Each Parquet row as the JSON object it would be as a JSONL line (ParquetReader appends
+    the row number as the last column)."""
+    row_column = _quote(schema.names[-1])
     replacements = [
         f"CASE WHEN json_valid(CAST({_quote(f.name)} AS VARCHAR)) THEN CAST(CAST({_quote(f.name)} AS VARCHAR) AS JSON) "
         f"ELSE to_json({_quote(f.name)}) END AS {_quote(f.name)}"
-        for f in schema
+        for f in list(schema)[:-1]
         if f.name in _JSON_TEXT_COLUMNS and _is_text(f.type)
     ]
     replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
     return (
         "CREATE OR REPLACE TEMP VIEW chunk_text AS "
-        "SELECT __line_no AS line_no, CAST(to_json(struct_pack(*COLUMNS(* EXCLUDE (__line_no)))) AS VARCHAR) AS txt, "
+        f"SELECT {row_column} AS line_no, CAST(to_json(struct_pack(*COLUMNS(* EXCLUDE ({row_column})))) AS VARCHAR) AS txt, "
         "NULL::VARCHAR AS raw "
         f"FROM (SELECT *{replace} FROM chunk)"
     )

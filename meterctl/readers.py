@@ -345,7 +345,8 @@ def _readable_by_duckdb(table: pa.Table) -> pa.Table:
 
 
 class ParquetReader:
-    """Batches of Parquet rows, numbered from 1, with their columns as stored."""
+    """Batches of Parquet rows with their columns as stored, and the row numbers (from 1)
+    appended as the last column, under a name no column of the file has."""
 
     format = FORMAT_PARQUET
 
@@ -365,11 +366,14 @@ class ParquetReader:
         total = parquet.metadata.num_rows or 1
         size = self.source.path.stat().st_size
         next_row = 1
+        row_column = "__line_no"
+        while row_column.lower() in {name.lower() for name in parquet.schema_arrow.names}:
+            row_column += "_"  # DuckDB compares column names without case
         try:
             for batch in parquet.iter_batches(batch_size=self.batch_rows):
                 count = batch.num_rows
                 numbers = pa.array(np.arange(next_row, next_row + count, dtype=np.int64))
-                table = _readable_by_duckdb(pa.Table.from_batches([batch])).append_column("__line_no", numbers)
+                table = _readable_by_duckdb(pa.Table.from_batches([batch])).append_column(row_column, numbers)
                 table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
                 next_row += count
                 yield table, size * count // total

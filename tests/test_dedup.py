@@ -210,6 +210,21 @@ def test_parquet_columns_of_every_arrow_kind_are_read_exactly(tmp_path, run_inge
         (Decimal("12345678901234567.123456789"), properties[0]), (Decimal("0.30000000000000001"), properties[1])]
 
 
+def test_a_parquet_column_named_like_the_row_numbers_is_data_not_row_numbers(tmp_path, run_ingest, con):
+    table = pa.table({
+        "event_id": ["r1", "r2"], "customer_id": ["c1", None], "event_name": ["n", "n"],
+        "timestamp": ["2026-10-05T10:00:00Z"] * 2,
+        "__line_no": pa.array([70, 80], pa.int64()), "__LINE_NO_": ["a", "b"],
+    })
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path)
+    result = run_ingest(path)
+    assert (result.accepted, result.dead_lettered) == (1, 1)
+    assert con.execute("SELECT line_no FROM events").fetchall() == [(1,)]
+    line_no, raw = con.execute("SELECT line_no, raw FROM dead_letters").fetchall()[0]
+    assert line_no == 2 and json.loads(raw)["__line_no"] == 80 and json.loads(raw)["__LINE_NO_"] == "b"
+
+
 def test_the_sample_parquet_file_duplicates_the_sample_jsonl(run_ingest, tmp_path):
     expected = json.loads((SAMPLE / "events-2026-10.expected.json").read_text())["expected"]
     jsonl_result = run_ingest(SAMPLE / "events-2026-10.jsonl")
