@@ -38,7 +38,7 @@ from fractions import Fraction
 
 import duckdb
 
-from meterctl import __version__, cycles, pricing, sql
+from meterctl import __version__, cycles, pricing, sql, store
 from meterctl.canonical_json import compact, nullable, string
 from meterctl.pricing import text
 from meterctl.config_yaml import ConfigProblems, Problem
@@ -749,7 +749,7 @@ class _Unbilled:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, period: str, meters: Sequence[Meter],
                  customers: Sequence[str] | None) -> None:
-        self._cursor = con.cursor()
+        self._cursor = store.cursor(con)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterctl-unbilled")
         self._future = self._pool.submit(self._check, period, meters, customers)
 

@@ -60,16 +60,29 @@ def _is_lock_error(error: duckdb.Error) -> bool:
 
 
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    # Session settings that make results independent of the machine running them:
-    # UTC for every TIMESTAMPTZ rendering and date_trunc.
     limit = os.environ.get(ENV_MEMORY_LIMIT) or DEFAULT_MEMORY_LIMIT
     if not _MEMORY_LIMIT.match(limit):
         raise ConfigError(f"{ENV_MEMORY_LIMIT}: '{limit}' is not a memory size such as 1GB or 512MiB")
     con = duckdb.connect(str(path), read_only=read_only)
-    con.execute("SET TimeZone = 'UTC'")
+    _session(con)
     # SET takes no bound parameters; the value was checked against _MEMORY_LIMIT above.
     con.execute(f"SET memory_limit = '{limit}'")
     return con
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    # Session settings that make results independent of the machine running them:
+    # UTC for every TIMESTAMPTZ rendering and date_trunc.
+    con.execute("SET TimeZone = 'UTC'")
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to the open store (for work on another thread), with the same
+    session settings: a plain con.cursor() would render and cast TIMESTAMPTZ in the
+    machine's time zone."""
+    other = con.cursor()
+    _session(other)
+    return other
 
 
 def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -344,6 +347,18 @@ def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(c
            event("x3", customer_id="cus_ghost", timestamp="2026-11-02T00:00:00Z"))
     assert run(con, config).unknown_customers == (("cus_ghost", 2),)
     assert run(con, config, customers=["cus_1"]).unknown_customers == ()
+
+
+def test_the_unbilled_event_checks_keep_to_utc_whatever_the_machine_time_zone(con, db, config, tenant):
+    # 02:00 UTC on Oct 1 is still September in New York; the month the checks cover is the UTC
+    # month whatever zone the machine is in (their second connection once took the machine's).
+    tenant(event("c1"), event("x1", customer_id="cus_ghost", timestamp="2026-10-01T02:00:00Z"))
+    con.close()  # the subprocess needs the store
+    result = subprocess.run([sys.executable, "-m", "meterctl", "rate", "--period", "2026-10", "--db", str(db),
+                             "--pricebooks", str(config)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TZ": "America/New_York"})
+    assert result.returncode == 0, result.stderr
+    assert "from customers that are not imported, so not billed: cus_ghost (1)" in result.stderr
 
 
 def test_events_outside_every_subscription_are_reported(con, config, tenant):
