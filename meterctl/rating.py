@@ -428,14 +428,14 @@ class _Builder:
             segment.start, segment.end, self.window_start, self.window_end, book.ref, book.content_hash)
 
     def add(self, kind: str, name: str, meter: str | None, dimensions: dict, quantity: Decimal,
-            unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool, unmeterable: int = 0,
-            precise: str | None = None) -> RatedLine:
+            unit_price: Decimal | None, tiers: tuple, exact: Fraction | Decimal, prorated: bool,
+            unmeterable: int = 0) -> RatedLine:
         if isinstance(exact, Fraction):
             amount = _round_exact(exact, self.minor, self.mode)
-            precise = precise or _fraction_text(exact)
+            precise = _fraction_text(exact)
         else:
             amount = pricing.round_amount(exact, self.minor, self.mode)
-            precise = precise or text(exact)
+            precise = text(exact)
         line = RatedLine.assemble(
             self.shared,
             kind=kind, name=name, meter=meter, dimensions=dimensions, quantity=quantity, unit_price=unit_price,
@@ -483,9 +483,11 @@ class _Builder:
             rounded = _round_exact(bound, self.minor, self.mode)
             if (kind == "minimum" and total < rounded) or (kind == "maximum" and total > rounded):
                 # The line brings the rounded total exactly to the rounded limit; rounding
-                # `bound − total` instead could land a minor unit short under half_even.
+                # `bound − total` instead could land a minor unit short under half_even. That
+                # difference of rounded amounts is also its precise amount, so the line's
+                # amount is its precise amount rounded, as on every other line.
                 self.add(kind, f"{charge.label} {kind}", charge.meter, {}, _ONE, limit, (),
-                         Decimal(rounded - total), prorated, precise=_fraction_text(bound - Fraction(total)))
+                         Decimal(rounded - total), prorated)
 
 
 _ONE = Decimal(1)

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -339,7 +339,21 @@ def test_a_prorated_minimum_brings_the_rounded_total_exactly_to_the_rounded_mini
     tenant(event("c1", timestamp="2026-09-02T12:00:00Z"), customers=customers)
     lines = {l.kind: l for l in run(con, config, "2026-09").lines if l.meter == "api_calls"}
     assert (lines["usage"].amount, lines["minimum"].amount) == (Decimal("0.01"), Decimal("0.01"))
-    assert (lines["minimum"].proration, lines["minimum"].precise_amount) == ("3/30", "0.005")
+    assert (lines["minimum"].proration, lines["minimum"].precise_amount) == ("3/30", "0.01")
+
+
+def test_a_prorated_maximum_line_is_its_precise_amount_rounded(con, config, tenant):
+    # 3/30 of a 0.25 cap is 0.025: half-up, 0.03. Usage is 0.05, so the cap line is -0.02,
+    # and its precise amount says -0.02 too (not -0.025, which would round to -0.03).
+    (config / "scale" / "v1.yaml").write_text(
+        SCALE.replace("half_even", "half_up").replace("unit_price: 0.05", "unit_price: 0.05\n    maximum: 0.25"))
+    tenant(event("c1", timestamp="2026-09-02T12:00:00Z"),
+           customers=acme_subscribed("{plan: scale, start: 2025-01-01, end: 2026-09-04}"))
+    lines = run(con, config, "2026-09").lines
+    cap = next(l for l in lines if l.kind == "maximum")
+    assert (cap.amount, cap.precise_amount, cap.proration) == (Decimal("-0.02"), "-0.02", "3/30")
+    for line in lines:
+        assert Decimal(line.precise_amount).quantize(Decimal("0.01"), ROUND_HALF_UP) == line.amount, line
 
 
 def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(con, config, tenant):
