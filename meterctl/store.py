@@ -85,6 +85,26 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return other
 
 
+# Every DuckDB database file has this at byte 8 of its header.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def _refuse_other_files(path: Path) -> None:
+    """DuckDB opens a CSV, JSON or Parquet file given as the database as an in-memory
+    database over that file: everything written would vanish at exit without a word."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(12)
+    except FileNotFoundError:
+        return  # created on first use
+    except IsADirectoryError:
+        raise OutputError(f"{path}: is a directory, not a meterctl database file") from None
+    except OSError as error:
+        raise OutputError(f"{path}: cannot open the database: {error.strerror}") from None
+    if header and header[8:12] != _DUCKDB_MAGIC:
+        raise OutputError(f"{path}: is not a meterctl database (a DuckDB file); give --db a new or existing database path")
+
+
 def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:
     """Open the store, retrying for up to `wait` seconds while another process holds it.
 
@@ -93,6 +113,7 @@ def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb
     """
     if read_only and not path.exists():
         read_only = False
+    _refuse_other_files(path)
     if not read_only:
         parent = path.resolve().parent
         if not parent.is_dir():
