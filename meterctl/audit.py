@@ -114,6 +114,7 @@ def explain(
     """An invoice's lines traced back to rated records, usage windows and events."""
     from meterctl import sql
 
+    sql.install_macros(con)  # a meter valued from a property reads it with mc_is_decimal_text
     invoice = get_invoice(con, reference)
     lines = invoice.lines
     if line_no is not None:

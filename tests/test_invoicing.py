@@ -437,7 +437,7 @@ def test_a_period_that_has_not_ended_can_be_drafted_but_not_finalized(tenant):
     assert tenant.con.execute("SELECT count(*) FROM rating_runs").fetchall() == [(1,)]  # the refusal wrote nothing
 
 
-def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write):
+def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write, cli):
     (config / "pro" / "v1.yaml").write_text(PRO + "  - {meter: storage_gb, model: per_unit, unit_price: 1}\n")
     files = [write("c.yaml", TWO_CUSTOMERS), write("s.jsonl", jsonl(
         event("s1", event_name="storage_report", properties={"gb": 5}),
@@ -448,6 +448,12 @@ def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write
     storage = next(x for x in result.lines if x.line.meter == "storage_gb")
     assert [(e.event_id, e.meterable) for e in storage.events] == [("s1", True), ("s2", False)]
     assert storage.line.quantity == 5 and storage.line.unmeterable == 1
+    # The command opens a connection of its own: the macro that reads the value must be there too.
+    tenant.con.close()
+    shown = cli("explain", "cus_1-20261001-r1", "--line", str(storage.line.line_no), "--events", "--json",
+                "--db", tmp_path / "s.duckdb")
+    assert shown.exit_code == 0, shown.stderr
+    assert "s2" in shown.stdout
 
 
 def test_export_never_replaces_a_pipe_and_writes_through_a_symlink(tenant, tmp_path):
