@@ -126,7 +126,12 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
                     else "binary" if "b" in node.value else "octal")
             return _not_decimal(loader, node, kind, path, problems, file)
         return _exact(int(node.value.replace("_", "")), node, path, problems, file)
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as error:  # a date that does not exist: 2026-02-30, 2026-13-01
+        kind = "date" if node.tag == "tag:yaml.org,2002:timestamp" else "value"
+        problems.append(Problem(file, node.start_mark.line + 1, format_key(path), f"{node.value} is not a valid {kind} ({error})"))
+        return None
 
 
 # YAML 1.1 (PyYAML's) reads 010 as 8 and 1:30 as 90: a config number must be written in

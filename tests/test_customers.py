@@ -49,6 +49,8 @@ def test_csv_with_the_same_columns(con, write):
         (ACME.replace("start: 2026-10-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
         (ACME.replace("{plan: pro, start: 2026-09-14}", "{plan: pro, start: 2026-09-14, end: 2026-09-01}"),
          ":8 customers[0].subscriptions[0]: end must be after start"),
+        (ACME.replace("start: 2026-09-14", "start: 2026-02-30"),
+         ":8 customers[0].subscriptions[0].start: 2026-02-30 is not a valid date (day is out of range for month)"),
     ],
 )
 def test_bad_customer_files_name_file_line_and_key(write, text, expected):

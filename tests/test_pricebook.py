@@ -121,6 +121,8 @@ def test_cross_checks_against_meters_name_the_key(tmp_path):
         (("minimum: 1.00", "minimum: 1.00\n    maximum: 0.50"), "minimum 1.00 is above maximum 0.50"),
         (("unit_price: 0.000002", "unit_price: 0.0000000000000000001"), "at most 18 decimal places"),
         (("billing_cycle: monthly", "billing_cycle: weekly"), "billing_cycle"),
+        (("effective_from: 2026-11-01", "effective_from: 2026-11-31"), "3 effective_from: 2026-11-31 is not a valid date (day is out of range"),
+        (("effective_from: 2026-11-01", "effective_from: 2026-13-01"), "3 effective_from: 2026-13-01 is not a valid date (month must be in 1..12)"),
         (("price_by: {model: {gpt-large: 0.000006, embed: 0.0000001}}", "price_by: {model: {gpt-large: {tiers: [{up_to: null, unit_price: 1}]}}}"),
          "price_by.model.gpt-large: tiers does not apply to model 'per_unit'"),
     ],
