@@ -362,8 +362,15 @@ def _ingest_chunk(con, chunk: pa.Table, fmt: str, params: dict, counts: _Counts)
             if "INTO dead_letters" in statement and not dead:
                 continue
             sql.execute(con, statement, params)
-    finally:
-        con.unregister("chunk")
+    except BaseException:
+        # After a failure the transaction is aborted and unregister fails too: the first
+        # error is the one to report.
+        try:
+            con.unregister("chunk")
+        except duckdb.Error:
+            pass
+        raise
+    con.unregister("chunk")
     counts.read += staged
     counts.blank_lines += chunk.num_rows - staged
     counts.dead_lettered += dead

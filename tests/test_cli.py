@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ACME_CUSTOMERS, SAMPLE, event, jsonl
 
 COUNT_KEYS = {"read", "accepted", "duplicates", "conflicts", "dead_lettered", "skipped_files", "seconds"}
@@ -268,3 +270,18 @@ def test_a_corrupt_parquet_file_exits_66(cli, db, write):
     result = cli("ingest", "--db", db, write("bad.parquet", b"PAR1 this is not parquet"))
     assert result.exit_code == 66
     assert "cannot be read as Parquet" in result.stderr
+
+
+def test_ctrl_c_during_a_query_is_interrupted_exit_130_not_an_internal_error(db, write, monkeypatch, capsys):
+    # DuckDB answers SIGINT in a running query with RuntimeError("Query interrupted").
+    from meterctl import ingest as ingest_module
+    from meterctl.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(ingest_module, "ingest", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        main(["ingest", "--db", str(db), str(write("a.jsonl", jsonl(event("e1"))))])
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "meterctl: interrupted\n"

@@ -274,6 +274,24 @@ def test_cloudevent_data_in_base64_is_read_when_it_is_json_and_refused_otherwise
         unreadable, unreadable, unreadable, "CloudEvent: field 'data' must be a JSON object, got VARCHAR"]
 
 
+def test_a_failure_inside_a_chunk_is_reported_as_itself_and_leaves_nothing(write, run_ingest, con, monkeypatch):
+    import duckdb
+
+    from meterctl import ingest as ingest_module
+
+    real_run = ingest_module._run
+
+    def failing(con, name, params):
+        if name == "classify_stage":
+            con.execute("SELECT error('the real failure')")
+        real_run(con, name, params)
+
+    monkeypatch.setattr(ingest_module, "_run", failing)
+    with pytest.raises(duckdb.Error, match="the real failure"):
+        run_ingest(write("a.jsonl", jsonl(event("e1"))))
+    assert scalar(con, "SELECT count(*) FROM events") == 0
+
+
 def test_a_line_that_starts_like_parquet_is_still_a_jsonl_line(write, run_ingest, con):
     # Found by Hypothesis: content sniffing must not take "PAR1..." text for a Parquet file.
     result = run_ingest(write("odd.jsonl", "PAR1\n" + jsonl(event("e1"))))

@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterable
+from typing import NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -87,6 +88,12 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _interrupted() -> NoReturn:
+    # Each file is ingested (and each run recorded) in one transaction: nothing half-done stays.
+    print("meterctl: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected failures become one line on stderr and their exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -100,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"meterctl: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
-        print("meterctl: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as error:  # a bug: keep the traceback for the report
+        if isinstance(error, RuntimeError) and str(error) == "Query interrupted":
+            _interrupted()  # Ctrl-C while DuckDB ran a query: it raises this, not KeyboardInterrupt
         if os.environ.get("METERCTL_DEBUG"):
             traceback.print_exc()
         else:
