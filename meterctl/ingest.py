@@ -38,6 +38,7 @@ from meterctl.readers import (
     spool_stdin,
 )
 from meterctl.sources import Source
+from meterctl.store import ENV_MEMORY_LIMIT
 
 DEFAULT_MAX_FUTURE = timedelta(minutes=5)
 
@@ -220,6 +221,14 @@ def _ingest_source(
             # A column type DuckDB cannot scan (readers.py converts the ones it knows of).
             reason = str(error).splitlines()[0]
             raise InputNotFoundError(f"{source.name}: cannot be read: {reason}") from None
+        except duckdb.OutOfMemoryException:
+            # Lines of hundreds of kilobytes take DuckDB far more memory than the usual events
+            # (it works on 2048 rows at a time). The transaction is rolled back; the other
+            # files go on.
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            raise InputNotFoundError(
+                f"{source.name}: cannot be ingested within the memory limit of {limit} (nothing of it was stored); "
+                f"ingest it again with a higher {ENV_MEMORY_LIMIT}, e.g. {ENV_MEMORY_LIMIT}=4GB") from None
         finally:
             progress.end_file()
     finally:

@@ -266,6 +266,21 @@ def test_an_unreadable_file_exits_66_after_the_others_are_ingested_and_reported(
     assert table.exit_code == 66 and "NOT INGESTED" in table.stderr
 
 
+def test_a_file_too_big_for_the_memory_limit_says_so_and_the_others_go_on(cli, db, write, monkeypatch):
+    # Lines of 100 KB take DuckDB far more memory than ordinary events.
+    monkeypatch.setenv("METERCTL_MEMORY_LIMIT", "32MB")
+    heavy = write("heavy.jsonl", jsonl(*[event(f"h{i}", properties={"blob": "x" * 100_000}) for i in range(300)]))
+    light = write("light.jsonl", jsonl(event("e1"), event("e2")))
+    result = cli("ingest", "--db", db, "--json", heavy, light)
+    assert result.exit_code == 66
+    report = json.loads(result.stdout)
+    assert [f["accepted"] for f in report["files"]] == [0, 2]
+    assert "within the memory limit of 30.5 MiB (nothing of it was stored)" in report["files"][0]["error"]
+    assert "METERCTL_MEMORY_LIMIT=4GB" in result.stderr and "the others were ingested" in result.stderr
+    status = json.loads(cli("status", "--db", db, "--json").stdout)
+    assert (status["events"], status["batches"]) == (2, 1)
+
+
 def test_a_corrupt_parquet_file_exits_66(cli, db, write):
     result = cli("ingest", "--db", db, write("bad.parquet", b"PAR1 this is not parquet"))
     assert result.exit_code == 66

@@ -147,7 +147,7 @@ def ingest_command(
         render_summary(result)
     if result.failed_files:
         names = ", ".join(f.source for f in result.failed_files)
-        raise InputNotFoundError(f"{len(result.failed_files)} file(s) could not be read and left nothing in the store "
+        raise InputNotFoundError(f"{len(result.failed_files)} file(s) could not be ingested and left nothing in the store "
                                  f"({names}); the others were ingested. First: {result.failed_files[0].error}")
     if strict and (result.conflicts or result.dead_lettered):
         raise DataError(
