@@ -69,14 +69,25 @@ CREATE OR REPLACE TEMP MACRO mc_fits_decimal(t, d) AS
         OR length(regexp_extract(mc_plain_decimal(t), '\.([0-9]*?)0*$', 1)) <= 18
     );
 
+-- Plain decimal text in one spelling per value: no leading zeros before the units digit, no
+-- trailing zeros after the point ('001.50' and '1.5' are both '1.5', '2.0' is '2').
+CREATE OR REPLACE TEMP MACRO mc_decimal_key(t) AS
+    regexp_replace(regexp_replace(regexp_replace(t, '(\.[0-9]*?)0+$', '\1'), '\.$', ''), '^(-?)0+([0-9])', '\1\2');
+
+-- The first of the numbers written for each distinct decimal value, as written.
+CREATE OR REPLACE TEMP MACRO mc_one_per_value(numbers) AS
+    list_transform(list_distinct(list_transform(numbers, lambda c: coalesce(mc_decimal_key(mc_plain_decimal(c)), c))),
+                   lambda k: list_filter(numbers, lambda c: coalesce(mc_decimal_key(mc_plain_decimal(c)), c) = k)[1]);
+
 -- For a JSON number: DuckDB's JSON reader holds it as a double, so the text it gives back
 -- for 0.30000000000000001 is '0.3'. The number as written is taken from the line itself:
--- the "quantity" members written there whose value reads as that same double (one distinct
--- text expected; none when the key was written with escapes, several in a contrived line).
+-- the "quantity" members written there whose value reads as that same double, as distinct
+-- decimals (one expected; none when the key was written with escapes, several in a
+-- contrived line). A nested "quantity" of the same value written otherwise (1.50 beside
+-- 1.5) is the same decimal, not a second one.
 CREATE OR REPLACE TEMP MACRO mc_written_quantities(line, j) AS
-    list_distinct(list_filter(
-        regexp_extract_all(line, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1),
-        lambda c: TRY_CAST(c AS DOUBLE) = CAST(j AS DOUBLE)));
+    mc_one_per_value(list_filter(regexp_extract_all(line, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1),
+                                 lambda c: TRY_CAST(c AS DOUBLE) = CAST(j AS DOUBLE)));
 
 -- For the fast path: is `q`, the text DuckDB gives for the line's quantity, what the line
 -- says? Always for an integer (never held as a double); for a fraction, when the line's one
