@@ -441,6 +441,13 @@ def _parquet_lines_view(schema: pa.Schema) -> str:
         f"ELSE to_json({_quote(f.name)}) END AS {_quote(f.name)}"
         for f in list(schema)[:-1]
         if f.name in _JSON_TEXT_COLUMNS and _is_text(f.type)
+    ] + [
+        # A struct holds every key any row has (pyarrow makes one from a column of dicts): a
+        # row's null fields are the keys it did not have, so they are dropped (as a JSON
+        # merge patch drops null members) and a row equals the JSONL line it came from.
+        f"json_merge_patch('{{}}', to_json({_quote(f.name)})) AS {_quote(f.name)}"
+        for f in list(schema)[:-1]
+        if f.name in _JSON_TEXT_COLUMNS and pa.types.is_struct(f.type)
     ]
     replace = f" REPLACE ({', '.join(replacements)})" if replacements else ""
     return (

@@ -210,6 +210,19 @@ def test_parquet_columns_of_every_arrow_kind_are_read_exactly(tmp_path, run_inge
         (Decimal("12345678901234567.123456789"), properties[0]), (Decimal("0.30000000000000001"), properties[1])]
 
 
+def test_parquet_properties_held_as_a_struct_equal_the_jsonl_lines_they_came_from(tmp_path, run_ingest, write, con):
+    # pyarrow turns a column of dicts into one struct of every key: each row gets nulls for
+    # the keys it did not have, which must not make an identical resend a conflict.
+    records = [event("s1", properties={"model": "a"}), event("s2", properties={"region": "eu", "n": {"x": 1}}),
+               event("s3")]
+    run_ingest(write("events.jsonl", jsonl(*records)))
+    path = tmp_path / "events.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path)
+    assert pa.types.is_struct(pq.read_schema(path).field("properties").type)
+    result = run_ingest(path)
+    assert (result.read, result.duplicates, result.conflicts, result.dead_lettered) == (3, 3, 0, 0)
+
+
 def test_a_parquet_column_named_like_the_row_numbers_is_data_not_row_numbers(tmp_path, run_ingest, con):
     table = pa.table({
         "event_id": ["r1", "r2"], "customer_id": ["c1", None], "event_name": ["n", "n"],
