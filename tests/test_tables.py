@@ -70,3 +70,14 @@ def test_control_characters_are_shown_escaped_not_sent_to_the_terminal():
     lines = text.splitlines()
     assert lines[2].startswith("not json\\rOVERWRITTEN") and lines[3].startswith("\\x1b[31mred\\ttab\\x85")
     assert len({cell_len(line) for line in lines}) == 1
+
+
+def test_control_characters_in_cells_are_escaped_on_a_terminal_and_in_pipes():
+    # An event id or file name may hold an ESC sequence that would clear or recolour the screen.
+    for terminal in (True, False):
+        table = Table()
+        table.add_column("event_id")
+        table.add_row("z\x1b[2J")
+        out = io.StringIO()
+        print_table(Console(file=out, force_terminal=terminal, color_system=None, width=100, markup=False), table)
+        assert "\x1b" not in out.getvalue() and "z\\x1b[2J" in out.getvalue(), terminal

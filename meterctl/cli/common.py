@@ -66,6 +66,9 @@ def print_table(console: Console, table: Table) -> None:
     if (console.is_terminal and table.row_count <= RICH_TABLE_ROWS) or None in headers or any(
         None in column for column in cells
     ):
+        # Drawn by Rich: its text cells escaped the same way (Rich would send an ESC as it is).
+        for column, plain in zip(table.columns, cells):
+            column._cells = [text if text is not None else cell for cell, text in zip(column._cells, plain)]
         console.print(table)
         return
     widths = [max([cell_len(h)] + [cell_len(c) for c in column]) for h, column in zip(headers, cells)]

@@ -42,7 +42,7 @@ def status_command(db: DbOption = store.default_db_path(), wait: WaitOption = 0.
     console.print(f"database        {db}")
     console.print(f"events          {result.events}  ({result.customers} customers)")
     for name, count in result.event_names:
-        console.print(f"  {name:<20} {count}")
+        console.print(f"  {_visible(name):<20} {count}")
     console.print(f"time range      {result.first_event_at or '-'} … {result.last_event_at or '-'}")
     console.print(f"lines read      {result.lines_read} in {result.batches} batch(es)")
     console.print(f"duplicates      {result.duplicates}")
