@@ -82,9 +82,12 @@ def test_standard_input_plain_and_gzipped(cli, db):
 
 
 def test_a_bad_duration_is_a_usage_error(cli, db, write):
-    result = cli("ingest", "--db", db, "--max-future", "soon", write("a.jsonl", jsonl(event("e1"))))
-    assert result.exit_code == 2
-    assert "--max-future" in result.stderr
+    path = write("a.jsonl", jsonl(event("e1")))
+    for option, value in (("--max-future", "soon"), ("--max-future", "106751991d"), ("--max-age", "99999999999d")):
+        result = cli("ingest", "--db", db, option, value, path)
+        assert result.exit_code == 2, (option, value, result.stderr)
+        assert f"{option}: '{value}'" in result.stderr
+    assert cli("ingest", "--db", db, "--max-future", "365250d", "--max-age", "365250d", path).exit_code == 0
 
 
 def test_the_command_line_default_for_max_future_is_the_librarys():

@@ -148,4 +148,11 @@ def parse_duration(text: str, option: str) -> timedelta:
     match = _DURATION.match(text)
     if not match:
         raise UsageError(f"{option}: '{text}' is not a duration (use e.g. 300s, 5m, 2h, 90d)")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > _LONGEST.total_seconds():
+        raise UsageError(f"{option}: '{text}' is longer than {_LONGEST.days}d (a thousand years)")
+    return timedelta(seconds=seconds)
+
+
+# Far beyond any bound a user means, and well inside what timestamps and timedelta can hold.
+_LONGEST = timedelta(days=365_250)
