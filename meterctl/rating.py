@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -234,6 +235,9 @@ class RatingResult:
     # Events in the month (UTC) of imported customers at times no subscription covers
     # (before the first one starts, after the last one ends, in a gap): not billed either.
     outside_subscriptions: tuple[tuple[str, int], ...] = ()
+    # Customers whose usage could not be priced (customer_id, why): no lines, so no bill,
+    # until their events are corrected; everyone else was rated.
+    unpriceable: tuple[tuple[str, str], ...] = ()
 
     def total_minor(self, customer_id: str | None = None) -> dict[str, int]:
         """Σ rounded lines in minor units, per currency."""
@@ -537,10 +541,14 @@ def _derivable(variants: list[Meter]) -> dict[str, str]:
 
 
 def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequence[Meter],
-              as_of_batch: int | None = None) -> tuple[list[RatedLine], object]:
+              as_of_batch: int | None = None, unpriceable: list[tuple[str, str]] | None = None,
+              ) -> tuple[list[RatedLine], object]:
     """Price every job; returns the lines (in a fixed order) and the usage result behind them.
 
-    `as_of_batch` prices the events stored by that ingest batch only (see usage())."""
+    `as_of_batch` prices the events stored by that ingest batch only (see usage()). A
+    customer whose usage cannot be priced (a negative total on a tiered charge) raises
+    DataError; given an `unpriceable` list, that customer gets no lines at all (no partial
+    bill) and (customer_id, why) is appended to it instead, and the others are priced."""
     variants = _meter_variants(jobs, meters)
     derived = _derivable(variants)
     rows: dict[tuple[str, str, str], list] = {}
@@ -565,12 +573,21 @@ def rate_jobs(con: duckdb.DuckDBPyConnection, jobs: Sequence[_Job], meters: Sequ
             rows[key] = [({}, value, unmeterable)]
     lines: list[RatedLine] = []
     ordered = sorted(jobs, key=lambda j: (j.customer.customer_id, j.segment.start))
-    for job in ordered:
-        builder = _Builder(job, rows)
-        builder.fees()
-        for charge in job.book.book.charges:
-            builder.charge(charge)
-        lines.extend(builder.lines)
+    for customer_id, customer_jobs in itertools.groupby(ordered, key=lambda j: j.customer.customer_id):
+        priced: list[RatedLine] = []
+        try:
+            for job in customer_jobs:
+                builder = _Builder(job, rows)
+                builder.fees()
+                for charge in job.book.book.charges:
+                    builder.charge(charge)
+                priced.extend(builder.lines)
+        except DataError as error:
+            if unpriceable is None:
+                raise
+            unpriceable.append((customer_id, str(error)))
+            continue
+        lines.extend(priced)
     return lines, found
 
 
@@ -619,9 +636,11 @@ def rate(
             if reuse_identical_run:
                 reused = _recorded_from(con, period, customers, inputs)
         if reused is not None:
-            run_id, lines, digest, unmeterable, open_sessions = reused
+            run_id, lines, digest, unmeterable, open_sessions, unpriceable = reused
         else:
-            lines, found = rate_jobs(con, jobs, meters)
+            failed: list[tuple[str, str]] = []
+            lines, found = rate_jobs(con, jobs, meters, unpriceable=failed)
+            unpriceable = tuple(failed)
             digest = run_hash(period, customers, lines)
             # Two variants of one meter (priced by a dimension for some plans, whole for others)
             # see the same events: report them once.
@@ -640,21 +659,22 @@ def rate(
                 run_id = _identical_run(con, period, customers, lines, digest, used, meters, as_of_batch)
             if run_id is None:
                 run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters, as_of_batch,
-                                               inputs, _notes_json(unmeterable, open_sessions))
+                                               inputs, _notes_json(unmeterable, open_sessions, unpriceable))
     return RatingResult(
         period=period,
         customers=tuple(customers) if customers else None,
         lines=tuple(lines),
         run_hash=digest,
         run_id=run_id,
-        customers_rated=len({job.customer.customer_id for job in jobs}),
-        segments=len(jobs),
+        customers_rated=len({job.customer.customer_id for job in jobs} - {c for c, _ in unpriceable}),
+        segments=sum(1 for job in jobs if job.customer.customer_id not in {c for c, _ in unpriceable}),
         pricebooks=tuple(v.ref for v in used),
         unmeterable=unmeterable,
         open_sessions=open_sessions,
         newly_frozen=newly_frozen,
         unknown_customers=unknown_customers,
         outside_subscriptions=outside_subscriptions,
+        unpriceable=unpriceable,
     )
 
 
@@ -704,7 +724,8 @@ def _recorded_from(con: duckdb.DuckDBPyConnection, period: str, customers: Seque
         return None
     noted = json.loads(notes) if notes else {}
     return (run_id, lines, digest, tuple(Unmeterable(*u) for u in noted.get("unmeterable", ())),
-            tuple(OpenSession(*o) for o in noted.get("open_sessions", ())))
+            tuple(OpenSession(*o) for o in noted.get("open_sessions", ())),
+            tuple((customer, why) for customer, why in noted.get("unpriceable", ())))
 
 
 def _stored_lines(con: duckdb.DuckDBPyConnection, run_id: int) -> list[RatedLine]:
@@ -738,9 +759,11 @@ def _tier_use(stored: dict) -> pricing.TierUse:
                            number("flat_fee"), number("amount"))
 
 
-def _notes_json(unmeterable: Sequence[Unmeterable], open_sessions: Sequence[OpenSession]) -> str:
+def _notes_json(unmeterable: Sequence[Unmeterable], open_sessions: Sequence[OpenSession],
+                unpriceable: Sequence[tuple[str, str]]) -> str:
     return json.dumps({"unmeterable": [dataclasses.astuple(u) for u in unmeterable],
-                       "open_sessions": [dataclasses.astuple(o) for o in open_sessions]})
+                       "open_sessions": [dataclasses.astuple(o) for o in open_sessions],
+                       "unpriceable": [list(u) for u in unpriceable]})
 
 
 class _Unbilled:

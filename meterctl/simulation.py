@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from meterctl import pricing
+from meterctl.errors import DataError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, PricebookVersion
 from meterctl.rating import RatingResult, plan_jobs, rate
@@ -81,6 +82,9 @@ def simulate(
     if affected:
         current = rate(con, catalog, meters, period, customers=affected, record=False)
         proposed = rate(con, catalog, meters, period, customers=affected, record=False, candidate=candidate)
+        unpriceable = current.unpriceable + proposed.unpriceable
+        if unpriceable:  # a comparison with a customer left out would show a difference that is not there
+            raise DataError(f"cannot compare: {unpriceable[0][1]}")
         currency = {job.customer.customer_id: job.customer.currency for job in jobs}
         for customer_id in affected:
             before = current.total_minor(customer_id).get(currency[customer_id], 0)

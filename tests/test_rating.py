@@ -356,6 +356,53 @@ def test_a_prorated_maximum_line_is_its_precise_amount_rounded(con, config, tena
         assert Decimal(line.precise_amount).quantize(Decimal("0.01"), ROUND_HALF_UP) == line.amount, line
 
 
+SECOND_CUSTOMER = """  - id: cus_2
+    name: Globex
+    currency: USD
+    timezone: UTC
+    billing: calendar
+    subscriptions:
+      - {plan: pro, start: 2026-01-01}
+"""
+
+
+def _tokens_graduated(config: Path) -> None:
+    (config / "pro" / "v1.yaml").write_text(PRO.replace(
+        "    model: per_unit\n    unit_price: 0.001\n    price_by: {model: {big: 0.01}}\n",
+        "    model: graduated\n    tiers: [{up_to: 1000, unit_price: 0.001}, {up_to: null, unit_price: 0.0005}]\n"))
+
+
+def test_a_customer_whose_usage_cannot_be_priced_gets_no_lines_and_the_others_are_rated(con, config, tenant):
+    # A correction larger than the month's usage leaves a negative total, which graduated
+    # tiers cannot price: that customer is set aside, not the whole month.
+    _tokens_graduated(config)
+    tenant(event("t1", event_name="llm_tokens", quantity=200), event("t2", event_name="llm_tokens", quantity=-500),
+           event("g1", customer_id="cus_2"), customers=ACME_ON_PRO + SECOND_CUSTOMER)
+    result = run(con, config)
+    assert {l.customer_id for l in result.lines} == {"cus_2"}
+    assert [c for c, _ in result.unpriceable] == ["cus_1"]
+    assert "customer cus_1, meter tokens" in result.unpriceable[0][1] and "negative quantity (-300" in result.unpriceable[0][1]
+    assert result.customers_rated == 1 and result.run_id is not None
+    again = run(con, config)
+    assert (again.run_hash, again.unpriceable) == (result.run_hash, result.unpriceable)
+
+
+def test_rate_and_invoice_exit_65_after_rating_the_others_when_a_customer_cannot_be_priced(cli, db, con, config, tenant):
+    _tokens_graduated(config)
+    tenant(event("t1", event_name="llm_tokens", quantity=-5), event("g1", customer_id="cus_2"),
+           customers=ACME_ON_PRO + SECOND_CUSTOMER)
+    rated = cli("rate", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert rated.exit_code == 65
+    document = json.loads(rated.stdout)
+    assert {l["customer_id"] for l in document["lines"]} == {"cus_2"}
+    assert [u["customer_id"] for u in document["unpriceable"]] == ["cus_1"]
+    assert "warning: cus_1 not rated: customer cus_1, meter tokens" in rated.stderr
+    assert "1 customer(s) could not be priced and have no lines, so no bill" in rated.stderr
+    invoiced = cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert invoiced.exit_code == 65
+    assert [i["customer_id"] for i in json.loads(invoiced.stdout)["invoices"]] == ["cus_2"]
+
+
 def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(con, config, tenant):
     tenant(event("c1"), event("x1", customer_id="cus_ghost"), event("x2", customer_id="cus_ghost"),
            event("x3", customer_id="cus_ghost", timestamp="2026-11-02T00:00:00Z"))

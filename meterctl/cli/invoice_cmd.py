@@ -12,7 +12,7 @@ from rich.table import Table
 
 from meterctl import store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
-from meterctl.cli.pricing_cmd import CustomerOption, load_config, warn_unbilled
+from meterctl.cli.pricing_cmd import CustomerOption, load_config, refuse_unpriceable, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
 
@@ -72,9 +72,12 @@ def invoice_command(
     console = stderr_console()
     warn_unbilled(console, run.rating)
     if not run.outcomes:
+        refuse_unpriceable(run.rating)
         raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: no invoices")
     if as_json:
-        print_json({"period": period, "rating_run_id": run.rating.run_id, "invoices": list(run.outcomes)})
+        print_json({"period": period, "rating_run_id": run.rating.run_id, "invoices": list(run.outcomes),
+                    "unpriceable": [{"customer_id": c, "reason": why} for c, why in run.rating.unpriceable]})
+        refuse_unpriceable(run.rating)
         return
 
     table = Table(title=f"Invoices for billing periods ending in {period}")
@@ -93,6 +96,7 @@ def invoice_command(
     if still_open:
         console.print(f"note: {still_open} of them are for billing periods that have not ended yet: "
                       "their usage may still grow (they cannot be finalized before the period is over)")
+    refuse_unpriceable(run.rating)
 
 
 @invoice_app.command("list")

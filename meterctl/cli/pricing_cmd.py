@@ -293,10 +293,22 @@ def warn_unbilled(console, result: RatingResult) -> None:
         total = sum(n for _, n in result.outside_subscriptions)
         console.print(f"warning: {total} event(s) in {result.period} fall outside their customer's subscriptions, so are "
                       f"not billed: {_listed(result.outside_subscriptions)} (see 'meterctl customers show ID')", style="yellow")
+    for customer_id, why in result.unpriceable:
+        console.print(f"warning: {customer_id} not rated: {why}", style="yellow")
     if result.unknown_customers:
         total = sum(n for _, n in result.unknown_customers)
         console.print(f"warning: {total} event(s) in {result.period} from customers that are not imported, so not billed: "
                       f"{_listed(result.unknown_customers)} (see 'meterctl customers import')", style="yellow")
+
+
+def refuse_unpriceable(result: RatingResult) -> None:
+    """Exit 65 once the others are done when some customer could not be priced: a cron job
+    must not take a month with a missing bill for a finished one."""
+    if result.unpriceable:
+        shown = "; ".join(why for _, why in result.unpriceable[:3])
+        more = f" (and {len(result.unpriceable) - 3} more)" if len(result.unpriceable) > 3 else ""
+        raise DataError(f"{len(result.unpriceable)} customer(s) could not be priced and have no lines, so no bill, "
+                        f"until their events are corrected; everyone else was rated. {shown}{more}")
 
 
 def _note_open_periods(console, result: RatingResult) -> None:
@@ -326,13 +338,17 @@ def rate_command(
     console = stderr_console()
     warn_unbilled(console, result)
     if not result.lines:
+        refuse_unpriceable(result)
         raise DataError(f"no billing period ends in {period}{' for the chosen customers' if customer else ''}: nothing rated")
     for ref in result.newly_frozen:
         console.print(f"froze {ref}: its file may no longer change (publish a new version instead)")
     if as_json:
         print_json({"run_id": result.run_id, "run_hash": result.run_hash, "period": result.period,
                     "customers": result.customers_rated, "segments": result.segments,
-                    "pricebooks": list(result.pricebooks), "lines": [_line_json(l) for l in result.lines]})
+                    "pricebooks": list(result.pricebooks),
+                    "unpriceable": [{"customer_id": c, "reason": why} for c, why in result.unpriceable],
+                    "lines": [_line_json(l) for l in result.lines]})
+        refuse_unpriceable(result)
         return
     table = Table()
     columns = ("customer", "period", "pricebook", "lines", "amount", "currency") if detail else \
@@ -348,6 +364,7 @@ def rate_command(
     console.print(f"rating run {result.run_id}: {result.customers_rated} customer(s), {result.segments} segment(s), "
                   f"{len(result.lines)} line(s); run hash {result.run_hash[:16]}")
     _note_open_periods(console, result)
+    refuse_unpriceable(result)
 
 
 # ---------------------------------------------------------------- simulate
