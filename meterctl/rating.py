@@ -369,7 +369,7 @@ def plan_jobs(
                                         f"plan '{segment.plan}' has no version in force on {segment.start} ({hint})"))
                 continue
             if book.book.currency != customer.currency:
-                problems.append(Problem(book.path, None, "currency",
+                problems.append(Problem(book.path, book.key_lines.get("currency"), "currency",
                                         f"{book.ref} prices in {book.book.currency} but {where} is billed in {customer.currency}"))
                 continue
             full = (segment.period, cycle, customer.billing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,12 @@ def test_config_validate_lists_meter_and_pricebook_problems_together(cli, config
         assert result.exit_code == 78, command
         assert "meters.yaml:2 meters[0].aggregation" in result.stderr, command
         assert "scale/v1.yaml:4 currency" in result.stderr, command
+    # With --json the validate commands also give them on stdout, one object each.
+    for command in (("config", "validate"), ("pricebook", "validate")):
+        result = cli(*command, "--pricebooks", config, "--json")
+        assert result.exit_code == 78, command
+        found = {(Path(p["file"]).name, p["line"], p["key"]) for p in json.loads(result.stdout)["problems"]}
+        assert found == {("meters.yaml", 2, "meters[0].aggregation"), ("v1.yaml", 4, "currency")}, found
 
 
 def test_simulate_compares_current_and_candidate_without_writing(cli, db, config, tenant, tmp_path):

@@ -250,8 +250,9 @@ def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(con, config,
 
 def test_customer_currency_must_match_the_pricebook(con, config, tenant):
     tenant(customers=ACME_CUSTOMERS.replace("currency: USD", "currency: EUR"))
-    with pytest.raises(ConfigProblems, match="pro@1 prices in USD but customer cus_1 is billed in EUR"):
+    with pytest.raises(ConfigProblems, match="pro@1 prices in USD but customer cus_1 is billed in EUR") as caught:
         run(con, config)
+    assert str(caught.value.problems[0]).startswith(f"{config / 'pro' / 'v1.yaml'}:4 currency: ")
 
 
 def test_a_plan_without_a_pricebook_is_a_configuration_error(con, config, tenant):

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,3 +158,17 @@ def parse_duration(text: str, option: str) -> timedelta:
 
 # Far beyond any bound a user means, and well inside what timestamps and timedelta can hold.
 _LONGEST = timedelta(days=365_250)
+
+
+@contextmanager
+def problems_as_json(as_json: bool) -> Iterator[None]:
+    """For a validate command with --json: configuration problems are also printed on stdout,
+    as {"problems": [{file, line, key, message}, ...]}, before the usual stderr lines and exit 78."""
+    from meterctl.config_yaml import ConfigProblems
+
+    try:
+        yield
+    except ConfigProblems as error:
+        if as_json:
+            print_json({"problems": [dataclasses.asdict(p) for p in error.problems]})
+        raise

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, NotFoundError, UsageError
 
@@ -58,10 +58,11 @@ def validate_command(
     from meterctl.config_yaml import ConfigProblems
     from meterctl.pricebook import frozen_problems
 
-    _, _, catalog = load_config(pricebooks)
-    problems = frozen_problems(catalog, _frozen(db, wait))
-    if problems:
-        raise ConfigProblems(problems)
+    with problems_as_json(as_json):
+        _, _, catalog = load_config(pricebooks)
+        problems = frozen_problems(catalog, _frozen(db, wait))
+        if problems:
+            raise ConfigProblems(problems)
     if as_json:
         print_json({"pricebooks": [{"pricebook": v.ref, "file": v.path, "hash": v.content_hash} for v in catalog.versions],
                     "problems": []})

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
 from meterctl.errors import NotFoundError, UsageError
 from meterctl.files import write_atomically
 
@@ -35,7 +35,8 @@ def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False
     from meterctl.pricebook import load_configuration
 
     directory = config_dir(pricebooks)
-    meters, catalog = load_configuration(directory)
+    with problems_as_json(as_json):
+        meters, catalog = load_configuration(directory)
     if as_json:
         print_json({"directory": str(directory), "meters": [m.name for m in meters],
                     "pricebooks": [v.ref for v in catalog.versions], "problems": []})
