@@ -194,6 +194,16 @@ def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple
             elif versions[0].book.effective_from > sub.start:
                 found.append(f"{where}: the plan's first version, {versions[0].ref}, "
                              f"takes effect {versions[0].book.effective_from}")
+        # One customer bills on one cycle: rating refuses plans on different cycles that are
+        # both in force within the same year (a change from monthly to yearly, say).
+        ordered = sorted(customer.subscriptions, key=lambda s: s.start)
+        for earlier, later in zip(ordered, ordered[1:]):
+            cycles = (catalog.cycle(earlier.plan), catalog.cycle(later.plan))
+            if None not in cycles and cycles[0] != cycles[1] and (
+                    earlier.end is None or (later.start - earlier.end).days < 366):
+                found.append(f"customer {customer.id}: plans '{earlier.plan}' ({cycles[0]}) and '{later.plan}' "
+                             f"({cycles[1]}, from {later.start}) bill on different cycles; meterctl bills one "
+                             "customer on one cycle, so rating would refuse this customer's periods")
     return tuple(found)
 
 

@@ -9,7 +9,7 @@ import pytest
 from meterctl.config_yaml import ConfigProblems
 from meterctl.customers import customer_history, import_customers, list_customers, load_customers
 from tests.conftest import ACME_CUSTOMERS as ACME
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, SCALE
 
 
 
@@ -101,22 +101,35 @@ MISPRICED = """customers:
   - {id: new_1, name: Newco, currency: USD, timezone: UTC, subscriptions: [{plan: enterprise, start: 2026-10-01}]}
   - {id: early_1, name: Early, currency: USD, timezone: UTC, subscriptions: [{plan: pro, start: 2023-06-01}]}
   - {id: ok_1, name: Fine, currency: USD, timezone: UTC, subscriptions: [{plan: scale, start: 2026-10-01}]}
+  - id: swap_1
+    name: Upgrader
+    currency: USD
+    timezone: UTC
+    subscriptions: [{plan: pro, start: 2026-01-01, end: 2026-10-10}, {plan: scale, start: 2026-10-10}]
+  - id: long_ago_1
+    name: Returning
+    currency: USD
+    timezone: UTC
+    subscriptions: [{plan: pro, start: 2024-01-01, end: 2024-06-01}, {plan: scale, start: 2025-07-01}]
 """
 
 
 def test_import_names_subscriptions_that_rating_would_refuse_but_imports_them(cli, db, write, config):
+    (config / "scale" / "v1.yaml").write_text(SCALE.replace("currency: USD", "currency: USD\nbilling_cycle: quarterly"))
     result = cli("customers", "import", "--db", db, "--pricebooks", config, write("c.yaml", MISPRICED), "--json")
     assert result.exit_code == 0
     document = json.loads(result.stdout)
-    assert document["added"] == 4
+    assert document["added"] == 6
     notes = document["plan_notes"]
-    assert len(notes) == 3
+    assert len(notes) == 4
+    # monthly pro until Oct 10, quarterly scale from then: rating would refuse the customer
+    assert any("swap_1" in n and "'pro' (monthly)" in n and "'scale' (quarterly, from 2026-10-10)" in n for n in notes)
     assert any("eu_1" in n and "prices in USD" in n and "billed in EUR" in n for n in notes)
     assert any("new_1" in n and "'enterprise'" in n and "no pricebook" in n and "pro, scale" in n for n in notes)
     assert any("early_1" in n and "pro@1" in n and "2024-01-01" in n for n in notes)
     assert not any("ok_1" in n for n in notes)
     shown = cli("customers", "import", "--db", db, "--pricebooks", config, write("c.yaml", MISPRICED))
-    assert shown.exit_code == 0 and shown.stderr.count("note: customer") == 3
+    assert shown.exit_code == 0 and shown.stderr.count("note: customer") == 4
 
 
 def test_import_says_when_the_plans_could_not_be_checked(cli, db, write, tmp_path):
