@@ -294,6 +294,19 @@ def test_a_failure_inside_a_chunk_is_reported_as_itself_and_leaves_nothing(write
     assert scalar(con, "SELECT count(*) FROM events") == 0
 
 
+def test_a_byte_order_mark_starting_a_later_line_is_read_past_and_kept_in_the_raw_text(write, run_ingest, con, cli, db):
+    # cat a.jsonl b.jsonl, where b.jsonl was saved with a byte-order mark.
+    bom = "\ufeff"
+    path = write("cat.jsonl", jsonl(event("b0")) + bom + jsonl(event("b1")) + bom + '{"event_id":"b2"}\n')
+    result = run_ingest(path)
+    assert (result.read, result.accepted, result.dead_lettered) == (3, 2, 1)
+    [(line_no, reason, raw)] = dead_letters(con)
+    assert line_no == 3 and reason == "missing required field 'customer_id'" and raw == bom + '{"event_id":"b2"}'
+    con.close()
+    shown = cli("dlq", "show", "1", "--db", db)
+    assert '\\ufeff{"event_id":"b2"}' in shown.stdout and bom not in shown.stdout
+
+
 def test_a_line_that_starts_like_parquet_is_still_a_jsonl_line(write, run_ingest, con):
     # Found by Hypothesis: content sniffing must not take "PAR1..." text for a Parquet file.
     result = run_ingest(write("odd.jsonl", "PAR1\n" + jsonl(event("e1"))))

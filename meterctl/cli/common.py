@@ -91,7 +91,9 @@ def print_table(console: Console, table: Table) -> None:
 
 # Control characters other than the line break (which becomes " / "): written raw they would
 # move the cursor or recolour the terminal, and a dead-lettered line may hold any of them.
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# So are marks that show nothing or reorder the text after them (byte-order mark, zero-width
+# and bidirectional formatting characters).
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ufeff\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _plain(cell: Any) -> str | None:

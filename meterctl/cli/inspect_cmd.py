@@ -20,6 +20,9 @@ conflicts_app = command_group("Conflicts: resends of an event_id with a differen
 # are shown as escapes, never sent to the terminal as they are.
 _VISIBLE = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 _VISIBLE.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+# Characters that show nothing or reorder what follows: a byte-order mark, zero-width and
+# bidirectional formatting marks. A raw line holding one would look other than it is.
+_VISIBLE.update({code: f"\\u{code:04x}" for code in [0xFEFF, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
 
 
 def _visible(text: str | None) -> str:

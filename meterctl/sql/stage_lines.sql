@@ -9,11 +9,20 @@
 -- its raw text) or the normalised event. Every JSON document is parsed once to check it
 -- and once to take its fields out; the rest works on the small extracted values.
 CREATE OR REPLACE TEMP TABLE slow_stage AS
-WITH checked AS (
+WITH unmarked AS (
+    -- A byte-order mark starts a line when files were concatenated (cat a.jsonl b.jsonl): it
+    -- is read past, as at the start of a file, and kept in the raw text of a dead letter.
+    SELECT
+        line_no,
+        CASE WHEN starts_with(txt, chr(65279)) THEN txt[2:] ELSE txt END AS txt,
+        CASE WHEN starts_with(txt, chr(65279)) THEN coalesce(raw, txt) ELSE raw END AS raw
+    FROM chunk_lines
+),
+checked AS (
     SELECT
         line_no, txt, raw,
         txt IS NOT NULL AND json_valid(txt) AS is_json
-    FROM chunk_lines
+    FROM unmarked
 ),
 shaped AS (
     SELECT
