@@ -46,6 +46,14 @@ def _check_readable(path: Path, shown: str) -> None:
         raise InputNotFoundError(f"{shown}: cannot be read (permission denied)")
 
 
+def _refuse_broken_links(paths) -> None:
+    """An input file that is a link to nothing is missing, not absent: skipping it would
+    leave its events out without a word."""
+    for path in paths:
+        if path.is_symlink() and not path.exists():
+            raise InputNotFoundError(f"{shown_path(str(path))}: a symbolic link to a file that does not exist")
+
+
 def resolve_sources(arguments: list[str]) -> list[Source]:
     """Expand arguments into sources, in order, each file once."""
     if not arguments:
@@ -70,6 +78,7 @@ def resolve_sources(arguments: list[str]) -> list[Source]:
             continue
         path = Path(argument)
         if path.is_dir():
+            _refuse_broken_links(p for p in path.rglob("*") if _supported(p))
             found = sorted(p for p in path.rglob("*") if p.is_file() and _supported(p))
             if not found:
                 raise InputNotFoundError(
@@ -81,6 +90,7 @@ def resolve_sources(arguments: list[str]) -> list[Source]:
             add(path, argument)
         elif glob.has_magic(argument):
             matches = sorted(Path(m) for m in glob.glob(argument, recursive=True))
+            _refuse_broken_links(matches)
             files = [m for m in matches if m.is_file()]
             if not files:
                 raise InputNotFoundError(f"{argument}: no file matches this pattern")

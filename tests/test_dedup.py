@@ -8,6 +8,9 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+
+from meterctl.errors import InputNotFoundError
 
 from tests.conftest import SAMPLE, balanced, event, jsonl, scalar
 
@@ -162,6 +165,11 @@ def test_gzip_and_directories(write, run_ingest, tmp_path):
     result = run_ingest(tmp_path / "in")
     assert [f.format for f in result.files] == ["jsonl.gz", "jsonl"]
     assert result.accepted == 3
+    # A link to a file that is gone is a missing input, found before anything is written.
+    (tmp_path / "in" / "day3.jsonl").symlink_to(tmp_path / "moved-away.jsonl")
+    for argument in (tmp_path / "in", tmp_path / "in" / "*.jsonl"):
+        with pytest.raises(InputNotFoundError, match="day3.jsonl: a symbolic link to a file that does not exist"):
+            run_ingest(argument)
 
 
 def test_parquet_rows_are_events_and_duplicates_of_the_same_jsonl(write, run_ingest, tmp_path, con):
