@@ -660,14 +660,16 @@ def rate(
             if run_id is None:
                 run_id, newly_frozen = _record(con, period, customers, lines, digest, used, meters, as_of_batch,
                                                inputs, _notes_json(unmeterable, open_sessions, unpriceable))
+    set_aside = {customer_id for customer_id, _ in unpriceable}
+    rated_jobs = [job for job in jobs if job.customer.customer_id not in set_aside]
     return RatingResult(
         period=period,
         customers=tuple(customers) if customers else None,
         lines=tuple(lines),
         run_hash=digest,
         run_id=run_id,
-        customers_rated=len({job.customer.customer_id for job in jobs} - {c for c, _ in unpriceable}),
-        segments=sum(1 for job in jobs if job.customer.customer_id not in {c for c, _ in unpriceable}),
+        customers_rated=len({job.customer.customer_id for job in rated_jobs}),
+        segments=len(rated_jobs),
         pricebooks=tuple(v.ref for v in used),
         unmeterable=unmeterable,
         open_sessions=open_sessions,
