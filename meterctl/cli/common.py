@@ -89,11 +89,15 @@ def print_table(console: Console, table: Table) -> None:
     console.file.write("\n".join(out) + "\n")
 
 
-# Control characters other than the line break (which becomes " / "): written raw they would
-# move the cursor or recolour the terminal, and a dead-lettered line may hold any of them.
-# So are marks that show nothing or reorder the text after them (byte-order mark, zero-width
-# and bidirectional formatting characters).
-_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ufeff\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# Control characters (written raw they would move the cursor or recolour the terminal, and a
+# dead-lettered line may hold any of them) and marks that show nothing or reorder the text
+# after them (byte-order mark, zero-width and bidirectional formatting characters).
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\ufeff\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """The text with every such character written as its escape (\\x1b, \\n, \\ufeff)."""
+    return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _plain(cell: Any) -> str | None:
@@ -103,8 +107,8 @@ def _plain(cell: Any) -> str | None:
     if not isinstance(cell, str):
         return None
     if "\n" in cell:
-        cell = " / ".join(cell.split("\n"))
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cell)
+        cell = " / ".join(cell.split("\n"))  # one line per row
+    return visible(cell)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from meterctl import inspect, store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stdout_console, visible
 
 LimitOption = Annotated[int, typer.Option("--limit", min=0, help="At most this many rows (0 = all).")]
 
@@ -16,17 +16,9 @@ dlq_app = command_group("Dead letters: input lines that failed validation, with 
 conflicts_app = command_group("Conflicts: resends of an event_id with a different payload.")
 
 
-# Control characters in stored input (an escape sequence can recolour or rewrite a terminal)
-# are shown as escapes, never sent to the terminal as they are.
-_VISIBLE = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
-_VISIBLE.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-# Characters that show nothing or reorder what follows: a byte-order mark, zero-width and
-# bidirectional formatting marks. A raw line holding one would look other than it is.
-_VISIBLE.update({code: f"\\u{code:04x}" for code in [0xFEFF, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
-
-
 def _visible(text: str | None) -> str:
-    return "" if text is None else text.translate(_VISIBLE)
+    # Stored input may hold escape sequences and invisible marks: shown escaped, never sent as they are.
+    return "" if text is None else visible(text)
 
 
 def _clip(text: str, width: int = 60) -> str:
