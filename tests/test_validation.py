@@ -192,6 +192,20 @@ def test_a_maximum_age_of_zero_is_a_bound_not_no_bound(write, run_ingest, con):
     assert run_ingest(path, max_age=timedelta(0)).dead_lettered == 1
 
 
+def test_chunks_with_and_without_bad_lines_each_count_their_own(write, run_ingest, con):
+    # 4 KB chunks hold about 30 lines: some chunks are all clean, others carry a line the
+    # full rule set must judge (malformed, a numeric string, missing fields, not an object).
+    clean = [event(f"e{i}") for i in range(200)]
+    lines = (clean[:40] + ["{not json"] + clean[40:140] + [event("s1", quantity="2.5")]
+             + clean[140:170] + ['{"event_id": "x1"}'] + clean[170:] + ["[1]"])
+    result = run_ingest(write("a.jsonl", jsonl(*lines)), chunk_bytes=4096)
+    assert (result.read, result.accepted, result.dead_lettered) == (204, 201, 3)
+    assert balanced(result)
+    assert scalar(con, "SELECT list(line_no ORDER BY line_no) FROM dead_letters") == [41, 173, 204]
+    assert scalar(con, "SELECT quantity FROM events WHERE event_id = 's1'") == Decimal("2.5")
+    assert scalar(con, "SELECT count(DISTINCT event_id) FROM events") == 201
+
+
 def test_invalid_utf8_is_kept_with_its_bytes_escaped(write, run_ingest, con):
     good = jsonl(event("e1")).encode()
     path = write("bad.jsonl", good + b'{"event_id":"e2","customer_id":"\xff\xfe"}\n')

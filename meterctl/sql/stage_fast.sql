@@ -12,6 +12,9 @@
 -- exponent quantity, an epoch or escaped timestamp, ...) is left for stage_lines.sql, which
 -- decides its fate and reason exactly as before. The text of such a line is kept here; the
 -- text of a clean line is not copied.
+--
+-- Output: `fast`, `chunk_lines` (the input of stage_lines.sql) and `stage`, every line of the
+-- chunk once judged (the clean lines of `fast` and the rows of `slow_stage`).
 CREATE OR REPLACE TEMP TABLE fast AS
 WITH parsed AS (
     SELECT
@@ -90,3 +93,14 @@ CREATE OR REPLACE TEMP VIEW chunk_lines AS
 SELECT line_no, txt, raw
 FROM fast
 WHERE NOT clean AND (txt IS NULL OR NOT regexp_full_match(txt, '[ \t\r\n\f\v]*'));
+
+-- Every non-blank line of the chunk: the fast path's clean lines and the rest.
+CREATE OR REPLACE TEMP VIEW stage AS
+SELECT
+    line_no, NULL::VARCHAR AS reason, NULL::VARCHAR AS raw,
+    event_id, id_hash, customer_id, event_name, ts, quantity, properties
+FROM fast
+WHERE clean
+UNION ALL
+SELECT line_no, reason, raw, event_id, hash(event_id), customer_id, event_name, ts, quantity, properties
+FROM slow_stage;

@@ -5,10 +5,11 @@
 -- its bytes escaped); blank lines are already left out. Parameters: $now (ingest time), $max_future_seconds, $max_age_seconds
 -- (NULL = no lower bound).
 --
--- Output: `slow_stage`, one row per line, with either `reason` (why it goes to the dead letters, with
--- its raw text) or the normalised event. Every JSON document is parsed once to check it
--- and once to take its fields out; the rest works on the small extracted values.
-CREATE OR REPLACE TEMP TABLE slow_stage AS
+-- Output: rows added to `slow_stage` (stage_tables.sql; emptied before each chunk), one per
+-- line, with either `reason` (why it goes to the dead letters, with its raw text) or the
+-- normalised event. Every JSON document is parsed once to check it and once to take its
+-- fields out; the rest works on the small extracted values.
+INSERT INTO slow_stage BY NAME
 WITH unmarked AS (
     -- A byte-order mark starts a line when files were concatenated (cat a.jsonl b.jsonl): it
     -- is read past, as at the start of a file, and kept in the raw text of a dead letter.
@@ -206,14 +207,3 @@ SELECT
     CASE WHEN reason IS NULL AND NOT mc_absent(j_properties) AND j_properties <> '{}'
          THEN CAST(j_properties AS JSON) END AS properties
 FROM judged;
-
--- Every non-blank line of the chunk: the fast path's clean lines and the rest.
-CREATE OR REPLACE TEMP VIEW stage AS
-SELECT
-    line_no, NULL::VARCHAR AS reason, NULL::VARCHAR AS raw,
-    event_id, id_hash, customer_id, event_name, ts, quantity, properties
-FROM fast
-WHERE clean
-UNION ALL
-SELECT line_no, reason, raw, event_id, hash(event_id), customer_id, event_name, ts, quantity, properties
-FROM slow_stage;
