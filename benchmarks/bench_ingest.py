@@ -6,13 +6,18 @@
 2. 1M new events into a store already holding 20M events, against the same file into
    an empty store (the cost of deduplication must not grow with the stored history).
 3. Peak memory (max RSS) of `meterctl ingest` on a 10M-event file.
+4. (--only floor) Where the time of 1. goes, against the same baseline in each round:
+   `floor` reads the file with meterctl's reader and parses and inserts every line in one
+   statement, with none of the contract (no validation, dead letters, deduplication or
+   conflicts): what this design costs before any of the work issue #2 asks for. Fixed
+   costs (start-up, imports, schema, statement binding) are timed on a one-line file.
 
 Every measurement runs in a fresh subprocess. A ratio's two sides are timed in turn, --repeat
 rounds: `ratio` is the median of the rounds' ratios (`ratio_each`), `ratio_best` divides the
 best timings (what earlier versions reported). Data files are generated once into
 --data-dir and reused.
 
-    python benchmarks/bench_ingest.py [--scale 1.0] [--data-dir bench-data] [--only ratio,history,memory]
+    python benchmarks/bench_ingest.py [--scale 1.0] [--data-dir bench-data] [--only ratio,history,memory,floor]
 """
 
 from __future__ import annotations
@@ -40,6 +45,31 @@ BASELINE = """
 import duckdb, sys
 con = duckdb.connect(sys.argv[1])
 con.execute("CREATE TABLE t AS SELECT DISTINCT ON (event_id) * FROM read_json(?, format='newline_delimited', ignore_errors=true)", [sys.argv[2]])
+con.close()
+"""
+
+# The least a line-numbered design does: meterctl's reader, one parse per line, one insert
+# into a table shaped like `events`, one transaction. Nothing is validated or deduplicated.
+FLOOR = """
+import duckdb, sys
+from pathlib import Path
+from meterctl.readers import LineReader
+from meterctl.sources import Source
+FIELDS = '{"event_id":"VARCHAR","customer_id":"VARCHAR","event_name":"VARCHAR","timestamp":"VARCHAR","quantity":"VARCHAR","properties":"JSON"}'
+con = duckdb.connect(sys.argv[1])
+con.execute("SET preserve_insertion_order = false")
+con.execute("CREATE TABLE events (event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR, ts TIMESTAMPTZ, "
+            "quantity DECIMAL(38, 18), properties JSON, batch_id BIGINT, line_no BIGINT, id_hash UBIGINT)")
+con.execute("BEGIN")
+reader = LineReader(Source(sys.argv[2], Path(sys.argv[2])))
+for chunk, _ in reader.chunks():
+    con.register("chunk", chunk)
+    con.execute("INSERT INTO events SELECT f.event_id, f.customer_id, f.event_name, TRY_CAST(f.timestamp AS TIMESTAMPTZ), "
+                "TRY_CAST(f.quantity AS DECIMAL(38, 18)), f.properties, 1, line_no, hash(f.event_id) "
+                "FROM (SELECT line_no, CASE WHEN json_valid(txt) THEN json_transform(txt, ?) END AS f FROM chunk)", [FIELDS])
+    con.unregister("chunk")
+reader.hasher.hexdigest()
+con.execute("COMMIT")
 con.close()
 """
 
@@ -119,6 +149,41 @@ def bench_ratio(data: Path, work: Path, scale: float, repeat: int) -> dict:
     return {"events": int(2_000_000 * scale), **timed, "target": 1.5}
 
 
+def bench_floor(data: Path, work: Path, scale: float, repeat: int) -> dict:
+    """The baseline, the floor and meterctl, timed in turn each round (see the module doc)."""
+    events = ensure(data / f"events-{int(2_000_000 * scale)}.jsonl", int(2_000_000 * scale))
+    one = work / "one-line.jsonl"
+    one.write_text('{"event_id":"e1","customer_id":"c1","event_name":"api_call","timestamp":"2026-10-01T00:00:00Z"}\n')
+    db = work / "floor.duckdb"
+    sides = {
+        "baseline": lambda f: [sys.executable, "-c", BASELINE, str(fresh(db)), str(f)],
+        "floor": lambda f: [sys.executable, "-c", FLOOR, str(fresh(db)), str(f)],
+        "meterctl": lambda f: meterctl(fresh(db), f),
+    }
+    full: dict[str, list[float]] = {name: [] for name in sides}
+    fixed: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, argv_for in sides.items():
+            full[name].append(run(argv_for(events)))
+            fixed[name].append(run(argv_for(one)))
+
+    def median_ratio(name: str) -> float:
+        return round(statistics.median(m / b for m, b in zip(full[name], full["baseline"])), 3)
+
+    return {
+        "events": int(2_000_000 * scale),
+        "seconds": {name: round(min(times), 3) for name, times in full.items()},
+        "one_line_seconds": {name: round(min(times), 3) for name, times in fixed.items()},
+        "floor_vs_baseline": median_ratio("floor"),
+        "meterctl_vs_baseline": median_ratio("meterctl"),
+        # Shares of the baseline: what the contract's work (validation, dead letters,
+        # deduplication, conflicts) may cost on top of the floor within the 1.5 target,
+        # and what it costs now.
+        "room_left_for_the_contract": round(1.5 - median_ratio("floor"), 3),
+        "contract_now": round(median_ratio("meterctl") - median_ratio("floor"), 3),
+    }
+
+
 def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
     n_new, n_old = int(1_000_000 * scale), int(20_000_000 * scale)
     # Same id prefix as the stored events, so new ids interleave with stored ones (as random
@@ -176,6 +241,8 @@ def main() -> None:
         report["ingest_vs_duckdb"] = bench_ratio(args.data_dir, work, args.scale, args.repeat)
     if "history" in wanted:
         report["history_20m"] = bench_history(args.data_dir, work, args.scale, args.repeat)
+    if "floor" in wanted:
+        report["floor"] = bench_floor(args.data_dir, work, args.scale, args.repeat)
     print(json.dumps(report, indent=2))
 
 
