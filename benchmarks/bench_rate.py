@@ -21,6 +21,10 @@ speed drifts, that is what keeps a ratio from measuring the drift. The ratios re
 the median over the rounds (`*_each` lists every round's); `*_best` divides the best
 timings of all rounds, as earlier versions of this script did.
 
+`rate_floor_vs_ingest` times the same `rate` command with nothing to rate (a customer that
+does not exist): start-up, imports, configuration and store, the part of the command that
+does not depend on the data.
+
 Prints one JSON object: seconds for each step (best of the rounds); rate/ingest (target:
 under 0.10), for the command (`rate_vs_ingest`, Python start-up included) and for the
 library call (`rate_library_vs_ingest`, after imports: what grows with the data); and
@@ -166,9 +170,11 @@ print(min(times))
 """
 
 
-def meterctl(*args: str) -> float:
+def meterctl(*args: str, exit_code: int = 0) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "meterctl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "meterctl", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != exit_code:
+        raise SystemExit(f"meterctl {' '.join(args)} exited {done.returncode}, not {exit_code}")
     return time.perf_counter() - started
 
 
@@ -199,7 +205,7 @@ def main() -> None:
     scratch = work / "invoiced.duckdb"
     out = work / "out"
     out.mkdir()
-    steps = ("ingest", "rate", "invoice", "export", "html", "invoice_after_rate")
+    steps = ("ingest", "rate", "rate_floor", "invoice", "export", "html", "invoice_after_rate")
     times: dict[str, list[float]] = {step: [] for step in steps}
     for _ in range(args.repeat):
         for leftover in (db, Path(f"{db}.wal")):
@@ -214,6 +220,10 @@ def main() -> None:
                                         "-o", str(out / "invoices.json")))
         times["html"].append(meterctl("invoice", "export", "--db", str(scratch), "--period", "2026-10", "--format", "html",
                                       "-o", str(out / "html")))
+        # The same command with nothing to rate (a customer that does not exist, exit 65): what
+        # `rate` costs before any usage is read (start-up, imports, configuration, store).
+        times["rate_floor"].append(meterctl("rate", "--db", str(db), "--pricebooks", str(config), "--period", "2026-10",
+                                            "--customer", "no-such-customer", exit_code=65))
         times["rate"].append(meterctl("rate", "--db", str(db), "--pricebooks", str(config), "--period", "2026-10"))
         shutil.copyfile(db, scratch)  # where `rate` ran: invoice reuses its run
         times["invoice_after_rate"].append(meterctl("invoice", "--db", str(scratch), "--pricebooks", str(config), "--period", "2026-10"))
@@ -235,11 +245,14 @@ def main() -> None:
 
     ingest_s = min(times["ingest"])
     rate, invoice_export, three = ratios("rate"), ratios("invoice", "export"), ratios("rate", "invoice_after_rate", "export")
+    floor = ratios("rate_floor")
     print(json.dumps({
         "events": args.events, "customers": 1000, "rated_lines_per_run": int(lines),
         "ingest_seconds": round(ingest_s, 3), "rate_seconds": round(min(times["rate"]), 3),
         "rate_vs_ingest": rate["median"], "rate_vs_ingest_each": rate["each"], "rate_vs_ingest_best": rate["best"],
         "target": 0.10,
+        "rate_floor_seconds": round(min(times["rate_floor"]), 3), "rate_floor_vs_ingest": floor["median"],
+        "rate_floor_vs_ingest_each": floor["each"],
         "rate_library_seconds": round(in_process, 3), "rate_library_vs_ingest": round(in_process / ingest_s, 4),
         "invoice_seconds": round(min(times["invoice"]), 3), "export_json_seconds": round(min(times["export"]), 3),
         "export_html_seconds": round(min(times["html"]), 3),
