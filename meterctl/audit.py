@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -63,12 +63,12 @@ class Explanation:
     lines: tuple[ExplainedLine, ...]
 
 
-def _run(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[dict[str, dict], int]:
-    """The meter definitions a rating run used, and the last ingest batch it saw."""
-    rows = con.execute("SELECT meters, as_of_batch FROM rating_runs WHERE run_id = ?", [run_id]).fetchall()
+def _run(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[dict[str, dict], int, str]:
+    """The meter definitions a rating run used, the last ingest batch it saw, and the month it rated."""
+    rows = con.execute("SELECT meters, as_of_batch, period FROM rating_runs WHERE run_id = ?", [run_id]).fetchall()
     if not rows:
         raise DataError(f"rating run {run_id} is missing from the store")
-    return {m["name"]: m for m in json.loads(rows[0][0])}, rows[0][1]
+    return {m["name"]: m for m in json.loads(rows[0][0])}, rows[0][1], rows[0][2]
 
 
 def _event_query(meter: Meter, line: InvoiceLine, customer_id: str, as_of_batch: int | None) -> tuple[str, dict]:
@@ -123,7 +123,7 @@ def explain(
             raise UsageError(f"--line: invoice {reference} has lines 1 to {len(invoice.lines)}, not {line_no}")
     explained = []
     for line in lines:
-        meters, as_of = _run(con, line.rating_run_id)
+        meters, as_of, _ = _run(con, line.rating_run_id)
         definition = meters.get(line.meter) if line.meter else None
         count, events, later = None, (), 0
         if definition is not None:
@@ -200,13 +200,14 @@ def _key(kind: str, name: str, meter: str | None, dims: dict, segment_start) -> 
 
 def verify(con: duckdb.DuckDBPyConnection, reference: str) -> Verification:
     invoice = get_invoice(con, reference)
-    run_meters, as_of = _run(con, invoice.rating_run_id)
+    run_meters, as_of, month = _run(con, invoice.rating_run_id)
     meters = [Meter.model_validate(m) for m in run_meters.values()]
     catalog = _snapshot_catalog(con, invoice, meters)
     customer = next((c for c in customer_history(con, invoice.customer_id) if c.version == invoice.customer_version), None)
     if customer is None:
         raise DataError(f"customer {invoice.customer_id} version {invoice.customer_version} is missing from the store")
-    month = (invoice.period_end - timedelta(days=1)).strftime("%Y-%m")
+    # The month the invoice's run rated: a period cut short by the end of a subscription is
+    # billed in the month it was cut, not in the month of its nominal end.
     jobs = [job for job in plan_jobs(con, catalog, month, versions=[customer]) if job.segment.period.start == invoice.period_start]
     # From the events the invoice's rating saw: the invoice as it was must come out again.
     derived, _ = rate_jobs(con, jobs, meters, as_of_batch=as_of)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from meterctl.errors import ConfigError, InputNotFoundError
 
 PathKey = tuple[str | int, ...]
-_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+_EXPONENT = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
 @dataclass(frozen=True)

@@ -443,12 +443,15 @@ def periods_for_customer(
 
 # ---------------------------------------------------------------- parsing
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def parse_period_month(text: str) -> tuple[date, date]:
-    """``"2026-10"`` → ``(date(2026, 10, 1), date(2026, 11, 1))``: a calendar month, half-open."""
-    match = _MONTH.fullmatch(text.strip()) if isinstance(text, str) else None
+    """``"2026-10"`` → ``(date(2026, 10, 1), date(2026, 11, 1))``: a calendar month, half-open.
+
+    Exactly YYYY-MM, without surrounding space: the text is kept as the month of a rating
+    run, and invoice numbers take their year from it."""
+    match = _MONTH.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"invalid month {text!r}: expected YYYY-MM, e.g. 2026-10")
     year, month = int(match[1]), int(match[2])

@@ -17,6 +17,7 @@ Every file is written to a temporary file and renamed (see files.py).
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -248,9 +249,27 @@ class ExportResult:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def _html_name(invoice: Invoice) -> str:
-    # A customer id is data from a CRM: "a/b" or "../x" must stay a name inside the directory.
-    return _UNSAFE.sub("_", f"{invoice.number or invoice.invoice_id}") + ".html"
+def _html_names(invoices: Sequence[Invoice]) -> list[str]:
+    """A file name per invoice, inside the directory and distinct from the others.
+
+    A customer id is data from a CRM: "a/b" or "../x" must stay a name inside the directory,
+    and must not take the file of "a_b". A name that had to be changed (a character outside
+    A-Z a-z 0-9 . _ -, or a leading dot that would hide it), or that differs from another
+    only in case (one file on macOS and Windows), ends with a short hash of the invoice's
+    number or id instead.
+    """
+    names, taken = [], set()
+    for invoice in invoices:
+        given = invoice.number or invoice.invoice_id
+        name = _UNSAFE.sub("_", given)
+        name = "_" + name[1:] if name.startswith(".") else name
+        if name != given or name.casefold() in taken:
+            name += "-" + hashlib.sha256(given.encode()).hexdigest()[:10]
+        if name.casefold() in taken:
+            raise OutputError(f"two invoices would be written to the same file {name}.html (one is {given})")
+        taken.add(name.casefold())
+        names.append(name + ".html")
+    return names
 
 
 def export(invoices: Sequence[Invoice], fmt: str, output: Path | str) -> ExportResult:
@@ -270,8 +289,8 @@ def export(invoices: Sequence[Invoice], fmt: str, output: Path | str) -> ExportR
             raise OutputError(f"{output}: cannot create the directory: {error}") from error
     if fmt == "html":
         written = []
-        for invoice in invoices:
-            path = output / _html_name(invoice)
+        for invoice, name in zip(invoices, _html_names(invoices)):
+            path = output / name
             write_bytes_atomically(path, to_html(invoice))
             written.append(str(path))
         return ExportResult(fmt, tuple(written), len(invoices))

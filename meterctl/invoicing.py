@@ -171,6 +171,7 @@ class _StoredInvoice(NamedTuple):
     period_end: date
     supersedes: str | None
     number_order: int | None  # year and sequence as one sortable number
+    currency: str
 
 
 def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[str, list[_StoredInvoice]]:
@@ -180,7 +181,7 @@ def _stored(con: duckdb.DuckDBPyConnection, customers: Sequence[str]) -> dict[st
         return found
     rows = con.execute(
         "SELECT customer_id, invoice_id, revision, status, content_hash, total_minor, number, customer_version, "
-        "period_start, period_end, supersedes, CAST(number_year AS BIGINT) * 10000000 + number_seq FROM invoices "
+        "period_start, period_end, supersedes, CAST(number_year AS BIGINT) * 10000000 + number_seq, currency FROM invoices "
         "WHERE list_contains($customers, customer_id) ORDER BY revision, number_year, number_seq",
         {"customers": sorted(set(customers))},
     ).fetchall()
@@ -316,7 +317,7 @@ def build_invoices(
     # A run that `meterctl rate` (or an earlier invoice run) recorded from the very same
     # inputs is used as it is: its lines are these lines, stored once.
     rating = rate(con, catalog, meters, period, customers=customers, check=refuse_open_periods, reuse_identical_run=True)
-    year = int(period[:4])
+    year = month_bounds(period)[0].year
     versions = {c.customer_id: c for c in list_customers(con)}
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
     for number, line in enumerate(rating.lines, 1):
@@ -343,7 +344,10 @@ def build_invoices(
                 continue
             revision = latest_final.revision + 1 if latest_final else 1
             new_id = invoice_id(customer_id, period_start, revision)
-            delta = totals["total_minor"] - latest_final.total_minor if latest_final else None
+            # Minor units of two currencies do not subtract: after a currency correction the
+            # revision has no delta.
+            delta = (totals["total_minor"] - latest_final.total_minor
+                     if latest_final and latest_final.currency == first.currency else None)
             # A draft is kept only if nothing on it would change: content, and the customer's details.
             if draft is not None and draft.content_hash == digest and draft.customer_version == versions[customer_id].version:
                 action = "unchanged"

@@ -35,7 +35,7 @@ from meterctl.meters import Meter
 from meterctl.store import has_table
 
 _PLAN = re.compile(r"^[a-z][a-z0-9_\-]*$")
-_FILE_VERSION = re.compile(r"^v(\d+)$")
+_FILE_VERSION = re.compile(r"^v([0-9]+)$")
 # DECIMAL(38, 18) holds 20 digits before the point; a price or fee far below that limit
 # leaves room for quantity × price.
 MAX_AMOUNT = Decimal(10) ** 15

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from meterctl.errors import ConfigError, OutputError, StoreLockedError
+from meterctl.errors import ConfigError, InputNotFoundError, OutputError, StoreLockedError
 
 DEFAULT_DB = "meterctl.duckdb"
 ENV_DB = "METERCTL_DB"
@@ -27,9 +27,9 @@ ENV_MEMORY_LIMIT = "METERCTL_MEMORY_LIMIT"
 # rows in memory; with a limit it writes them out as it goes (10M events: 1.5 GiB peak RSS
 # with 1GB, 5.8 GiB without, and faster).
 DEFAULT_MEMORY_LIMIT = "1GB"
-_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_MEMORY_LIMIT = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_NAME = re.compile(r"^([0-9]{4})_([a-z0-9_]+)\.sql$")
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,13 @@ def _refuse_other_files(path: Path) -> None:
 def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:
     """Open the store, retrying for up to `wait` seconds while another process holds it.
 
-    A read-only open of a file that does not exist yet creates and migrates it first
-    (so that `status` on a fresh path reports an empty store instead of failing).
+    Only a writing command creates the store: a read-only open of a path that does not
+    exist is refused (a mistyped --db must not leave an empty database behind and report
+    that it holds nothing).
     """
     if read_only and not path.exists():
-        read_only = False
+        raise InputNotFoundError(f"{path}: no database there yet (check --db or METERCTL_DB; "
+                                 "'meterctl ingest' or 'meterctl customers import' creates it)")
     _refuse_other_files(path)
     if not read_only:
         parent = path.resolve().parent

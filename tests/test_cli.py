@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from meterctl import store
 from tests.conftest import ACME_CUSTOMERS, SAMPLE, event, jsonl
 
 COUNT_KEYS = {"read", "accepted", "duplicates", "conflicts", "dead_lettered", "skipped_files", "seconds"}
@@ -55,7 +56,15 @@ def test_a_missing_input_exits_66_before_anything_is_written(cli, db, write, tmp
     assert result.exit_code == 66
     assert "nope.jsonl: no such file or directory" in result.stderr
     assert "Traceback" not in result.output
-    assert json.loads(cli("status", "--db", db, "--json").stdout)["events"] == 0
+    assert not db.exists()  # not even an empty store
+
+
+def test_a_read_only_command_on_a_missing_store_creates_nothing(cli, db):
+    for command in (["status"], ["dlq", "list"], ["invoice", "list"], ["invoice", "show", "x"]):
+        result = cli(*command, "--db", db)
+        assert result.exit_code == 66, command
+        assert f"{db}: no database there yet" in result.stderr
+        assert not db.exists()
 
 
 def test_a_glob_that_matches_nothing_exits_66(cli, db, tmp_path):
@@ -164,6 +173,7 @@ def test_a_command_without_configuration_parses_its_options_without_pydantic(tmp
     # Typer from 0.26 coerces options through pydantic (see the pin in pyproject.toml).
     code = ("import sys\nfrom meterctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('pydantic' in sys.modules, file=sys.stderr)")
+    store.connect(tmp_path / "x.duckdb").close()
     done = subprocess.run([sys.executable, "-c", code, "status", "--db", str(tmp_path / "x.duckdb"), "--json"],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["events"] == 0
@@ -219,7 +229,8 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(cli, db, t
     assert again["skipped_files"] == 1  # recognised as the same file on the next run
 
 
-def test_dlq_show_of_an_unknown_id(cli, db):
+def test_dlq_show_of_an_unknown_id(cli, db, write):
+    cli("ingest", "--db", db, write("a.jsonl", jsonl(event("e1"))))
     result = cli("dlq", "show", "999", "--db", db)
     assert result.exit_code == 65
     assert "dead letter 999 does not exist" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io
 import json
 import os
@@ -359,6 +360,36 @@ def test_invoice_commands(cli, db, config, write):
     assert cli("invoice", "--db", db).exit_code == 2
 
 
+@pytest.mark.parametrize("period", [" 2026-10", "2026-10 ", "\t2026-10", "\u0662\u0660\u0662\u0666-\u0661\u0660"])
+def test_a_period_that_is_not_exactly_yyyy_mm_is_refused_before_anything_is_written(cli, db, config, write, period):
+    # " 2026-10" used to number a finalized invoice INV-202-000001.
+    assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
+    for command in (["invoice", "--finalize"], ["rate"]):
+        result = cli(*command, "--period", period, "--db", db, "--pricebooks", config)
+        assert result.exit_code == 2, result.stderr
+        assert "expected YYYY-MM" in result.stderr
+    assert json.loads(cli("invoice", "list", "--db", db, "--json").stdout) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["invoice", "export", "--format", "json"], ["invoice", "export", "--format", "csv"],
+    ["explain", "INV-2026-000001", "--events"], ["usage", "--format", "csv"],
+])
+@pytest.mark.parametrize("output", ["-", ""])
+def test_an_output_that_names_no_file_is_refused(cli, db, config, write, tmp_path, monkeypatch, command, output):
+    assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
+    assert cli("ingest", write("a.jsonl", events_a()), "--db", db).exit_code == 0
+    assert cli("invoice", "--period", "2026-10", "--finalize", "--db", db, "--pricebooks", config).exit_code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    extra = ["--pricebooks", str(config)] if command[0] == "usage" else []
+    result = cli(*command, "-o", output, "--db", db, *extra)
+    assert result.exit_code == 2, result.stderr
+    assert "-o" in result.stderr
+    assert list(empty.iterdir()) == []  # no file named "-", no ./invoices.json
+
+
 def test_a_draft_follows_the_customers_details_until_it_is_finalized(tenant, write):
     tenant.invoice()
     import_customers(tenant.con, write("renamed.yaml", TWO_CUSTOMERS.replace("Acme Corp", "Acme Corporation")))
@@ -394,8 +425,26 @@ def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):
     tenant.invoice()
     out = tmp_path / "deep" / "html"
     result = export(list_invoices(tenant.con, current_only=True, with_lines=True), "html", out)
-    assert sorted(p.name for p in out.iterdir()) == [".._a_b-20260910-r1.html", "cus_1-20261001-r1.html"]
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and "cus_1-20261001-r1.html" in names
     assert all(Path(f).parent == out for f in result.files)
+    assert not any(name.startswith(".") for name in names)  # no hidden file
+
+
+def test_html_file_names_never_collide(tenant, tmp_path):
+    tenant.invoice()
+    invoice = list_invoices(tenant.con, current_only=True, with_lines=True)[0]
+    ids = ["a/b-20261001-r1", "a_b-20261001-r1", "m\u00fcller-20261001-r1", "m\u00e4ller-20261001-r1",
+           "Acme-20261001-r1", "acme-20261001-r1"]
+    invoices = [dataclasses.replace(invoice, invoice_id=i) for i in ids]
+    out = tmp_path / "html"
+    result = export(invoices, "html", out)
+    assert len(set(result.files)) == len({f.casefold() for f in result.files}) == len(ids)
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in result.files)
+    for given, written in zip(ids, result.files):
+        assert html.escape(given) in Path(written).read_text()
+    # Names that needed no change keep it; the first of two names equal but for case too.
+    assert {"a_b-20261001-r1.html", "Acme-20261001-r1.html"} <= {Path(f).name for f in result.files}
 
 
 def test_export_paths_and_modes(tenant, tmp_path):
@@ -506,3 +555,44 @@ def test_a_revision_names_the_invoice_it_replaces_and_the_change(tenant, write):
     page = to_html(revised).decode()
     assert revised.supersedes_number == "INV-2026-000001"
     assert "Revision 2: replaces invoice INV-2026-000001, change +0.05 USD" in page
+
+
+def test_verify_rates_again_the_month_a_period_cut_short_was_billed_in(tmp_path, config, write):
+    # The anniversary period [Oct 15, Nov 15) ends with the subscription on Oct 20: it is billed
+    # in October, not in November when the period would have ended.
+    ending = ACME_CUSTOMERS.replace("billing: calendar", "billing: anniversary").replace(
+        "      - {plan: pro, start: 2026-09-14}\n      - {plan: scale, start: 2026-10-20}\n",
+        "      - {plan: pro, start: 2026-03-15, end: 2026-10-20}\n")
+    tenant = Tenant(tmp_path / "ending.duckdb", config, [write("c.yaml", ending), write("a.jsonl", events_a())])
+    built = tenant.invoice("2026-10")
+    [outcome] = [o for o in built.outcomes if o.period_start.isoformat() == "2026-10-15"]
+    result = verify(tenant.con, outcome.invoice_id)
+    assert result.identical and result.differences == ()
+    assert result.derived_total_minor == outcome.total_minor > 0
+
+
+def test_a_revision_after_a_currency_correction_has_no_delta(tmp_path, config, write):
+    eur = PRO.replace("plan: pro", "plan: pro_eur").replace("currency: USD", "currency: EUR")
+    (config / "pro_eur").mkdir()
+    (config / "pro_eur" / "v1.yaml").write_text(eur)
+    usd = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", "")
+    tenant = Tenant(tmp_path / "cur.duckdb", config, [write("c.yaml", usd), write("a.jsonl", events_a())])
+    [first] = [o for o in tenant.invoice("2026-10", finalize=True).outcomes if o.customer_id == "cus_1"]
+    import_customers(tenant.con, write("c2.yaml", usd.replace("currency: USD", "currency: EUR").replace("plan: pro,", "plan: pro_eur,")))
+    [revised] = [o for o in tenant.invoice("2026-10").outcomes if o.customer_id == "cus_1"]
+    assert (first.currency, revised.currency) == ("USD", "EUR")
+    assert revised.action == "revised" and revised.delta_minor is None
+    assert get_invoice(tenant.con, revised.invoice_id).delta_minor is None
+
+
+def test_export_with_nothing_to_export_says_what_to_do(cli, db, config, write, tmp_path):
+    assert cli("customers", "import", write("customers.yaml", TWO_CUSTOMERS), "--db", db).exit_code == 0
+    none_yet = cli("invoice", "export", "--format", "json", "-o", tmp_path / "x.json", "--db", db)
+    assert none_yet.exit_code == 65 and "no invoices yet: run 'meterctl invoice --period YYYY-MM' first" in none_yet.stderr
+    assert cli("ingest", write("a.jsonl", events_a()), "--db", db).exit_code == 0
+    assert cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config).exit_code == 0
+    unmatched = cli("invoice", "export", "--format", "json", "-o", tmp_path / "x.json", "--db", db,
+                    "--period", "2026-10", "--status", "finalized")
+    assert unmatched.exit_code == 65
+    assert "no invoices match --period 2026-10 --status finalized (see 'meterctl invoice list')" in unmatched.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -35,13 +35,6 @@ def test_a_bad_memory_limit_is_a_configuration_error(db, monkeypatch):
         store.connect(db)
 
 
-def test_status_on_a_new_path_creates_an_empty_store(cli, tmp_path):
-    db = tmp_path / "new.duckdb"
-    result = cli("status", "--db", db, "--json")
-    assert result.exit_code == 0
-    assert db.exists()
-
-
 def test_a_file_that_is_not_a_database_is_refused_not_opened_in_memory(cli, tmp_path):
     # DuckDB would open events.jsonl as an in-memory database over it: the ingest would
     # report its batch and keep nothing.

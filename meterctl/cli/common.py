@@ -147,7 +147,21 @@ def print_json(document: Any) -> None:
     sys.stdout.write(_layout(to_jsonable(document), 0) + "\n")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+def check_output(output: str | None, *, instead: str | None = None) -> Path | None:
+    """-o as a path, refused when it names no file: empty, or '-' (these commands write files,
+    atomically, not standard output; `instead` says how to get standard output where the
+    command can). Options take -o as text: Typer would turn '' into the path '.'."""
+    if output is None:
+        return None
+    if output == "-":
+        raise UsageError("-o -: writing to standard output is not supported here; give a file path"
+                         + (f" ({instead})" if instead else ""))
+    if not output.strip():
+        raise UsageError("-o: the path is empty; give a file path")
+    return Path(output)
+
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

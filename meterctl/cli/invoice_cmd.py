@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, check_output, command_group, print_json, print_table, stderr_console, stdout_console
 from meterctl.cli.pricing_cmd import CustomerOption, load_config, refuse_unpriceable, warn_unbilled
 from meterctl.cli.usage_cmd import ConfigOption
 from meterctl.errors import DataError, UsageError
@@ -203,13 +203,18 @@ def export_command(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    check_output(output, instead="'meterctl invoice list --json' prints invoices on standard output")
     with _invoice_store(db, wait) as con:
         if status not in (None, "draft", "finalized"):
             raise UsageError(f"--status must be draft or finalized, not '{status}'")
         invoices = list_invoices(con, period=period, customers=customer, current_only=not include_superseded,
                                  with_lines=True, revision_status=status)
-    if not invoices:
-        raise DataError("no invoices match" + (f" --period {period}" if period else "") + (" --customer" if customer else ""))
+        if not invoices:
+            if not con.execute("SELECT count(*) FROM invoices").fetchall()[0][0]:
+                raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+            chosen = [f"--{name} {value}" for name, value in (("period", period), ("status", status)) if value]
+            chosen += ["--customer " + " ".join(customer)] if customer else []
+            raise DataError("no invoices match" + "".join(" " + c for c in chosen) + " (see 'meterctl invoice list')")
     result = export(invoices, fmt, output)
     if as_json:
         print_json(result)
@@ -254,7 +259,7 @@ def explain_command(
     reference: Annotated[str, typer.Argument(metavar="INVOICE_ID", help="Invoice id or number.")],
     line: Annotated[int | None, typer.Option("--line", help="Only this line number.")] = None,
     events: Annotated[bool, typer.Option("--events", help="List the events behind each line.")] = False,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="With --events: write them as JSONL to this file.")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="With --events: write them as JSONL to this file.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events per line on screen (-o writes all).")] = 20,
     db: DbOption = store.default_db_path(),
     wait: WaitOption = 0.0,
@@ -269,15 +274,16 @@ def explain_command(
 
     if output is not None and not events:
         raise UsageError("-o writes the events: add --events")
+    path = check_output(output, instead="leave out -o to list the events, or add --json")
     with _invoice_store(db, wait) as con:
-        result = explain(con, reference, line_no=line, with_events=events, limit=None if output or as_json else limit)
-    if output is not None:
+        result = explain(con, reference, line_no=line, with_events=events, limit=None if path or as_json else limit)
+    if path is not None:
         from meterctl.files import write_bytes_atomically
 
         rows = [json.dumps({"invoice_id": result.invoice.invoice_id, "invoice_line": x.line.line_no, **dataclasses.asdict(e)}, ensure_ascii=False)
                 for x in result.lines for e in x.events]
-        write_bytes_atomically(output, ("\n".join(rows) + ("\n" if rows else "")).encode())
-        stderr_console().print(f"wrote {len(rows)} event(s) to {output}")
+        write_bytes_atomically(path, ("\n".join(rows) + ("\n" if rows else "")).encode())
+        stderr_console().print(f"wrote {len(rows)} event(s) to {path}")
         return
     if as_json:
         print_json(result)

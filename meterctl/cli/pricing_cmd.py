@@ -13,9 +13,9 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, check_output, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
 from meterctl.cli.usage_cmd import ConfigOption
-from meterctl.errors import DataError, NotFoundError, UsageError
+from meterctl.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from meterctl.pricebook import Catalog, PricebookVersion
@@ -380,7 +380,7 @@ def simulate_command(
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
     fmt: Annotated[str | None, typer.Option("--format", help="csv: the comparison as CSV on stdout (or -o).")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the CSV to this file.")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write the CSV to this file.")] = None,
 ) -> None:
     """Rate a past month under a candidate pricebook, writing nothing: current vs candidate per customer."""
     from meterctl.pricebook import load_pricebook
@@ -390,16 +390,15 @@ def simulate_command(
         raise UsageError(f"--format must be csv, not '{fmt}'")
     if as_json and (fmt or output):
         raise UsageError("--json prints JSON on stdout; --format csv and -o write CSV: choose one")
+    path = check_output(output, instead="--format csv without -o prints the CSV on standard output")
     _, meters, catalog = load_config(pricebooks)
     candidate = load_pricebook(pricebook, meters)
-    if not db.exists():
-        raise NotFoundError(f"{db}: no database yet (ingest events and import customers first)")
     with store.open_store(db, read_only=True, wait=wait) as con:
         result = simulate(con, catalog, meters, candidate, period, customers=customer)
     console = stderr_console()
     if not result.rows:
         console.print(f"no customer on plan '{candidate.plan}' has a billing period ending in {period}")
-    if fmt == "csv" or output is not None:
+    if fmt == "csv" or path is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["customer_id", "plan", "current_pricebook", "candidate_pricebook", "currency", "current", "candidate", "difference"])
@@ -407,10 +406,10 @@ def simulate_command(
             writer.writerow([r.customer_id, r.plan, r.current_pricebook, r.candidate_pricebook, r.currency, r.current, r.candidate, r.difference])
         for t in result.totals:  # one row per currency: amounts in different currencies never add up
             writer.writerow(["TOTAL", candidate.plan, "", candidate.ref, t.currency, t.current, t.candidate, t.difference])
-        if output is not None:
+        if path is not None:
             from meterctl.files import write_bytes_atomically
 
-            write_bytes_atomically(output, buffer.getvalue().encode())
+            write_bytes_atomically(path, buffer.getvalue().encode())
         else:
             typer.echo(buffer.getvalue(), nl=False)
         return

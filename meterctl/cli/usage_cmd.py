@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from meterctl import store
-from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
+from meterctl.cli.common import DbOption, JsonOption, WaitOption, check_output, command_group, print_json, print_table, problems_as_json, stderr_console, stdout_console
 from meterctl.errors import NotFoundError, UsageError
 from meterctl.files import write_atomically
 
@@ -135,7 +135,7 @@ def usage_command(
     meter: Annotated[list[str] | None, typer.Option("--meter", help="Only this meter (repeatable).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet (with -o).")] = None,
     cycle: Annotated[str | None, typer.Option("--cycle", help="With --window period: monthly, quarterly or yearly; default: each customer's plan's billing_cycle.")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
 ) -> None:
     """Usage per customer × meter × window."""
     from meterctl.customers import billing_segments
@@ -153,6 +153,7 @@ def usage_command(
         raise UsageError(f"--format must be csv or parquet, not '{fmt}'")
     if fmt and output is None:
         raise UsageError("--format needs -o FILE")
+    path = check_output(output, instead="--json prints the rows on standard output")
     meters = all_meters = load_meters(config_dir(pricebooks))
     if meter:
         unknown = sorted(set(meter) - {m.name for m in meters})
@@ -181,8 +182,8 @@ def usage_command(
         console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter}: {u.reason}", style="yellow")
     for s in result.open_sessions:
         console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {s.last_event_at}")
-    if output is not None:
-        (_write_parquet if (fmt or output.suffix.lstrip(".")) == "parquet" else _write_csv)(result, output)
+    if path is not None:
+        (_write_parquet if (fmt or path.suffix.lstrip(".")) == "parquet" else _write_csv)(result, path)
         if as_json:
             print_json(_document(result))
         return
