@@ -82,9 +82,9 @@ def _event_query(meter: Meter, line: InvoiceLine, customer_id: str, as_of_batch:
     }
     duration = meter.aggregation == "duration"
     names = "(event_name = $name OR event_name = $stop)" if duration else "event_name = $name"
-    # A duration counts from the heartbeat before the window (within the gap), as rating does.
+    # A duration counts from the heartbeat before the window to the one after it (within the gap).
     params["m_gap"] = meter.heartbeat_gap_seconds
-    where, dims = selection(meter, params, "m_", names, lookback=duration)
+    where, dims = selection(meter, params, "m_", names, reach="gap" if duration else "range")
     # A line priced by a dimension value covers the events with that value (or without the property).
     for index, key in enumerate(meter.dimension_keys):
         if key in line.dimensions:

@@ -12,9 +12,13 @@ unmeterable.
 
 Duration rule: within a session, the time from one event to the next counts when the two
 are at most `heartbeat_gap_seconds` apart, or when the later one is the meter's stop
-event; nothing counts after a stop. A span that crosses a window edge is split at the edge,
-so no second is counted twice. A session whose last event is not a stop and lies within the
-gap of the end of the range is reported as open (it may still be running).
+event; nothing counts after a stop. A span that crosses a window edge, or an edge of the
+range asked for, is split at the edge: no second is counted twice, and a window's value does
+not depend on the range it was asked with (a month rated alone gets its part of a session
+that crosses into the next). For that, a heartbeat-only meter reads the gap beyond each edge,
+and a meter with a stop event reads its whole history, since a start-to-stop span may be any
+length. A session whose last event is not a stop and lies within the gap of the end of the
+range is reported as open (it may still be running).
 """
 
 from __future__ import annotations
@@ -124,14 +128,24 @@ def _windows(window: str, alias: str) -> tuple[str, str, str]:
     return start, end, ""
 
 
-def selection(meter: Meter, params: dict, p: str, event_names_sql: str, lookback: bool = False) -> tuple[str, list[str]]:
-    """WHERE clause and dimension expressions for a meter; values go into params as $<p>…."""
-    where = [
-        event_names_sql,
-        "ts >= CAST($start AS TIMESTAMPTZ)" + (f" - to_seconds(CAST(${p}gap AS BIGINT))" if lookback else ""),
-        "ts < CAST($end AS TIMESTAMPTZ)",
-        "($customers IS NULL OR list_contains($customers, customer_id))",
-    ]
+Reach = Literal["range", "lookback", "gap", "all"]
+
+
+def selection(meter: Meter, params: dict, p: str, event_names_sql: str, reach: Reach = "range") -> tuple[str, list[str]]:
+    """WHERE clause and dimension expressions for a meter; values go into params as $<p>….
+
+    `reach` says which events: those of the range [$start, $end); `lookback` adds the
+    heartbeat gap before it; `gap` adds it on both sides (a span that crosses an edge of the
+    range is within the gap of it, unless it ends with a stop); `all` is every event, for the
+    spans of a meter with a stop event, which may be any length."""
+    gap = f" - to_seconds(CAST(${p}gap AS BIGINT))"
+    bounds = {
+        "range": ["ts >= CAST($start AS TIMESTAMPTZ)", "ts < CAST($end AS TIMESTAMPTZ)"],
+        "lookback": ["ts >= CAST($start AS TIMESTAMPTZ)" + gap, "ts < CAST($end AS TIMESTAMPTZ)"],
+        "gap": ["ts >= CAST($start AS TIMESTAMPTZ)" + gap, "ts < CAST($end AS TIMESTAMPTZ)" + gap.replace(" - ", " + ")],
+        "all": [],
+    }[reach]
+    where = [event_names_sql, *bounds, "($customers IS NULL OR list_contains($customers, customer_id))"]
     if params.get("as_of_batch") is not None:
         # As of an ingest batch (re-deriving an old invoice ignores events that came later);
         # left out otherwise, so that the usual query does not read batch_id at all.
@@ -203,7 +217,10 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
     params[f"{p}stop_event"] = meter.stop_event
     params[f"{p}sk"] = _property(meter.session or "")
     names = f"(event_name = ${p}event_name OR event_name = ${p}stop_event)"
-    where, dims = selection(meter, params, p, names, lookback=True)
+    where, dims = selection(meter, params, p, names, reach="lookback")
+    # The spans that reach into the range, whole: a span is cut at the edges of the range
+    # below, never dropped because one of its events lies outside it.
+    span_where, _ = selection(meter, params, p, names, reach="all" if meter.stop_event else "gap")
     dim_cols = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
     dim_list = "".join(f", d{i}" for i in range(len(dims)))
     if window == "period":
@@ -229,7 +246,7 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
         WITH selected AS (
             SELECT customer_id, ts, event_id, properties ->> ${p}sk AS session,
                    coalesce(event_name = ${p}stop_event, false) AS is_stop{dim_cols}
-            FROM events WHERE {where}
+            FROM events WHERE {span_where}
         ),
         ordered AS (
             SELECT *, lag(ts) OVER w AS prev_ts, lag(is_stop) OVER w AS prev_stop
@@ -238,11 +255,11 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
         ),
         spans AS (
             SELECT customer_id, session{dim_list},
-                   greatest(prev_ts, CAST($start AS TIMESTAMPTZ)) AS a, ts AS b
+                   greatest(prev_ts, CAST($start AS TIMESTAMPTZ)) AS a, least(ts, CAST($end AS TIMESTAMPTZ)) AS b
             FROM ordered
             WHERE prev_ts IS NOT NULL AND NOT prev_stop
               AND (is_stop OR ts - prev_ts <= to_seconds(CAST(${p}gap AS BIGINT)))
-              AND ts > CAST($start AS TIMESTAMPTZ)
+              AND ts > CAST($start AS TIMESTAMPTZ) AND prev_ts < CAST($end AS TIMESTAMPTZ)
         ),
         {pieces}
         SELECT customer_id, strftime(w_start, '{_ISO}'), strftime(w_end, '{_ISO}'),

@@ -146,6 +146,70 @@ def test_a_stop_event_ends_a_session_and_open_sessions_are_reported(write, run_i
     assert [(s.session, s.last_event_at) for s in result.open_sessions] == [("open", "2026-10-31T23:59:30Z")]
 
 
+SEP = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+def _stop(event_id, at, job="j1"):
+    return event(event_id, event_name="gpu_stop", timestamp=at, quantity=None, properties={"job_id": job})
+
+
+def _per_month(con, gpu: Meter) -> tuple[dict, dict]:
+    """Each month asked alone (as rating asks), and both months asked together."""
+    alone = {}
+    for start, end in ((SEP, OCT), (OCT, NOV)):
+        alone.update(values(usage(con, [gpu], window="month", start=start, end=end)))
+    return alone, values(usage(con, [gpu], window="month", start=SEP, end=NOV))
+
+
+def test_a_heartbeat_run_across_the_end_of_the_range_is_split_not_lost(write, run_ingest, con):
+    load(write, run_ingest,
+         heartbeat("h1", "2026-09-30T23:59:00Z"), heartbeat("h2", "2026-09-30T23:59:40Z"),
+         heartbeat("h3", "2026-10-01T00:00:20Z"))  # 40 s to h3: 20 s in September, 20 s in October
+    alone, together = _per_month(con, Meter(**GPU))
+    assert alone == together == {("cus_1", "2026-09-01T00:00:00Z", ()): 60, ("cus_1", "2026-10-01T00:00:00Z", ()): 20}
+
+
+def test_a_start_to_stop_session_of_any_length_is_split_at_the_edges_of_the_range(write, run_ingest, con):
+    load(write, run_ingest,
+         heartbeat("v1", "2026-09-30T20:00:00Z"), _stop("v2", "2026-10-01T04:00:00Z"),  # 4 h + 4 h
+         heartbeat("w1", "2026-09-15T00:00:00Z", job="w"), _stop("w2", "2026-11-05T00:00:00Z", job="w"))
+    gpu = Meter(**GPU, stop_event="gpu_stop")
+    alone, together = _per_month(con, gpu)
+    assert alone == together
+    assert alone == {("cus_1", "2026-09-01T00:00:00Z", ()): 4 * 3600 + 16 * 86400,
+                     ("cus_1", "2026-10-01T00:00:00Z", ()): 4 * 3600 + 31 * 86400}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offsets=st.lists(st.integers(min_value=-3 * 86400, max_value=3 * 86400), min_size=1, max_size=12),
+    stops=st.lists(st.booleans(), min_size=12, max_size=12),
+    cut=st.integers(min_value=-2 * 86400, max_value=2 * 86400),
+)
+def test_a_duration_split_at_any_instant_adds_up_to_the_whole(tmp_path, offsets, stops, cut):
+    # Heartbeats and stops of two jobs around Oct 1 (gap 60 s); the range [Sep 1, Nov 1) cut
+    # at any instant: the two parts add up to the whole, whatever crosses the cut.
+    db = tmp_path / "d.duckdb"
+    db.unlink(missing_ok=True)
+    path = tmp_path / "d.jsonl"
+    records = [(_stop if stop else heartbeat)(f"e{i}", (OCT + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                              job=f"j{i % 2}")
+               for i, (s, stop) in enumerate(zip(offsets, stops))]
+    path.write_text(jsonl(*records))
+    con = store.connect(db)
+    try:
+        ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW))
+        gpu = Meter(**GPU, stop_event="gpu_stop")
+        middle = OCT + timedelta(seconds=cut)
+
+        def total(start, end):
+            return sum(r.value for r in usage(con, [gpu], window="month", start=start, end=end).rows if r.value)
+
+        assert total(SEP, middle) + total(middle, NOV) == total(SEP, NOV)
+    finally:
+        con.close()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     offsets=st.lists(st.integers(min_value=0, max_value=31 * 24 * 3600 - 1), min_size=1, max_size=30),
