@@ -123,6 +123,16 @@ _CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start"
 
 def _read_csv(path: Path) -> Document:
     """One row per subscription; customer columns repeat. Becomes the YAML shape."""
+    try:
+        return _parse_csv(path)
+    except UnicodeDecodeError as error:
+        # Spreadsheets often save CSV as Latin-1 or UTF-16: say so rather than guess.
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigProblems([Problem(str(path), line, "", f"not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                                                           "save the file as CSV UTF-8")]) from None
+
+
+def _parse_csv(path: Path) -> Document:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -136,10 +146,23 @@ def _read_csv(path: Path) -> Document:
             raise ConfigProblems([Problem(str(path), 1, "", f"{text} (columns: {', '.join(_CSV_COLUMNS)})")])
         customers: dict[str, dict] = {}
         lines: dict = {}
+        problems: list[Problem] = []
+        first_line: dict[str, int] = {}
         for row in reader:
             line = reader.line_num
             cid = row["id"]
-            if cid not in customers:
+            if row.get(None):  # DictReader keeps fields beyond the header under None
+                problems.append(Problem(str(path), line, "", f"{len(row[None])} more field(s) than the header has columns"))
+            if cid in customers:
+                # The customer's columns repeat on each of its rows: they must say the same.
+                for key in ("name", "currency", "timezone", "billing"):
+                    if (row.get(key) or None) != customers[cid].get(key):
+                        index = list(customers).index(cid)
+                        problems.append(Problem(str(path), line, f"customers[{index}].{key}",
+                                                f"'{row.get(key) or ''}' differs from line {first_line[cid]} "
+                                                f"('{customers[cid].get(key) or ''}') for customer {cid}"))
+            else:
+                first_line[cid] = line
                 index = len(customers)
                 customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
                 if row.get("billing"):
@@ -154,6 +177,8 @@ def _read_csv(path: Path) -> Document:
                 sub["end"] = row["end"]
             customers[cid]["subscriptions"].append(sub)
             lines[("customers", index, "subscriptions", sub_index)] = line
+    if problems:
+        raise ConfigProblems(problems)
     return Document(str(path), {"customers": list(customers.values())}, lines)
 
 

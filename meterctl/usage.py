@@ -32,7 +32,7 @@ from typing import Literal, NamedTuple
 import duckdb
 
 from meterctl import sql
-from meterctl.errors import UsageError
+from meterctl.errors import DataError, UsageError
 from meterctl.meters import Meter
 
 Window = Literal["hour", "day", "month"]
@@ -354,21 +354,13 @@ def usage(
     sql.install_macros(con)
     params: dict = {"start": start, "end": end, "tz": tz, "customers": list(customers) if customers else None,
                     "as_of_batch": as_of_batch}
-    found: list[tuple] = []
-    opened: list[tuple] = []
-    # Every count/sum/max/... meter in one statement (DuckDB runs the branches in parallel
-    # and Python receives one ordered result); duration meters need their own.
-    plain = [_plain_meter_sql(m, i, window, params) for i, m in enumerate(meters) if m.aggregation != "duration"]
-    if plain:
-        statement = " UNION ALL ".join(f"({q})" for q in plain) + " ORDER BY ALL"
-        found += (_fetch_columns if window != "period" else _fetch_rows)(
-            con, statement, sql.bind(statement, params),
-            grouped=any(m.group_by for m in meters if m.aggregation != "duration"))
-    for index, meter in enumerate(meters):
-        if meter.aggregation == "duration":
-            rows_found, sessions = _duration_meter(con, meter, index, window, params)
-            found += [(index, *row) for row in _merge_windows(rows_found)]
-            opened += [(index, *row) for row in sessions]
+    try:
+        found, opened = _aggregate(con, meters, window, params)
+    except duckdb.OutOfRangeException:
+        summed = ", ".join(m.name for m in meters if m.aggregation == "sum") or "?"
+        raise DataError(f"usage cannot be totalled: a sum of meter {summed} reaches 10^20 or more, beyond DECIMAL(38, 18); "
+                        "find the events with huge values (e.g. meterctl usage --meter NAME --window day) "
+                        "and correct them at the source") from None
     found.sort(key=lambda row: row[0])  # stable: keeps the SQL order inside each meter
     names = [m.name for m in meters]
     keys = [m.dimension_keys for m in meters]
@@ -399,6 +391,26 @@ def usage(
         unmeterable=tuple(unmeterable),
         open_sessions=tuple(open_sessions),
     )
+
+
+def _aggregate(con: duckdb.DuckDBPyConnection, meters: Sequence[Meter], window: str, params: dict) -> tuple[list, list]:
+    """(rows, open sessions) of every meter, each row led by the meter's index."""
+    found: list[tuple] = []
+    opened: list[tuple] = []
+    # Every count/sum/max/... meter in one statement (DuckDB runs the branches in parallel
+    # and Python receives one ordered result); duration meters need their own.
+    plain = [_plain_meter_sql(m, i, window, params) for i, m in enumerate(meters) if m.aggregation != "duration"]
+    if plain:
+        statement = " UNION ALL ".join(f"({q})" for q in plain) + " ORDER BY ALL"
+        found += (_fetch_columns if window != "period" else _fetch_rows)(
+            con, statement, sql.bind(statement, params),
+            grouped=any(m.group_by for m in meters if m.aggregation != "duration"))
+    for index, meter in enumerate(meters):
+        if meter.aggregation == "duration":
+            rows_found, sessions = _duration_meter(con, meter, index, window, params)
+            found += [(index, *row) for row in _merge_windows(rows_found)]
+            opened += [(index, *row) for row in sessions]
+    return found, opened
 
 
 def _fetch_rows(con: duckdb.DuckDBPyConnection, statement: str, params: dict, grouped: bool) -> list[tuple]:

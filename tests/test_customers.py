@@ -137,3 +137,38 @@ def test_import_says_when_the_plans_could_not_be_checked(cli, db, write, tmp_pat
     assert result.exit_code == 0
     [note] = json.loads(result.stdout)["plan_notes"]
     assert note.startswith("plans not checked:") and "does not exist" in note
+
+
+def test_a_csv_that_is_not_utf8_is_named_with_its_line(write):
+    latin1 = "id,name,currency,timezone,plan,start\nc1,Acme,USD,UTC,pro,2026-01-01\nc2,Müller,EUR,UTC,pro,2026-01-01\n"
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(write("crm.csv", latin1.encode("latin-1")))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.message) == (3, "not UTF-8 text (byte 0xfc); save the file as CSV UTF-8")
+
+
+@pytest.mark.parametrize("command", [
+    ["usage", "--window", "period", "--cycle", "weekly"],
+    ["periods", "cus_1", "--from", "9999-01-01", "--to", "9999-12-31"],
+    ["dlq", "list", "--limit", "99999999999999999999"],
+])
+def test_option_values_out_of_range_are_usage_errors(cli, db, config, write, command):
+    assert cli("customers", "import", write("c.yaml", ACME), "--db", db).exit_code == 0
+    result = cli(*command, "--db", db, *(["--pricebooks", config] if command[0] in ("usage", "periods") else []))
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.output
+
+
+def test_csv_rows_of_one_customer_must_agree_on_its_columns(write):
+    crm = ("id,name,currency,timezone,billing,plan,start,end\n"
+           "c1,One,USD,UTC,calendar,pro,2026-01-01,2026-06-01\n"
+           "c1,One Ltd,EUR,UTC,calendar,scale,2026-06-01,\n"
+           "c2,Two,USD,UTC,,pro,2026-01-01,,extra\n")
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(write("crm.csv", crm))
+    found = [(p.line, p.key, p.message) for p in caught.value.problems]
+    assert found == [
+        (3, "customers[0].name", "'One Ltd' differs from line 2 ('One') for customer c1"),
+        (3, "customers[0].currency", "'EUR' differs from line 2 ('USD') for customer c1"),
+        (4, "", "1 more field(s) than the header has columns"),
+    ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterctl import store
+from meterctl.errors import DataError
 from meterctl.ingest import IngestOptions, ingest
 from meterctl.meters import Meter
 from meterctl.sources import resolve_sources
@@ -299,3 +301,9 @@ def test_usage_of_an_unknown_customer_id_is_an_error_not_an_empty_table(cli, db,
     assert ok.exit_code == 0
     typo = cli("usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--customer", "cus_l", "--from", "2026-10-01", "--to", "2026-11-01")
     assert typo.exit_code == 65 and "cus_l" in typo.stderr
+
+
+def test_a_sum_beyond_decimal_38_18_is_a_clear_error_not_an_internal_one(write, run_ingest, con):
+    load(write, run_ingest, event("a", quantity="99999999999999999999"), event("b", quantity="99999999999999999999"))
+    with pytest.raises(DataError, match="a sum of meter m reaches 10\\^20 or more"):
+        usage(con, [meter(aggregation="sum", value="quantity")], window="month", start=OCT, end=NOV)

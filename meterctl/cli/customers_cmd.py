@@ -150,7 +150,10 @@ def periods_command(
 
             directory = config_dir(pricebooks)
             cycle = str(customer_cycle(latest, load_catalog(directory, load_meters(directory))))
-        found = customers.billing_segments(con, [customer_id], cycle=cycle, start=begin, end=finish)
+        try:
+            found = customers.billing_segments(con, [customer_id], cycle=cycle, start=begin, end=finish)
+        except ValueError as error:  # periods that would run past the year 9999
+            raise UsageError(f"--from/--to: {error}") from None
     rows = [
         {
             "customer_id": cid,

@@ -10,7 +10,7 @@ from rich.table import Table
 from meterctl import inspect, store
 from meterctl.cli.common import DbOption, JsonOption, WaitOption, command_group, print_json, print_table, stdout_console, visible
 
-LimitOption = Annotated[int, typer.Option("--limit", min=0, help="At most this many rows (0 = all).")]
+LimitOption = Annotated[int, typer.Option("--limit", min=0, max=2**62, help="At most this many rows (0 = all).")]
 
 dlq_app = command_group("Dead letters: input lines that failed validation, with the reason and raw text.")
 conflicts_app = command_group("Conflicts: resends of an event_id with a different payload.")

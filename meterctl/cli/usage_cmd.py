@@ -153,6 +153,8 @@ def usage_command(
         raise UsageError(f"--format must be csv or parquet, not '{fmt}'")
     if fmt and output is None:
         raise UsageError("--format needs -o FILE")
+    if cycle not in (None, "monthly", "quarterly", "yearly"):
+        raise UsageError(f"--cycle must be monthly, quarterly or yearly, not '{cycle}'")
     path = check_output(output, instead="--json prints the rows on standard output")
     meters = all_meters = load_meters(config_dir(pricebooks))
     if meter:
