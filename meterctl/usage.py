@@ -169,7 +169,9 @@ def value_sql(meter: Meter, params: dict, p: str) -> str:
     if meter.aggregation == "count_unique":
         return f"properties ->> ${p}vk"
     text = f"(properties ->> ${p}vk)"
-    return f"CASE WHEN mc_is_decimal_text({text}) THEN TRY_CAST({text} AS DECIMAL(38, 18)) END"
+    # A value DECIMAL(38, 18) would round ("0.0000000000000000004" to 0) is unmeterable, not changed.
+    return (f"CASE WHEN mc_is_decimal_text({text}) AND mc_fits_decimal({text}, TRY_CAST({text} AS DECIMAL(38, 18))) "
+            f"THEN TRY_CAST({text} AS DECIMAL(38, 18)) END")
 
 
 _AGGREGATE = {

@@ -86,11 +86,12 @@ def test_unmeterable_events_are_reported_never_zero(write, run_ingest, con):
          event("a", event_name="storage", properties={"gb": 4}),
          event("b", event_name="storage", properties={"gb": "lots"}),
          event("c", event_name="storage"),
+         event("r", event_name="storage", properties={"gb": "0.0000000000000000004"}),  # DECIMAL(38, 18) would make it 0
          event("d", event_name="storage", customer_id="cus_2", properties={"gb": "n/a"}))
     result = usage(con, [meter(aggregation="sum", event_name="storage", value="properties.gb")],
                    window="month", start=OCT, end=NOV)
-    assert [(r.customer_id, r.value, r.unmeterable) for r in result.rows] == [("cus_1", 4, 2), ("cus_2", None, 1)]
-    assert [(u.customer_id, u.events) for u in result.unmeterable] == [("cus_1", 2), ("cus_2", 1)]
+    assert [(r.customer_id, r.value, r.unmeterable) for r in result.rows] == [("cus_1", 4, 3), ("cus_2", None, 1)]
+    assert [(u.customer_id, u.events) for u in result.unmeterable] == [("cus_1", 3), ("cus_2", 1)]
 
 
 def test_day_windows_follow_the_time_zone_across_dst(write, run_ingest, con):
