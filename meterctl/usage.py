@@ -234,10 +234,16 @@ def _duration_meter(con, meter: Meter, index: int, window: str, params: dict):
     else:
         a_start, _ = _window_sql(window, "a")
         step = f"INTERVAL 1 {window.upper()}"
+        # Hours step in absolute time (the repeated hour of a DST fall-back is two windows, as
+        # for the other meters); days and months step on the local calendar.
+        if window == "hour":
+            series = f"unnest(generate_series({a_start}, b, {step}))"
+        else:
+            series = f"unnest(generate_series({a_start} AT TIME ZONE $tz, b AT TIME ZONE $tz, {step})) AT TIME ZONE $tz"
         pieces = f"""pieces AS (
             SELECT s.*, w.ws AS w_start
             FROM spans AS s,
-                 LATERAL (SELECT unnest(generate_series({a_start} AT TIME ZONE $tz, b AT TIME ZONE $tz, {step})) AT TIME ZONE $tz AS ws) AS w
+                 LATERAL (SELECT {series} AS ws) AS w
         ),
         bounded AS (
             SELECT *, CASE WHEN '{window}' = 'hour' THEN w_start + INTERVAL 1 HOUR

@@ -308,3 +308,19 @@ def test_a_sum_beyond_decimal_38_18_is_a_clear_error_not_an_internal_one(write, 
     load(write, run_ingest, event("a", quantity="99999999999999999999"), event("b", quantity="99999999999999999999"))
     with pytest.raises(DataError, match="a sum of meter m reaches 10\\^20 or more"):
         usage(con, [meter(aggregation="sum", value="quantity")], window="month", start=OCT, end=NOV)
+
+
+def test_duration_hours_on_a_dst_fall_back_day_add_up_to_the_day(write, run_ingest, con):
+    # Berlin goes back from 03:00 CEST to 02:00 CET at 01:00Z on 2026-10-25: 02:00-03:00 local
+    # happens twice, and each is a window of its own, as for count and sum meters.
+    beats = [heartbeat(f"b{i}", (datetime(2026, 10, 24, 23, tzinfo=UTC) + timedelta(seconds=30 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+             for i in range(361)]  # three hours, every 30 s
+    load(write, run_ingest, *beats)
+    gpu = Meter(**GPU)
+    day_start, day_end = datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2026, 10, 25, 23, tzinfo=UTC)
+    hours = usage(con, [gpu], window="hour", start=day_start, end=day_end, tz="Europe/Berlin")
+    day = usage(con, [gpu], window="day", start=day_start, end=day_end, tz="Europe/Berlin")
+    assert [r.value for r in day.rows] == [3 * 3600]
+    assert sum(r.value for r in hours.rows) == 3 * 3600
+    assert [r.window_start for r in hours.rows] == [
+        "2026-10-24T23:00:00Z", "2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z"]  # 01:00, 02:00 CEST, 02:00 CET
