@@ -147,30 +147,25 @@ def _parse_csv(path: Path) -> Document:
         customers: dict[str, dict] = {}
         lines: dict = {}
         problems: list[Problem] = []
-        first_line: dict[str, int] = {}
         for row in reader:
             line = reader.line_num
             cid = row["id"]
             if row.get(None):  # DictReader keeps fields beyond the header under None
                 problems.append(Problem(str(path), line, "", f"{len(row[None])} more field(s) than the header has columns"))
-            if cid in customers:
-                # The customer's columns repeat on each of its rows: they must say the same.
-                for key in ("name", "currency", "timezone", "billing"):
-                    if (row.get(key) or None) != customers[cid].get(key):
-                        index = list(customers).index(cid)
-                        problems.append(Problem(str(path), line, f"customers[{index}].{key}",
-                                                f"'{row.get(key) or ''}' differs from line {first_line[cid]} "
-                                                f"('{customers[cid].get(key) or ''}') for customer {cid}"))
-            else:
-                first_line[cid] = line
-                index = len(customers)
+            if cid not in customers:
                 customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
                 if row.get("billing"):
                     customers[cid]["billing"] = row["billing"]
                 customers[cid]["subscriptions"] = []
                 for key in ("", "id", "name", "currency", "timezone", "billing", "subscriptions"):
-                    lines[("customers", index) + ((key,) if key else ())] = line
+                    lines[("customers", len(customers) - 1) + ((key,) if key else ())] = line
             index = list(customers).index(cid)
+            # The customer's columns repeat on each of its rows: they must say the same.
+            for key in ("name", "currency", "timezone", "billing"):
+                if (row.get(key) or None) != customers[cid].get(key):
+                    problems.append(Problem(str(path), line, f"customers[{index}].{key}",
+                                            f"'{row.get(key) or ''}' differs from line {lines[('customers', index)]} "
+                                            f"('{customers[cid].get(key) or ''}') for customer {cid}"))
             sub_index = len(customers[cid]["subscriptions"])
             sub = {"plan": row["plan"], "start": row["start"]}
             if row.get("end"):

@@ -121,6 +121,9 @@ def list_command(
     print_table(stdout_console(), _invoice_table(invoices))
 
 
+_NO_INVOICES_YET = "no invoices yet: run 'meterctl invoice --period YYYY-MM' first"
+
+
 def _has_invoices(con) -> bool:
     return store.has_table(con, "invoices")
 
@@ -130,7 +133,7 @@ def _invoice_store(db: Path, wait: float) -> Iterator:
     """The store, read-only, once invoices exist in it."""
     with store.open_store(db, read_only=True, wait=wait) as con:
         if not _has_invoices(con):
-            raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+            raise DataError(_NO_INVOICES_YET)
         yield con
 
 
@@ -211,7 +214,7 @@ def export_command(
                                  with_lines=True, revision_status=status)
         if not invoices:
             if not con.execute("SELECT count(*) FROM invoices").fetchall()[0][0]:
-                raise DataError("no invoices yet: run 'meterctl invoice --period YYYY-MM' first")
+                raise DataError(_NO_INVOICES_YET)
             chosen = [f"--{name} {value}" for name, value in (("period", period), ("status", status)) if value]
             chosen += ["--customer " + " ".join(customer)] if customer else []
             raise DataError("no invoices match" + "".join(" " + c for c in chosen) + " (see 'meterctl invoice list')")
