@@ -10,22 +10,22 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import duckdb
-from collections.abc import Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
+from meterctl import cycles
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
-from meterctl import cycles, sql
-from meterctl.errors import InputNotFoundError, NotFoundError
+from meterctl.errors import DataError, InputNotFoundError, NotFoundError
 
-if TYPE_CHECKING:  # the pricebook module imports this one
+if TYPE_CHECKING:
     from meterctl.pricebook import Catalog
+    from meterctl.store.ports import Ledger
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -103,6 +103,22 @@ class ImportResult:
     # Stored customers this file does not mention: kept as they are (an export may be partial),
     # and billed while their subscriptions run; end a subscription with `end:` to stop billing.
     absent: tuple[str, ...] = ()
+    # What rating would refuse in these subscriptions (see plan_problems), when the
+    # configuration could tell: the customers are imported all the same.
+    plan_notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """A customer as one version of it is kept: what an import compares and adds."""
+
+    customer_id: str
+    name: str
+    currency: str
+    timezone: str
+    billing: str  # calendar | anniversary
+    subscriptions: tuple[cycles.Subscription, ...]  # by start
+    content_sha256: str  # of the canonical record: equal = unchanged
 
 
 @dataclass(frozen=True)
@@ -112,10 +128,10 @@ class CustomerVersion:
     name: str
     currency: str
     timezone: str
-    billing: str
-    subscriptions: list[dict]
+    billing: str  # calendar | anniversary
+    subscriptions: tuple[cycles.Subscription, ...]  # by start
     source: str
-    imported_at: str
+    imported_at: datetime
 
 
 _CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end")
@@ -218,129 +234,81 @@ def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple
         # both in force within the same year (a change from monthly to yearly, say).
         ordered = sorted(customer.subscriptions, key=lambda s: s.start)
         for earlier, later in zip(ordered, ordered[1:]):
-            cycles = (catalog.cycle(earlier.plan), catalog.cycle(later.plan))
-            if None not in cycles and cycles[0] != cycles[1] and (
+            pair = (catalog.cycle(earlier.plan), catalog.cycle(later.plan))
+            if None not in pair and pair[0] != pair[1] and (
                     earlier.end is None or (later.start - earlier.end).days < 366):
-                found.append(f"customer {customer.id}: plans '{earlier.plan}' ({cycles[0]}) and '{later.plan}' "
-                             f"({cycles[1]}, from {later.start}) bill on different cycles; meterctl bills one "
+                found.append(f"customer {customer.id}: plans '{earlier.plan}' ({pair[0]}) and '{later.plan}' "
+                             f"({pair[1]}, from {later.start}) bill on different cycles; meterctl bills one "
                              "customer on one cycle, so rating would refuse this customer's periods")
     return tuple(found)
 
 
-def import_customers(con: duckdb.DuckDBPyConnection, path: Path,
-                     loaded: Sequence[CustomerModel] | None = None) -> ImportResult:
+def customer_records(customers: Sequence[CustomerModel]) -> tuple[CustomerRecord, ...]:
+    """Each customer as the ledger keeps a version of it, with the hash that tells a changed
+    customer from an unchanged one."""
+    records = []
+    for customer in customers:
+        canonical = customer.canonical()
+        digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        subscriptions = tuple(cycles.Subscription(s.plan, s.start, s.end)
+                              for s in sorted(customer.subscriptions, key=lambda s: s.start))
+        records.append(CustomerRecord(customer.id, canonical["name"], customer.currency, customer.timezone,
+                                      customer.billing, subscriptions, digest))
+    return tuple(records)
+
+
+def import_customers(ledger: Ledger, path: Path, loaded: Sequence[CustomerModel] | None = None,
+                     plan_notes: Sequence[str] = ()) -> ImportResult:
     """Add a version for every new or changed customer; unchanged ones are left alone.
     `loaded` is what load_customers(path) gave, when the caller has read the file already."""
     customers = load_customers(path) if loaded is None else loaded
-    records = [c.canonical() for c in customers]
-    con.execute("BEGIN TRANSACTION")
-    try:
-        sql.temp_table(con, "incoming", {
-            "customer_id": ("VARCHAR", [c.id for c in customers]),
-            "name": ("VARCHAR", [r["name"] for r in records]),
-            "currency": ("VARCHAR", [c.currency for c in customers]),
-            "timezone": ("VARCHAR", [c.timezone for c in customers]),
-            "billing": ("VARCHAR", [c.billing for c in customers]),
-            "subscriptions": ("VARCHAR", [json.dumps(r["subscriptions"]) for r in records]),
-            "content_sha256": ("VARCHAR", [
-                hashlib.sha256(json.dumps(r, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-                for r in records]),
-        })
-        added, changed = con.execute(
-            """
-            WITH latest AS (
-                SELECT customer_id, max(version) AS version, arg_max(content_sha256, version) AS sha
-                FROM customer_versions GROUP BY customer_id
-            )
-            SELECT count(*) FILTER (l.customer_id IS NULL), count(*) FILTER (l.sha <> i.content_sha256)
-            FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
-            """
-        ).fetchall()[0]
-        con.execute(
-            """
-            INSERT INTO customer_versions
-            WITH latest AS (
-                SELECT customer_id, max(version) AS version, arg_max(content_sha256, version) AS sha
-                FROM customer_versions GROUP BY customer_id
-            )
-            SELECT i.customer_id, coalesce(l.version, 0) + 1, i.name, i.currency, i.timezone, i.billing,
-                   CAST(i.subscriptions AS JSON), i.content_sha256, ?, now()
-            FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
-            WHERE l.customer_id IS NULL OR l.sha <> i.content_sha256
-            """,
-            [str(path)],
-        )
-        absent = [r[0] for r in con.execute(
-            "SELECT DISTINCT customer_id FROM customer_versions WHERE customer_id NOT IN (SELECT customer_id FROM incoming) "
-            "ORDER BY customer_id").fetchall()]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed, tuple(absent))
+    added, changed, absent = ledger.import_customers(customer_records(customers), str(path))
+    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed, absent,
+                        tuple(plan_notes))
 
 
-_SELECT = """
-    SELECT customer_id, version, name, currency, timezone, billing, CAST(subscriptions AS VARCHAR), source,
-           strftime(imported_at, '%Y-%m-%dT%H:%M:%SZ')
-    FROM customer_versions
-"""
+def imported(ledger: Ledger) -> tuple[CustomerVersion, ...]:
+    """The latest version of every customer; none at all is an error for anything that bills."""
+    latest = ledger.latest_customers()
+    if not latest:
+        raise DataError("no customers imported yet: run 'meterctl customers import FILE' first")
+    return latest
 
 
-def _version(row: tuple) -> CustomerVersion:
-    *head, subs, source, imported = row
-    return CustomerVersion(*head, json.loads(subs), source, imported)
-
-
-def list_customers(con: duckdb.DuckDBPyConnection) -> tuple[CustomerVersion, ...]:
-    rows = con.execute(_SELECT + " QUALIFY version = max(version) OVER (PARTITION BY customer_id) ORDER BY customer_id").fetchall()
-    return tuple(_version(r) for r in rows)
-
-
-def customer_history(con: duckdb.DuckDBPyConnection, customer_id: str) -> tuple[CustomerVersion, ...]:
-    rows = con.execute(_SELECT + " WHERE customer_id = ? ORDER BY version DESC", [customer_id]).fetchall()
-    if not rows:
+def history(ledger: Ledger, customer_id: str) -> tuple[CustomerVersion, ...]:
+    """Every version of a customer, newest first."""
+    versions = ledger.customer_history(customer_id)
+    if not versions:
         raise NotFoundError(f"customer '{customer_id}' does not exist (see 'meterctl customers list')")
-    return tuple(_version(r) for r in rows)
+    return versions
 
 
-
-
-def select_customers(con: duckdb.DuckDBPyConnection, customer_ids: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
-    """The latest version of the given customers (all when none are given); unknown ids are an error."""
-    chosen = list_customers(con)
-    if customer_ids:
-        wanted = set(customer_ids)
-        missing = sorted(wanted - {c.customer_id for c in chosen})
-        if missing:
-            raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
-        chosen = tuple(c for c in chosen if c.customer_id in wanted)
-    return chosen
+def select_customers(latest: Sequence[CustomerVersion], customer_ids: Sequence[str] | None) -> tuple[CustomerVersion, ...]:
+    """The given customers among `latest` (all when none are given); unknown ids are an error."""
+    if not customer_ids:
+        return tuple(latest)
+    wanted = set(customer_ids)
+    missing = sorted(wanted - {c.customer_id for c in latest})
+    if missing:
+        raise NotFoundError(f"customer(s) {', '.join(missing)} do not exist (see 'meterctl customers list')")
+    return tuple(c for c in latest if c.customer_id in wanted)
 
 
 def billing_segments(
-    con: duckdb.DuckDBPyConnection,
-    customer_ids: Sequence[str] | None,
+    customers: Sequence[CustomerVersion],
     *,
-    cycle: str | Callable[[CustomerVersion], str],
+    cycle: cycles.Cycle | Callable[[CustomerVersion], cycles.Cycle],
     start: date,
     end: date,
 ) -> tuple[tuple[str, cycles.Segment], ...]:
-    """(customer_id, segment) of every billing period overlapping local dates [start, end).
-
-    Uses each customer's latest imported version: its time zone, billing alignment and
-    subscriptions. The cycle (monthly, quarterly, yearly) is given, or a function of the
-    customer (the billing cycle of its plans' pricebooks).
-    """
-    chosen = select_customers(con, customer_ids)
+    """(customer_id, segment) of every billing period overlapping local dates [start, end),
+    from each customer's time zone, billing alignment and subscriptions. The cycle is given,
+    or a function of the customer (the billing cycle of its plans' pricebooks)."""
     found = []
-    for customer in chosen:
-        subscriptions = [
-            cycles.Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s["end"] else None)
-            for s in customer.subscriptions
-        ]
+    for customer in customers:
         for segment in cycles.periods_for_customer(
-            subscriptions=subscriptions, cycle=cycle if isinstance(cycle, str) else cycle(customer), alignment=customer.billing, tz=customer.timezone, start=start, end=end
+            subscriptions=customer.subscriptions, cycle=cycle if isinstance(cycle, cycles.Cycle) else cycle(customer),
+            alignment=customer.billing, tz=customer.timezone, start=start, end=end,
         ):
             found.append((customer.customer_id, segment))
     return tuple(found)

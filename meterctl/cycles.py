@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meterctl.errors import ConfigError, UsageError
+from meterctl.errors import ConfigError, Param, UsageError
 
 __all__ = [
     "Alignment",
@@ -465,8 +465,9 @@ def parse_period_month(text: str) -> tuple[date, date]:
 
 
 def month_bounds(period: str) -> tuple[date, date]:
-    """A --period month's bounds; a malformed one is the user's error on that option."""
+    """The bounds of the month a command works on (its billing periods end in it); a
+    malformed one is the caller's error on that parameter."""
     try:
         return parse_period_month(period)
     except ValueError as error:
-        raise UsageError(f"--period: {error}") from None
+        raise UsageError(Param("period"), f": {error}") from None

@@ -1,10 +1,25 @@
 """One exception tree: every expected failure knows its exit code.
 
-The CLI prints `str(error)` as one line on stderr and exits with `exit_code`;
-anything that is not a `MeterctlError` is a bug (exit 1).
+The CLI prints an error as one line on stderr and exits with `exit_code`; anything that is
+not a `MeterctlError` is a bug (exit 1).
+
+A message may name the parameter at fault (the billing period, the window, the time zone)
+with `Param`: the library's own text names it as the domain does (`period: invalid month`),
+and a caller that knows the parameter by another name shows it that way (the command line
+says `--period: invalid month`). The core never needs to know how a command spells it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter named in an error message, e.g. Param("period")."""
+
+    name: str
 
 
 class MeterctlError(Exception):
@@ -12,9 +27,20 @@ class MeterctlError(Exception):
 
     exit_code = 1
 
+    def __init__(self, *parts: str | Param) -> None:
+        self.parts = parts
+        super().__init__(self.spelled({}))
+
+    def spelled(self, names: Mapping[str, str]) -> str:
+        """The message with each parameter written as `names` spells it (else by its name)."""
+        return "".join(names.get(part.name, part.name) if isinstance(part, Param) else part for part in self.parts)
+
+    def __str__(self) -> str:
+        return self.spelled({})
+
 
 class UsageError(MeterctlError):
-    """The command line asks for something that cannot be done as asked."""
+    """Something was asked that cannot be done as asked (a malformed period, an unknown window)."""
 
     exit_code = 2
 

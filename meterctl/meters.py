@@ -7,8 +7,9 @@ duration (seconds of activity from heartbeats, or start/stop events, per session
 
 from __future__ import annotations
 
-import os
+import json
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -17,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
 
-ENV_CONFIG_DIR = "METERCTL_PRICEBOOKS"
-DEFAULT_CONFIG_DIR = "pricebooks"
 METERS_FILE = "meters.yaml"
 
 Aggregation = Literal["count", "sum", "max", "min", "latest", "count_unique", "duration"]
@@ -28,10 +27,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VALUE = re.compile(r"^(quantity|properties\.[A-Za-z0-9_\-]+)$")
 _PROPERTY = re.compile(r"^(properties\.)?[A-Za-z0-9_\-]+$")
 _NEEDS_VALUE = {"sum", "max", "min", "latest", "count_unique"}
-
-
-def config_dir(given: Path | None = None) -> Path:
-    return given or Path(os.environ.get(ENV_CONFIG_DIR) or DEFAULT_CONFIG_DIR)
 
 
 class Meter(BaseModel):
@@ -87,6 +82,11 @@ class Meter(BaseModel):
     @property
     def dimension_keys(self) -> tuple[str, ...]:
         return tuple(name.removeprefix("properties.") for name in self.group_by)
+
+
+def definitions_json(meters: Sequence[Meter]) -> str:
+    """Meter definitions as a rating run records them: what traces its lines to events."""
+    return json.dumps([m.model_dump(mode="json") for m in meters], sort_keys=True)
 
 
 class MetersFile(BaseModel):

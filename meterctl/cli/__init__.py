@@ -13,24 +13,25 @@ import typer
 from typer.core import TyperGroup
 
 from meterctl import __version__
+from meterctl.cli.common import message
 from meterctl.errors import MeterctlError
 
-# Every top-level command: the module under meterctl.cli that defines it, the attribute, and
+# Every top-level command: the module under meterctl.cli.commands that defines it, the attribute, and
 # whether it is a group of subcommands. In this order in `meterctl --help`.
 _COMMANDS: dict[str, tuple[str, str, bool]] = {
-    "ingest": ("ingest_cmd", "ingest_command", False),
-    "status": ("inspect_cmd", "status_command", False),
-    "dlq": ("inspect_cmd", "dlq_app", True),
-    "conflicts": ("inspect_cmd", "conflicts_app", True),
-    "usage": ("usage_cmd", "usage_command", False),
-    "config": ("usage_cmd", "config_app", True),
-    "customers": ("customers_cmd", "customers_app", True),
-    "periods": ("customers_cmd", "periods_command", False),
-    "pricebook": ("pricing_cmd", "pricebook_app", True),
-    "rate": ("pricing_cmd", "rate_command", False),
-    "simulate": ("pricing_cmd", "simulate_command", False),
-    "invoice": ("invoice_cmd", "invoice_app", True),
-    "explain": ("invoice_cmd", "explain_command", False),
+    "ingest": ("ingest", "ingest_command", False),
+    "status": ("inspect", "status_command", False),
+    "dlq": ("inspect", "dlq_app", True),
+    "conflicts": ("inspect", "conflicts_app", True),
+    "usage": ("usage", "usage_command", False),
+    "config": ("config", "config_app", True),
+    "customers": ("customers", "customers_app", True),
+    "periods": ("customers", "periods_command", False),
+    "pricebook": ("pricebook", "pricebook_app", True),
+    "rate": ("rate", "rate_command", False),
+    "simulate": ("rate", "simulate_command", False),
+    "invoice": ("invoice", "invoice_app", True),
+    "explain": ("invoice", "explain_command", False),
 }
 
 
@@ -41,7 +42,7 @@ class _MeterctlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except MeterctlError as error:
-            typer.echo(f"meterctl: {error}", err=True)
+            typer.echo(f"meterctl: {message(error)}", err=True)
             raise typer.Exit(error.exit_code) from None
 
 
@@ -72,7 +73,7 @@ def build_app(names: Iterable[str] = tuple(_COMMANDS)) -> typer.Typer:
     built.callback()(_root)
     for name in names:
         module, attribute, group = _COMMANDS[name]
-        target = getattr(importlib.import_module(f"meterctl.cli.{module}"), attribute)
+        target = getattr(importlib.import_module(f"meterctl.cli.commands.{module}"), attribute)
         if group:
             built.add_typer(target, name=name)
         else:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command_line(args=args, prog_name="meterctl", standalone_mode=True)
     except MeterctlError as error:
-        print(f"meterctl: {error}", file=sys.stderr)
+        print(f"meterctl: {message(error)}", file=sys.stderr)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         _interrupted()

@@ -1,4 +1,5 @@
-"""What every command shares: the database options, output helpers, durations."""
+"""What every command shares: the database and configuration options, the spelling of
+parameters in messages, output helpers, durations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,20 +19,53 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meterctl.errors import UsageError
-from meterctl.store import DEFAULT_DB, ENV_DB
+from meterctl.cycles import Cycle
+from meterctl.errors import MeterctlError, UsageError
+from meterctl.instants import iso
+from meterctl.session import Session
+from meterctl.settings import ENV_DB, default_db_path
 
 DbOption = Annotated[
     Path,
     typer.Option("--db", envvar=ENV_DB, help="DuckDB file holding meterctl's state (created on first use)."),
 ]
+DEFAULT_DB_OPTION = default_db_path()
 WaitOption = Annotated[
     float,
     typer.Option("--wait", min=0, metavar="SECONDS", help="If another meterctl holds the database, retry this long."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--pricebooks", envvar="METERCTL_PRICEBOOKS", help="Configuration directory (meters.yaml, pricebooks). Default ./pricebooks."),
+]
+CustomerOption = Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")]
+PeriodOption = Annotated[str, typer.Option("--period", help="The month whose billing periods to rate: YYYY-MM (periods that end in it).")]
 
-DEFAULT_DB_PATH = Path(DEFAULT_DB)
+# How the command line spells the parameters the library names in its messages.
+FLAGS = {
+    "period": "--period", "window": "--window", "start": "--from", "end": "--to", "tz": "--tz",
+    "customer": "--customer", "meter": "--meter", "cycle": "--cycle", "line": "--line", "format": "--format",
+    "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict",
+}
+
+
+def message(error: MeterctlError) -> str:
+    """An error as one line (or a few, for configuration problems) in the command line's words."""
+    return error.spelled(FLAGS)
+
+
+def session(db: Path | None, *, pricebooks: Path | None = None, wait: float = 0.0, read_only: bool = False) -> Session:
+    return Session(db=db, config=pricebooks, wait=wait, read_only=read_only)
+
+
+def parse_cycle(text: str | None) -> Cycle | None:
+    """--cycle as a billing cycle (None: each customer's plans' own)."""
+    if text is None:
+        return None
+    if text not in ("monthly", "quarterly", "yearly"):
+        raise UsageError(f"--cycle must be monthly, quarterly or yearly, not '{text}'")
+    return Cycle(text)
 
 
 def command_group(help: str, *, no_args_is_help: bool = True, **options: Any) -> typer.Typer:
@@ -117,6 +151,8 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 def to_jsonable(value: Any) -> Any:
     if type(value) in _SCALARS:  # most values of a large document: settled by one lookup
         return value
+    if isinstance(value, datetime):  # an instant: to the second, in UTC
+        return iso(value)
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

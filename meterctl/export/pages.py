@@ -1,0 +1,83 @@
+"""An invoice as one self-contained, printable HTML page."""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+
+from meterctl.invoices import Invoice
+from meterctl.pricing import major, text
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1d2330; margin: 2.5em auto; max-width: 60em; }
+header { display: flex; justify-content: space-between; align-items: flex-start; border-bottom: 2px solid #1d2330; padding-bottom: 1em; }
+h1 { font-size: 1.6em; margin: 0; } .muted { color: #5b6475; } .draft { color: #b3261e; font-weight: bold; }
+table { width: 100%; border-collapse: collapse; margin-top: 1.5em; font-size: 0.92em; }
+th, td { padding: 0.45em 0.6em; border-bottom: 1px solid #d8dce3; text-align: left; vertical-align: top; }
+th { background: #f2f4f7; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tfoot td { border: none; } tfoot tr.total td { font-weight: bold; font-size: 1.1em; border-top: 2px solid #1d2330; }
+footer { margin-top: 2em; font-size: 0.8em; color: #5b6475; }
+@media print { body { margin: 0; } th { background: none; } }
+"""
+
+
+def to_html(invoice: Invoice) -> bytes:
+    places = invoice.minor_units
+    e = html.escape
+    money = lambda minor: f"{major(minor, places)} {invoice.currency}"  # noqa: E731
+    title = invoice.number or f"DRAFT {invoice.invoice_id}"
+    rows = []
+    for line in invoice.lines:
+        what = e(line.name) + "".join(f" · {e(k)}={e(str(v))}" for k, v in sorted(line.dimensions.items()) if v is not None)
+        if line.segment_start != invoice.period_start or line.segment_end != invoice.period_end:
+            what += f'<br><span class="muted">{line.segment_start} to {line.segment_end - timedelta(days=1)}' + (
+                f" (prorated {e(line.proration)})" if line.proration else "") + "</span>"
+        elif line.proration:
+            what += f'<br><span class="muted">prorated {e(line.proration)}</span>'
+        unit = text(line.unit_price) if line.unit_price is not None and line.kind in ("usage", "fee") else ""
+        rows.append(
+            f"<tr><td>{line.line_no}</td><td>{what}</td><td>{e(line.pricebook)}</td>"
+            f'<td class="num">{e(text(line.quantity)) if line.kind == "usage" else ""}</td>'
+            f'<td class="num">{e(unit)}</td><td class="num">{e(money(line.amount_minor))}</td></tr>'
+        )
+    status = "" if invoice.status == "finalized" else f' <span class="draft">{e(invoice.status.upper())}</span>'
+    revision = ""
+    if invoice.supersedes:
+        replaced = invoice.supersedes_number or invoice.supersedes
+        change = "" if invoice.delta_minor is None else f", change {'+' if invoice.delta_minor > 0 else ''}{money(invoice.delta_minor)}"
+        revision = f'<div class="muted">Revision {invoice.revision}: replaces invoice {e(replaced)}{e(change)}</div>' 
+    last_day = invoice.period_end - timedelta(days=1)
+    document = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Invoice {e(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<header>
+<div><h1>Invoice {e(title)}{status}</h1>{revision}
+<div class="muted">Issued {invoice.period_end.isoformat()}</div></div>
+<div style="text-align:right"><strong>{e(invoice.customer_name)}</strong><br><span class="muted">{e(invoice.customer_id)}</span></div>
+</header>
+<p>Billing period {invoice.period_start.isoformat()} to {last_day.isoformat()} ({e(invoice.timezone)})</p>
+<table>
+<thead><tr><th>#</th><th>Description</th><th>Pricebook</th><th class="num">Quantity</th><th class="num">Unit price</th><th class="num">Amount</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+<tfoot>
+<tr><td colspan="5" class="num">Subtotal</td><td class="num">{e(money(invoice.subtotal_minor))}</td></tr>
+<tr><td colspan="5" class="num">Credits</td><td class="num">{e(money(-invoice.credits_minor))}</td></tr>
+<tr><td colspan="5" class="num">Tax</td><td class="num">{e(money(invoice.tax_minor))}</td></tr>
+<tr class="total"><td colspan="5" class="num">Total</td><td class="num">{e(money(invoice.total_minor))}</td></tr>
+</tfoot>
+</table>
+<footer>Priced with {", ".join(e(p) for p in invoice.pricebooks)}; pricebook hashes {", ".join(sorted({e(l.pricebook_hash[:12]) for l in invoice.lines}))}.
+Every line traces to its events: <code>meterctl explain {e(invoice.number or invoice.invoice_id)} --line N --events</code>.
+Content hash {e(invoice.content_hash)}.</footer>
+</body>
+</html>
+"""
+    return document.encode("utf-8")
+

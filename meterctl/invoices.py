@@ -1,0 +1,192 @@
+"""Invoices as meterctl keeps them: one per customer per billing period, in revisions.
+
+Totals are integer minor units: subtotal = Σ rounded lines; total = subtotal − credits +
+tax, never below zero (credits and tax are zero until wallets and tax exist). The content
+hash covers the lines and totals, so an unchanged invoice is recognised whenever and
+wherever it is derived again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from meterctl import pricing
+from meterctl.canonical_json import compact, json_object
+from meterctl.rating.lines import RatedLine
+
+# Line fields that identify a line's content (not where or when it was computed).
+CONTENT_SKIP = ("customer_id", "currency", "timezone", "period_start", "period_end", "unmeterable")
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    line_no: int
+    rating_run_id: int
+    rated_line_no: int
+    kind: str  # fee | usage | minimum | maximum
+    name: str
+    meter: str | None
+    plan: str
+    version: int
+    pricebook_hash: str
+    segment_start: date
+    segment_end: date
+    window_start: datetime  # the usage window behind the line (UTC)
+    window_end: datetime
+    dimensions: Mapping[str, str | None]
+    quantity: Decimal
+    unit_price: Decimal | None
+    tiers: tuple[Mapping[str, Any], ...]  # the tier breakdown as stored: decimals as text
+    proration: str | None
+    precise_amount: str
+    amount: Decimal  # at the currency's scale (1.10; 2 for yen)
+    amount_minor: int
+    unmeterable: int
+
+    @property
+    def pricebook(self) -> str:
+        return f"{self.plan}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    customer_id: str
+    customer_version: int
+    customer_name: str
+    currency: str
+    timezone: str
+    period_start: date
+    period_end: date
+    revision: int
+    status: str  # draft | finalized | superseded
+    number: str | None
+    supersedes: str | None
+    superseded_by: str | None
+    rating_run_id: int
+    subtotal_minor: int
+    credits_minor: int
+    tax_minor: int
+    total_minor: int
+    delta_minor: int | None
+    content_hash: str
+    created_at: datetime
+    finalized_at: datetime | None
+    supersedes_number: str | None = None  # the number of the finalized invoice this one replaces
+    lines: tuple[InvoiceLine, ...] = ()
+
+    @property
+    def minor_units(self) -> int:
+        return pricing.minor_units(self.currency)
+
+    @property
+    def pricebooks(self) -> tuple[str, ...]:
+        return tuple(sorted({line.pricebook for line in self.lines}))
+
+
+@dataclass(frozen=True)
+class InvoiceOutcome:
+    invoice_id: str
+    customer_id: str
+    period_start: date
+    period_end: date
+    revision: int
+    action: str  # created | regenerated | unchanged | revised | finalized
+    status: str
+    number: str | None
+    currency: str
+    total_minor: int
+    delta_minor: int | None
+    period_open: bool = False  # the billing period has not ended: usage may still grow
+
+
+def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
+    return f"{customer_id}-{period_start:%Y%m%d}-r{revision}"
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal_minor: int
+    credits_minor: int
+    tax_minor: int
+    total_minor: int
+
+    def document(self) -> dict[str, int]:
+        return {"subtotal_minor": self.subtotal_minor, "credits_minor": self.credits_minor,
+                "tax_minor": self.tax_minor, "total_minor": self.total_minor}
+
+
+def invoice_totals(lines: Sequence[RatedLine]) -> Totals:
+    subtotal = sum(line.amount_minor for line in lines)
+    credits = 0
+    tax = 0
+    return Totals(subtotal, credits, tax, max(subtotal - credits, 0) + tax)
+
+
+def content_hash(lines: Sequence[RatedLine], totals: Totals) -> str:
+    """sha256 of {"lines": [each line's canonical JSON without CONTENT_SKIP], **totals}, sorted keys."""
+    document = json_object({"lines": "[" + ",".join([line.canonical_json(CONTENT_SKIP) for line in lines]) + "]",
+                            **{key: compact(value) for key, value in totals.document().items()}})
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+class StoredInvoice(NamedTuple):
+    """What an invoice run needs to know of an invoice already stored."""
+
+    invoice_id: str
+    revision: int
+    status: str
+    content_hash: str
+    total_minor: int
+    number: str | None
+    customer_version: int
+    period_start: date
+    period_end: date
+    supersedes: str | None
+    number_order: int | None  # year and sequence as one sortable number
+    currency: str
+
+
+@dataclass(frozen=True)
+class NewInvoice:
+    """A draft revision an invoice run writes."""
+
+    invoice_id: str
+    customer_id: str
+    customer_version: int
+    customer_name: str
+    currency: str
+    timezone: str
+    period_start: date
+    period_end: date
+    revision: int
+    supersedes: str | None
+    delta_minor: int | None
+    content_hash: str
+    billed_until: date  # end of the last billed day: the period's end, or the end of a subscription that stopped inside it
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """A draft finalized by an invoice run: its number, gap-free within the year."""
+
+    invoice_id: str
+    number: str
+    year: int
+    sequence: int
+
+
+@dataclass
+class InvoiceChanges:
+    """What one invoice run writes, decided first and then applied in a few statements."""
+
+    drafts_to_delete: list[str] = field(default_factory=list)
+    invoices: list[NewInvoice] = field(default_factory=list)
+    lines: list[tuple[str, int]] = field(default_factory=list)  # (invoice_id, rated line_no in the run)
+    finalized: list[Numbered] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Files in and out: naming the inputs, reading them in chunks, writing outputs atomically."""

@@ -1,0 +1,505 @@
+"""`meterctl.Session`: the library's front door, and what every command calls.
+
+    with meterctl.Session(db="meterctl.duckdb", config="pricebooks") as s:
+        s.import_customers("customers.yaml")
+        s.ingest(["events/"])
+        run = s.invoice(period="2026-10")
+        for invoice in run.outcomes: ...
+
+A session opens the store and reads the configuration directory once, when a method first
+needs them: a method that finds a problem in its input first (a malformed file, a bad
+pricebook) has written nothing and created no store. Every method returns a frozen result
+and raises errors from meterctl.errors, each with its exit code; none prints.
+
+`read_only=True` opens an existing store without taking it for writing (it is never
+created then); reading methods need no more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from meterctl.errors import DataError, NotFoundError, Param, UsageError
+from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
+from meterctl.store import open_store
+
+if TYPE_CHECKING:
+    from meterctl.audit import Explanation, Verification
+    from meterctl.customers import CustomerModel, CustomerVersion, ImportResult
+    from meterctl.cycles import Cycle
+    from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
+    from meterctl.export import ExportResult
+    from meterctl.invoices import Invoice
+    from meterctl.invoicing import InvoiceRun
+    from meterctl.meters import Meter
+    from meterctl.pricebook import Catalog, FrozenVersion, PricebookVersion
+    from meterctl.pricebook.diff import PricebookDiff
+    from meterctl.progress import Progress
+    from meterctl.rating import RatingResult
+    from meterctl.simulate import SimulationResult
+    from meterctl.store.ports import Ledger, Store
+    from meterctl.usage import UsageResult
+
+# The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
+# them: a cron job's `meterctl ingest` should not pay for rating at start-up.
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    directory: str
+    meters: tuple[str, ...]
+    pricebooks: tuple[str, ...]  # plan@version
+
+
+@dataclass(frozen=True)
+class PricebookListing:
+    pricebook: str
+    plan: str
+    version: int
+    effective_from: date
+    currency: str
+    billing_cycle: str
+    file: str
+    hash: str
+    frozen: bool  # it has rated usage: its file may no longer change
+    edited_after_freeze: bool
+
+
+@dataclass(frozen=True)
+class PeriodSegment:
+    """One segment of a billing period: the part of it billed on one plan."""
+
+    customer_id: str
+    period_start: date
+    period_end: date
+    timezone: str
+    plan: str
+    segment_start: date
+    segment_end: date
+    segment_start_at: datetime
+    segment_end_at: datetime
+    days: int
+    # A first calendar period that starts mid-month is part of a full one: fees are
+    # prorated against the full period's days.
+    period_days: int
+
+
+@dataclass(frozen=True)
+class BillingPeriods:
+    customer_id: str
+    cycle: str
+    segments: tuple[PeriodSegment, ...]
+
+
+@dataclass(frozen=True)
+class EventsExport:
+    path: str
+    events: int
+
+
+def _names(given: Sequence[str] | None) -> tuple[str, ...] | None:
+    return tuple(given) if given else None
+
+
+class Session:
+    def __init__(self, db: Path | str | None = None, config: Path | str | None = None, *, wait: float = 0.0,
+                 read_only: bool = False) -> None:
+        self.db = Path(db) if db is not None else default_db_path()
+        self.config_dir = config_dir(Path(config) if config is not None else None)
+        # Named by the caller (or METERCTL_PRICEBOOKS), not the ./pricebooks default.
+        self._config_named = config is not None or bool(os.environ.get(ENV_CONFIG_DIR))
+        self.wait = wait
+        self.read_only = read_only
+        self._store: Store | None = None
+        self._meters: tuple[Meter, ...] | None = None
+        self._catalog: Catalog | None = None
+
+    # ------------------------------------------------------------ lifetime
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            store.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.db, read_only=self.read_only, wait=self.wait)
+        return self._store
+
+    # ------------------------------------------------------------ configuration
+
+    def meters(self) -> tuple[Meter, ...]:
+        """meters.yaml of the configuration directory."""
+        if self._meters is None:
+            from meterctl.meters import load_meters
+
+            self._meters = load_meters(self.config_dir)
+        return self._meters
+
+    def catalog(self) -> Catalog:
+        """Every pricebook version of the configuration directory."""
+        if self._catalog is None:
+            from meterctl.pricebook import load_catalog
+
+            self._catalog = load_catalog(self.config_dir, self.meters())
+        return self._catalog
+
+    def configuration(self) -> tuple[tuple[Meter, ...], Catalog]:
+        """Meters and pricebooks, every problem of both at once (exit 78)."""
+        if self._meters is None or self._catalog is None:
+            from meterctl.pricebook import load_configuration
+
+            self._meters, self._catalog = load_configuration(self.config_dir)
+        return self._meters, self._catalog
+
+    def validate_config(self) -> ConfigSummary:
+        meters, catalog = self.configuration()
+        return ConfigSummary(str(self.config_dir), tuple(m.name for m in meters), tuple(v.ref for v in catalog.versions))
+
+    def _frozen(self) -> dict[str, FrozenVersion]:
+        """Frozen versions from the store, or none when there is no store yet."""
+        if self._store is None and not self.db.exists():
+            return {}
+        return self.store.ledger.frozen_versions()
+
+    def validate_pricebooks(self) -> Catalog:
+        """Every pricebook checked, and that frozen versions were not edited (exit 78)."""
+        from meterctl.config_yaml import ConfigProblems
+        from meterctl.pricebook import frozen_problems
+
+        _, catalog = self.configuration()
+        problems = frozen_problems(catalog, self._frozen())
+        if problems:
+            raise ConfigProblems(problems)
+        return catalog
+
+    def pricebooks(self) -> tuple[PricebookListing, ...]:
+        _, catalog = self.configuration()
+        frozen = self._frozen()
+        return tuple(
+            PricebookListing(v.ref, v.plan, v.version, v.book.effective_from, v.book.currency, str(v.book.billing_cycle),
+                             v.path, v.content_hash, v.ref in frozen,
+                             v.ref in frozen and frozen[v.ref].content_hash != v.content_hash)
+            for v in catalog.versions)
+
+    def pricebook(self, ref: str) -> PricebookVersion:
+        """A plan's version (`pro@2`) or its latest (`pro`); refused (exit 78) when it was edited
+        after it rated usage: what the file says now is not what was billed."""
+        _, catalog = self.configuration()
+        chosen = self._resolve(catalog, ref)
+        self._refuse_edited(catalog, [chosen])
+        return chosen
+
+    def diff_pricebooks(self, before: str, after: str) -> PricebookDiff:
+        from meterctl.pricebook.diff import diff
+
+        _, catalog = self.configuration()
+        a, b = self._resolve(catalog, before), self._resolve(catalog, after)
+        self._refuse_edited(catalog, [a, b])
+        return diff(a, b)
+
+    @staticmethod
+    def _resolve(catalog: Catalog, ref: str) -> PricebookVersion:
+        from meterctl.pricebook import parse_ref
+
+        try:
+            plan, version = parse_ref(ref)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return catalog.get(plan, version)
+
+    def _refuse_edited(self, catalog: Catalog, chosen: Sequence[PricebookVersion]) -> None:
+        from meterctl.config_yaml import ConfigProblems
+        from meterctl.pricebook import frozen_problems
+
+        frozen = self._frozen()
+        problems = frozen_problems(catalog, {v.ref: frozen[v.ref] for v in chosen if v.ref in frozen})
+        if problems:
+            raise ConfigProblems(problems)
+
+    # ------------------------------------------------------------ customers
+
+    def import_customers(self, path: Path | str) -> ImportResult:
+        """Import customers (YAML or CSV); unchanged ones are left alone, changed ones get a new
+        version. Subscriptions that rating would refuse are named in `plan_notes`: the
+        customers are imported all the same, since pricebooks may be published later."""
+        from meterctl import customers
+
+        path = Path(path)
+        loaded = customers.load_customers(path)  # a bad file stops here, before the store is opened
+        result = customers.import_customers(self.store.ledger, path, loaded)
+        return dataclasses.replace(result, plan_notes=self._plan_notes(loaded))
+
+    def _plan_notes(self, loaded: Sequence[CustomerModel]) -> tuple[str, ...]:
+        """What rating would refuse in the imported subscriptions, when the configuration
+        directory can tell: checked against ./pricebooks only when it exists, against a
+        directory named by the caller always."""
+        from meterctl.customers import plan_problems
+        from meterctl.errors import ConfigError
+
+        if not self._config_named and not self.config_dir.is_dir():
+            return ()
+        try:
+            _, catalog = self.configuration()
+        except ConfigError as error:
+            lines = str(error).splitlines()
+            more = f" (and {len(lines) - 1} more: 'meterctl config validate' lists them)" if len(lines) > 1 else ""
+            return (f"plans not checked: {lines[0]}{more}",)
+        return plan_problems(loaded, catalog)
+
+    def customers(self) -> tuple[CustomerVersion, ...]:
+        """Every customer as last imported."""
+        return self.store.ledger.latest_customers()
+
+    def customer(self, customer_id: str) -> tuple[CustomerVersion, ...]:
+        """One customer's versions, newest first."""
+        from meterctl.customers import history
+
+        return history(self.store.ledger, customer_id)
+
+    def periods(self, customer_id: str, start: date, end: date, cycle: Cycle | None = None) -> BillingPeriods:
+        """A customer's billing periods overlapping local dates [start, end), split into
+        segments where the plan changes; the cycle is its plans' unless given."""
+        from meterctl.customers import billing_segments, history
+        from meterctl.rating.plan import customer_cycle, full_period_days
+
+        if start >= end:
+            raise UsageError(Param("start"), " must be before ", Param("end"))
+        latest = history(self.store.ledger, customer_id)[0]
+        chosen = cycle if cycle is not None else customer_cycle(latest, self.catalog())
+        try:
+            found = billing_segments([latest], cycle=chosen, start=start, end=end)
+        except ValueError as error:  # periods that would run past the year 9999
+            raise UsageError(Param("start"), "/", Param("end"), f": {error}") from None
+        return BillingPeriods(customer_id, str(chosen), tuple(
+            PeriodSegment(cid, s.period.start, s.period.end, s.period.tz, s.plan, s.start, s.end, s.start_at, s.end_at,
+                          s.days, full_period_days(s, chosen, latest.billing))
+            for cid, s in found))
+
+    # ------------------------------------------------------------ events
+
+    def ingest(self, paths: Sequence[str | Path], options: IngestOptions | None = None,
+               progress: Progress | None = None) -> IngestResult:
+        """Ingest files, directories, globs or '-' (standard input), each file in one
+        transaction; the result says what became of every line."""
+        from meterctl.events import IngestOptions
+        from meterctl.ingest import ingest
+        from meterctl.io.sources import resolve_sources
+
+        sources = resolve_sources([str(p) for p in paths])  # a missing input stops the run before any write
+        return ingest(self.store.events, sources, options or IngestOptions(), progress)
+
+    def status(self, last: int = 5) -> StoreStatus:
+        return self.store.events.status(last)
+
+    def dead_letters(self, *, limit: int | None = 100, batch_id: int | None = None,
+                     reason_contains: str | None = None) -> tuple[DeadLetter, ...]:
+        return self.store.events.dead_letters(limit=limit, batch_id=batch_id, reason_contains=reason_contains)
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter:
+        return self.store.events.dead_letter(dead_letter_id)
+
+    def conflicts(self, *, limit: int | None = 100, event_id: str | None = None) -> tuple[Conflict, ...]:
+        return self.store.events.conflicts(limit=limit, event_id=event_id)
+
+    def usage(
+        self,
+        *,
+        window: str = "day",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tz: str = "UTC",
+        customers: Sequence[str] | None = None,
+        meters: Sequence[str] | None = None,
+        cycle: Cycle | None = None,
+        output: Path | None = None,
+        format: str | None = None,
+    ) -> UsageResult:
+        """Usage per customer × meter × window in [start, end) (default: this month in `tz`).
+
+        Window `period` gives each customer's billing periods overlapping the range, split at
+        plan changes (on `cycle`, or the billing cycle of the customer's plans). With
+        `output`, the rows are also written there as CSV or Parquet (`format`, or the suffix).
+        """
+        from meterctl.customers import billing_segments, select_customers
+        from meterctl.usage import BillingWindow, usage
+
+        if format is not None and format not in ("csv", "parquet"):
+            raise UsageError(Param("format"), f" must be csv or parquet, not '{format}'")
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(Param("tz"), f": unknown time zone '{tz}' (use an IANA name such as Europe/Paris)") from None
+        month = datetime.now(zone).date().replace(day=1)
+        begin = start or datetime.combine(month, time(), zone)
+        finish = end or datetime.combine((month + timedelta(days=32)).replace(day=1), time(), zone)
+        everything = self.meters()
+        chosen = everything
+        if meters:
+            unknown = sorted(set(meters) - {m.name for m in everything})
+            if unknown:
+                raise UsageError(Param("meter"), f": unknown meter(s) {', '.join(unknown)} (see meters.yaml)")
+            chosen = tuple(m for m in everything if m.name in meters)
+        events, ledger = self.store.events, self.store.ledger
+        if customers:
+            # An id that is neither imported nor in any event is a typo, not a customer without usage.
+            missing = sorted(set(customers) - events.customers_with_events(customers) - ledger.known_customers(customers))
+            if missing:
+                raise NotFoundError(Param("customer"), f": no customer or event has the id(s) {', '.join(missing)}")
+        periods = None
+        if window == "period":
+            from meterctl.rating.plan import customer_cycle
+
+            # Whole billing periods of each customer that overlap the range, split at plan changes.
+            catalog = self.catalog() if cycle is None else None
+            found = billing_segments(
+                select_customers(ledger.latest_customers(), customers),
+                cycle=cycle if cycle is not None else (lambda c: customer_cycle(c, catalog)),  # type: ignore[arg-type]
+                start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
+            periods = [BillingWindow(cid, s.start_at, s.end_at) for cid, s in found
+                       if s.start_at < finish and s.end_at > begin]
+            if periods:
+                begin, finish = min(p.start for p in periods), max(p.end for p in periods)
+        result = usage(events, chosen, window=window, start=begin, end=finish, tz=tz, customers=customers,
+                       periods=periods)
+        if output is not None:
+            from meterctl.export.usage import write_usage
+
+            write_usage(result, output, format)
+        return result
+
+    # ------------------------------------------------------------ rating and invoices
+
+    def rate(self, period: str, customers: Sequence[str] | None = None) -> RatingResult:
+        """Rate the billing periods that end in month `period` (YYYY-MM) and record the run."""
+        from meterctl.rating import rate
+
+        meters, catalog = self.configuration()
+        return rate(self.store.events, self.store.ledger, catalog, meters, period, customers=_names(customers))
+
+    def simulate(self, pricebook: Path | str, period: str, customers: Sequence[str] | None = None,
+                 output: Path | None = None) -> SimulationResult:
+        """What a candidate pricebook file would have billed for a past month, writing nothing
+        to the store (with `output`, the comparison is written there as CSV)."""
+        from meterctl.pricebook import load_pricebook
+        from meterctl.simulate import simulate
+
+        meters, catalog = self.configuration()
+        candidate = load_pricebook(Path(pricebook), meters)
+        result = simulate(self.store.events, self.store.ledger, catalog, meters, candidate, period,
+                          customers=_names(customers))
+        if output is not None:
+            from meterctl.export.simulation import simulation_csv
+            from meterctl.io.files import write_bytes_atomically
+
+            write_bytes_atomically(output, simulation_csv(result))
+        return result
+
+    def invoice(self, period: str, customers: Sequence[str] | None = None, *, finalize: bool = False,
+                now: datetime | None = None) -> InvoiceRun:
+        """Build (or rebuild) the invoices of the billing periods ending in month `period`; with
+        `finalize`, number them and make them immutable."""
+        from meterctl.invoicing import build_invoices
+
+        meters, catalog = self.configuration()
+        return build_invoices(self.store.events, self.store.ledger, catalog, meters, period,
+                              customers=_names(customers), finalize=finalize, now=now)
+
+    def _ledger_with_invoices(self) -> Ledger:
+        ledger = self.store.ledger
+        if not ledger.has_invoices():
+            raise DataError(NO_INVOICES_YET)
+        return ledger
+
+    def invoices(self, *, period: str | None = None, customers: Sequence[str] | None = None,
+                 status: str | None = None) -> tuple[Invoice, ...]:
+        """Invoices and their revisions (draft, finalized or superseded)."""
+        from meterctl.invoicing import list_invoices
+
+        if status not in (None, "draft", "finalized", "superseded"):
+            raise UsageError(Param("status"), f" must be draft, finalized or superseded, not '{status}'")
+        ledger = self.store.ledger
+        if not ledger.has_invoices():
+            return ()
+        return list_invoices(ledger, period=period, customers=customers, status=status)
+
+    def get_invoice(self, reference: str) -> Invoice:
+        """An invoice by id (cus_1-20261001-r1) or number (INV-2026-000001), with its lines."""
+        from meterctl.invoicing import get_invoice
+
+        return get_invoice(self._ledger_with_invoices(), reference)
+
+    def export(self, format: str, output: Path | str, *, period: str | None = None,
+               customers: Sequence[str] | None = None, all_revisions: bool = False,
+               status: str | None = None) -> ExportResult:
+        """Write invoices as json, csv, parquet or html (one page each into a directory),
+        atomically and byte for byte reproducibly; the latest revision of each period unless
+        `all_revisions`, or the latest of `status` (draft or finalized)."""
+        from meterctl.export import FORMATS, export
+        from meterctl.invoicing import list_invoices
+
+        if format not in FORMATS:
+            raise UsageError(Param("format"), f" must be one of {', '.join(FORMATS)}, not '{format}'")
+        ledger = self._ledger_with_invoices()
+        if status not in (None, "draft", "finalized"):
+            raise UsageError(Param("status"), f" must be draft or finalized, not '{status}'")
+        invoices = list_invoices(ledger, period=period, customers=customers, current_only=not all_revisions,
+                                 with_lines=True, revision_status=status)
+        if not invoices:
+            if not ledger.invoice_count():
+                raise DataError(NO_INVOICES_YET)
+            chosen: list[str | Param] = []
+            for name, value in (("period", period), ("status", status)):
+                if value:
+                    chosen += [" ", Param(name), f" {value}"]
+            if customers:
+                chosen += [" ", Param("customer"), " " + " ".join(customers)]
+            raise DataError("no invoices match", *chosen, " (see 'meterctl invoice list')")
+        return export(invoices, format, output)
+
+    def verify(self, reference: str) -> Verification:
+        """Derive an invoice again from the events its rating saw and the frozen pricebook
+        snapshots: identical, or the differences."""
+        from meterctl.audit import verify
+
+        ledger = self._ledger_with_invoices()
+        return verify(self.store.events, ledger, reference)
+
+    def explain(self, reference: str, *, line: int | None = None, events: bool = False,
+                limit: int | None = 1000) -> Explanation:
+        """An invoice's lines traced back: rated record, usage window and meter, and (with
+        `events`) the first `limit` events of each, with the file and line they came from."""
+        from meterctl.audit import explain
+
+        ledger = self._ledger_with_invoices()
+        return explain(self.store.events, ledger, reference, line_no=line, with_events=events, limit=limit)
+
+    def export_events(self, reference: str, output: Path, *, line: int | None = None) -> EventsExport:
+        """Every event behind an invoice's lines (or one line) as JSONL, written atomically."""
+        from meterctl.audit import explain
+        from meterctl.export.events import events_jsonl
+        from meterctl.io.files import write_bytes_atomically
+
+        ledger = self._ledger_with_invoices()
+        explanation = explain(self.store.events, ledger, reference, line_no=line, with_events=True, limit=None)
+        data, count = events_jsonl(explanation)
+        write_bytes_atomically(output, data)
+        return EventsExport(str(output), count)
+
+
+NO_INVOICES_YET = "no invoices yet: run 'meterctl invoice --period YYYY-MM' first"
+

@@ -1,0 +1,321 @@
+"""The two ports the billing core talks to, and the records that cross them.
+
+`EventStore` holds what was ingested: batches, events, conflicts, dead letters. It stages
+and classifies input chunks (a whole file in one transaction), aggregates usage and traces
+an invoice line back to its events. A second engine (ClickHouse, for the events of users
+who outgrow one machine) implements this protocol; rating and invoicing only see it.
+
+`Ledger` holds what meterctl decided: customer versions, frozen pricebook snapshots,
+rating runs with their lines, invoices. It needs transactions: an invoice run reads and
+writes in one.
+
+Both are append-only except invoice drafts, which a later run may regenerate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from meterctl.customers import CustomerRecord, CustomerVersion
+    from meterctl.events import BatchSummary, Conflict, ContractRules, DeadLetter, StoreStatus
+    from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
+    from meterctl.meters import Meter
+    from meterctl.pricebook import FrozenVersion, PricebookVersion
+    from meterctl.rating.lines import RatedLine
+    from meterctl.rating.notes import RunNotes
+    from meterctl.usage import AggregateRow, BillingWindow, OpenSessionRow, UsageQuery
+
+
+# ---------------------------------------------------------------- event store
+
+
+@dataclass(frozen=True)
+class PriorBatch:
+    """An ingest batch that already holds a file's content."""
+
+    batch_id: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ChunkCounts:
+    """What became of one chunk's lines."""
+
+    read: int  # non-blank lines (or Parquet rows)
+    blank_lines: int
+    accepted: int
+    duplicates: int
+    conflicts: int
+    dead_lettered: int
+
+
+@dataclass(frozen=True)
+class BatchManifest:
+    """The row an ingest batch leaves: where the file came from and what became of it."""
+
+    source: str  # as the user gave it, or '-'
+    source_path: str | None
+    format: str
+    content_sha256: str
+    size_bytes: int
+    mtime_ns: int | None
+    ingest_time: datetime
+    read: int
+    blank_lines: int
+    accepted: int
+    duplicates: int
+    conflicts: int
+    dead_lettered: int
+    meterctl_version: str
+
+
+class Batch(Protocol):
+    """One file being ingested, inside its own transaction (see EventStore.new_batch)."""
+
+    batch_id: int
+
+    def add_lines(self, chunk: Any, rules: ContractRules) -> ChunkCounts:
+        """Validate, classify and store a chunk of numbered JSONL lines (an Arrow table of
+        line_no, raw and, when the chunk is valid UTF-8 throughout, txt)."""
+        ...
+
+    def add_rows(self, chunk: Any, rules: ContractRules) -> ChunkCounts:
+        """The same for a chunk of Parquet rows (their row numbers as the last column)."""
+        ...
+
+    def commit(self, manifest: BatchManifest) -> None: ...
+
+    def abandon(self) -> None:
+        """Keep nothing of the file (its content turned out to be stored already)."""
+        ...
+
+
+class Pending(Protocol):
+    """Work started in the background; `result()` waits for it."""
+
+    def result(self) -> Any: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class UnbilledQuery:
+    """Metered events of a month that no invoice will carry: from customers never imported
+    (`known` are the imported ids; None skips this check), or at times none of their
+    customer's subscriptions covers (`gaps`: the uncovered stretches, per customer)."""
+
+    start: datetime  # the month, in UTC
+    end: datetime
+    event_names: tuple[str, ...]
+    known: tuple[str, ...] | None
+    gaps: tuple[BillingWindow, ...]
+
+
+@dataclass(frozen=True)
+class UnbilledCounts:
+    unknown_customers: tuple[tuple[str, int], ...]  # (customer_id, events)
+    outside_subscriptions: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class LineEventQuery:
+    """The events a meter selects for one invoice line: the customer, the line's window and
+    dimension values; `as_of_batch` limits them to those ingested by then."""
+
+    meter: Meter
+    customer_id: str
+    start: datetime
+    end: datetime
+    dimensions: Mapping[str, str | None]
+    as_of_batch: int | None
+
+
+@dataclass(frozen=True)
+class TracedEvent:
+    event_id: str
+    timestamp: str  # as stored, to the microsecond: 2026-10-05T10:00:00.000000Z
+    event_name: str
+    quantity: str | None
+    properties: Any
+    source: str
+    source_line: int
+    meterable: bool
+
+
+class EventStore(Protocol):
+    # ingest
+    def prepare_ingest(self) -> None:
+        """Ready the store for new batches (checks that must hold before any chunk)."""
+        ...
+
+    def batch_with_content(self, content_sha256: str) -> PriorBatch | None: ...
+
+    def unchanged_since_ingest(self, source_path: str, size_bytes: int | None, mtime_ns: int | None) -> bool:
+        """Was a batch ingested from this very path with this size and mtime?"""
+        ...
+
+    def new_batch(self, source: str) -> AbstractContextManager[Batch]:
+        """A batch in its own transaction: committed by `Batch.commit`, rolled back on any
+        failure or when the block ends without a commit. All or nothing of a file."""
+        ...
+
+    def last_batch(self) -> int:
+        """The last ingest batch stored (0 when none): the events a rating run saw."""
+        ...
+
+    # usage and lineage
+    def knows_time_zone(self, tz: str) -> bool: ...
+
+    def aggregate(self, query: UsageQuery) -> tuple[list[AggregateRow], list[OpenSessionRow]]:
+        """Usage rows ordered by meter (as asked), customer, window and dimensions; and the
+        duration meters' open sessions."""
+        ...
+
+    def count_unbilled(self, query: UnbilledQuery) -> Pending:
+        """UnbilledCounts, computed in the background (the store may overlap it with the
+        caller's work); results see committed data only."""
+        ...
+
+    def line_events(self, query: LineEventQuery, *, limit: int | None, with_events: bool
+                    ) -> tuple[int, int, tuple[TracedEvent, ...]]:
+        """(events selected as of the batch, events selected now, the first `limit` events as of the batch)."""
+        ...
+
+    def count_later_events(self, customer_id: str, after_batch: int, event_names: Sequence[str],
+                           start: datetime, end: datetime) -> int:
+        """Events of the customer ingested after a batch, with these names, in [start, end)."""
+        ...
+
+    def customers_with_events(self, customer_ids: Sequence[str]) -> set[str]: ...
+
+    # inspection
+    def status(self, last: int) -> StoreStatus: ...
+
+    def dead_letters(self, *, limit: int | None, batch_id: int | None, reason_contains: str | None
+                     ) -> tuple[DeadLetter, ...]: ...
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter: ...
+
+    def conflicts(self, *, limit: int | None, event_id: str | None) -> tuple[Conflict, ...]: ...
+
+    def recent_batches(self, last: int) -> tuple[BatchSummary, ...]: ...
+
+
+# ---------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A recorded rating run as invoicing and audit read it back."""
+
+    run_id: int
+    period: str
+    run_hash: str
+    line_count: int
+    meters: tuple[dict, ...]  # the meter definitions the run used, as recorded
+    as_of_batch: int
+    notes: RunNotes | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A rating run to record."""
+
+    period: str
+    customers: tuple[str, ...] | None  # the customer filter, or None for everyone
+    lines: Sequence[RatedLine]
+    run_hash: str
+    pricebooks: Sequence[PricebookVersion]  # the versions it priced with (frozen by it)
+    meters: Sequence[Meter]
+    as_of_batch: int
+    inputs_sha256: str | None
+    notes: RunNotes
+
+
+@dataclass(frozen=True)
+class InvoiceFilter:
+    period_start: date | None = None  # billed in [start, end): the month of --period
+    period_end: date | None = None
+    customers: tuple[str, ...] | None = None
+    revision_status: str | None = None  # stored status: draft or finalized
+    current_only: bool = False
+
+
+class Ledger(Protocol):
+    def transaction(self) -> AbstractContextManager[Any]:
+        """Reads and writes inside it see one state and land together, or not at all."""
+        ...
+
+    # customers
+    def has_customers(self) -> bool: ...
+
+    def import_customers(self, records: Sequence[CustomerRecord], source: str) -> tuple[int, int, tuple[str, ...]]:
+        """Add a version of each new or changed customer: (added, changed, stored customers not among `records`)."""
+        ...
+
+    def latest_customers(self) -> tuple[CustomerVersion, ...]: ...
+
+    def customer_history(self, customer_id: str) -> tuple[CustomerVersion, ...]:
+        """Every version, newest first (empty when the customer was never imported)."""
+        ...
+
+    def known_customers(self, customer_ids: Sequence[str]) -> set[str]: ...
+
+    # pricebooks
+    def frozen_versions(self) -> dict[str, FrozenVersion]: ...
+
+    def pricebook_snapshot(self, plan: str, version: int) -> tuple[str, str, str] | None:
+        """(source text, source path, content hash) of a frozen version."""
+        ...
+
+    # rating runs
+    def record_run(self, run: RunRecord) -> tuple[int, tuple[str, ...]]:
+        """Record a run, freezing the versions it used: (run id, refs frozen by it)."""
+        ...
+
+    def run_from_inputs(self, period: str, customers: Sequence[str] | None, inputs_sha256: str) -> StoredRun | None:
+        """The latest run recorded from these very inputs."""
+        ...
+
+    def identical_run(self, period: str, customers: Sequence[str] | None, run_hash: str, line_count: int,
+                      pricebooks: Sequence[str], meters: Sequence[Meter], as_of_batch: int) -> int | None: ...
+
+    def run(self, run_id: int) -> StoredRun | None: ...
+
+    def run_lines(self, run_id: int) -> list[RatedLine]: ...
+
+    def run_pricebooks(self, run_id: int) -> list[tuple[str, int]]: ...
+
+    # invoices
+    def has_invoices(self) -> bool: ...
+
+    def stored_invoices(self, customer_ids: Sequence[str]) -> dict[str, list[StoredInvoice]]: ...
+
+    def last_invoice_number(self, year: int) -> int: ...
+
+    def drafts_billed_in(self, start: date, end: date, customers: Sequence[str] | None) -> list[tuple[str, str, date]]:
+        """(invoice_id, customer_id, period_start) of drafts whose billed_until is in (start, end]."""
+        ...
+
+    def apply_invoice_changes(self, changes: InvoiceChanges, run_id: int, now: datetime) -> None: ...
+
+    def invoices(self, where: InvoiceFilter) -> tuple[Invoice, ...]: ...
+
+    def invoice(self, reference: str) -> Invoice | None: ...
+
+    def with_lines(self, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]: ...
+
+
+class Store(Protocol):
+    path: Path
+    events: EventStore
+    ledger: Ledger
+
+    def close(self) -> None: ...
+
