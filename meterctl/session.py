@@ -32,19 +32,20 @@ from meterctl.store import open_store
 
 if TYPE_CHECKING:
     from meterctl.audit import Explanation, Verification
-    from meterctl.customers import CustomerModel, CustomerVersion, ImportResult
+    from meterctl.customers import CustomerVersion, ImportResult
+    from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
     from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
     from meterctl.export import ExportResult
     from meterctl.invoices import Invoice
     from meterctl.invoicing import InvoiceRun
     from meterctl.meters import Meter
-    from meterctl.pricebook import Catalog, FrozenVersion, PricebookVersion
+    from meterctl.pricebook import Catalog, PricebookVersion
     from meterctl.pricebook.diff import PricebookDiff
     from meterctl.progress import Progress
     from meterctl.rating import RatingResult
     from meterctl.simulate import SimulationResult
-    from meterctl.store.ports import Ledger, Store
+    from meterctl.store.ports import FrozenVersion, Ledger, Store
     from meterctl.usage import UsageResult
 
 # The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
@@ -237,18 +238,18 @@ class Session:
         """Import customers (YAML or CSV); unchanged ones are left alone, changed ones get a new
         version. Subscriptions that rating would refuse are named in `plan_notes`: the
         customers are imported all the same, since pricebooks may be published later."""
-        from meterctl import customers
+        from meterctl.customers_file import import_customers, load_customers
 
         path = Path(path)
-        loaded = customers.load_customers(path)  # a bad file stops here, before the store is opened
-        result = customers.import_customers(self.store.ledger, path, loaded)
+        loaded = load_customers(path)  # a bad file stops here, before the store is opened
+        result = import_customers(self.store.ledger, path, loaded)
         return dataclasses.replace(result, plan_notes=self._plan_notes(loaded))
 
     def _plan_notes(self, loaded: Sequence[CustomerModel]) -> tuple[str, ...]:
         """What rating would refuse in the imported subscriptions, when the configuration
         directory can tell: checked against ./pricebooks only when it exists, against a
         directory named by the caller always."""
-        from meterctl.customers import plan_problems
+        from meterctl.customers_file import plan_problems
         from meterctl.errors import ConfigError
 
         if not self._config_named and not self.config_dir.is_dir():

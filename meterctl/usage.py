@@ -29,9 +29,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 from meterctl.errors import Param, UsageError
-from meterctl.meters import Meter
 
 if TYPE_CHECKING:
+    from meterctl.meters import Meter
     from meterctl.store.ports import EventStore
 
 WINDOWS: tuple[str, ...] = ("hour", "day", "month", "period")

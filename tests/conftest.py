@@ -1,4 +1,6 @@
-"""Shared fixtures: a fresh store, a fixed ingest time, helpers to write event files."""
+"""Shared fixtures: a fresh store (as a Session, as the ports, and its raw connection for
+checks on what is stored), a fixed ingest time, helpers to write event files, a small
+configuration."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from meterctl import store
 from meterctl.cli import app
-from meterctl.ingest import IngestOptions, IngestResult, ingest
-from meterctl.sources import resolve_sources
+from meterctl.events import IngestOptions, IngestResult
+from meterctl.ingest import ingest
+from meterctl.io.sources import resolve_sources
+from meterctl.session import Session
+from meterctl.store import open_store
+from meterctl.store.duckdb import DuckDBStore
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
@@ -56,11 +61,30 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "store.duckdb"
 
 
+def opened(path: Path) -> DuckDBStore:
+    """A store opened for writing (created if new), with its connection at hand."""
+    store = open_store(path)
+    assert isinstance(store, DuckDBStore)
+    return store
+
+
+def ingest_paths(store: DuckDBStore, *paths: Path | str, **options) -> IngestResult:
+    """Ingest files into a store with the fixed ingest time."""
+    return ingest(store.events, resolve_sources([str(p) for p in paths]), IngestOptions(now=NOW, **options))
+
+
 @pytest.fixture
-def con(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = store.connect(db)
-    yield connection
-    connection.close()
+def store(db: Path) -> Iterator[DuckDBStore]:
+    """The store as the core sees it: `store.events` and `store.ledger`."""
+    store = opened(db)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def con(store: DuckDBStore) -> duckdb.DuckDBPyConnection:
+    """The store's DuckDB connection, to check what is stored."""
+    return store.con
 
 
 @pytest.fixture
@@ -80,12 +104,11 @@ def write(tmp_path: Path):
 
 
 @pytest.fixture
-def run_ingest(con):
+def run_ingest(store):
     """Ingest paths into the fixture store with a fixed ingest time."""
 
     def _run(*paths: Path | str, **options) -> IngestResult:
-        opts = IngestOptions(now=NOW, **options)
-        return ingest(con, resolve_sources([str(p) for p in paths]), opts)
+        return ingest_paths(store, *paths, **options)
 
     return _run
 
@@ -157,3 +180,10 @@ def config(tmp_path: Path) -> Path:
     (directory / "pro" / "v1.yaml").write_text(PRO)
     (directory / "scale" / "v1.yaml").write_text(SCALE)
     return directory
+
+
+@pytest.fixture
+def session(db: Path, config: Path) -> Iterator[Session]:
+    """The library's front door on the fixture store and configuration."""
+    with Session(db=db, config=config) as opened:
+        yield opened

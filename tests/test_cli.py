@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from meterctl import store
+from meterctl.store import open_store
 from tests.conftest import ACME_CUSTOMERS, SAMPLE, event, jsonl
 
 COUNT_KEYS = {"read", "accepted", "duplicates", "conflicts", "dead_lettered", "skipped_files", "seconds"}
@@ -101,8 +101,8 @@ def test_a_bad_duration_is_a_usage_error(cli, db, write):
 
 def test_the_command_line_default_for_max_future_is_the_librarys():
     from meterctl.cli.common import parse_duration
-    from meterctl.cli.ingest_cmd import MAX_FUTURE_DEFAULT
-    from meterctl.ingest import DEFAULT_MAX_FUTURE
+    from meterctl.cli.commands.ingest import MAX_FUTURE_DEFAULT
+    from meterctl.events import DEFAULT_MAX_FUTURE
 
     assert parse_duration(MAX_FUTURE_DEFAULT, "--max-future") == DEFAULT_MAX_FUTURE
 
@@ -173,7 +173,7 @@ def test_a_command_without_configuration_parses_its_options_without_pydantic(tmp
     # Typer from 0.26 coerces options through pydantic (see the pin in pyproject.toml).
     code = ("import sys\nfrom meterctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('pydantic' in sys.modules, file=sys.stderr)")
-    store.connect(tmp_path / "x.duckdb").close()
+    open_store(tmp_path / "x.duckdb").close()
     done = subprocess.run([sys.executable, "-c", code, "status", "--db", str(tmp_path / "x.duckdb"), "--json"],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["events"] == 0

@@ -12,7 +12,7 @@ import pytest
 
 from meterctl.errors import InputNotFoundError
 
-from tests.conftest import SAMPLE, balanced, event, jsonl, scalar
+from tests.conftest import SAMPLE, balanced, event, ingest_paths, jsonl, opened, scalar
 
 
 def test_an_identical_resend_in_the_same_file_is_counted_and_dropped(write, run_ingest, con):
@@ -129,20 +129,15 @@ def _totals(con):
 
 
 def test_a_then_b_gives_the_same_store_as_b_then_a(tmp_path, write):
-    from meterctl import store
-    from meterctl.ingest import IngestOptions, ingest
-    from meterctl.sources import resolve_sources
-    from tests.conftest import NOW
-
     a = write("a.jsonl", jsonl(event("e1"), event("e2"), "{broken", event("e3", quantity="2.50")))
     b = write("b.jsonl", jsonl(event("e3", quantity=2.5), event("e4"), event("e1"), event("e5", customer_id=3)))
     contents = []
     for order in ([a, b], [b, a]):
-        con = store.connect(tmp_path / f"{order[0].stem}-first.duckdb")
+        store = opened(tmp_path / f"{order[0].stem}-first.duckdb")
         for path in order:
-            ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW))
-        contents.append((_store_contents(con), _totals(con)))
-        con.close()
+            ingest_paths(store, path)
+        contents.append((_store_contents(store.con), _totals(store.con)))
+        store.close()
     assert contents[0] == contents[1]
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterctl import store
-from meterctl.ingest import IngestOptions, ingest
-from meterctl.sources import Source
+from meterctl.events import IngestOptions
+from meterctl.ingest import ingest
+from meterctl.io.sources import Source
+from tests.conftest import opened
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = {
@@ -24,17 +25,17 @@ TABLES = {
 
 
 def _outcome(db: Path, files: list[Path], **options) -> tuple:
-    con = store.connect(db)
+    store = opened(db)
     try:
-        result = ingest(con, [Source(str(f), f) for f in files], IngestOptions(now=NOW, **options))
+        result = ingest(store.events, [Source(str(f), f) for f in files], IngestOptions(now=NOW, **options))
         tables = {
-            name: con.execute(
+            name: store.con.execute(
                 f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM (SELECT * FROM {name} ORDER BY {order})"
             ).fetchall()
             for name, order in TABLES.items()
         }
     finally:
-        con.close()
+        store.close()
     counts = [(f.read, f.accepted, f.duplicates, f.conflicts, f.dead_lettered, f.blank_lines) for f in result.files]
     return counts, tables
 

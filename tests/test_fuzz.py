@@ -8,10 +8,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterctl import store
-from meterctl.ingest import IngestOptions, ingest
-from meterctl.sources import resolve_sources
-from tests.conftest import NOW
+from tests.conftest import ingest_paths, opened
 
 BLANK = b" \t\r\n\x0b\x0c"
 
@@ -82,9 +79,10 @@ def test_no_line_is_ever_lost(tmp_path, lines, bom, final_newline):
     path.write_bytes(content)
     db = tmp_path / "fuzz.duckdb"
     db.unlink(missing_ok=True)
-    con = store.connect(db)
+    store = opened(db)
+    con = store.con
     try:
-        result = ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW, chunk_bytes=4096))
+        result = ingest_paths(store, path, chunk_bytes=4096)
         [outcome] = result.files
         assert outcome.balanced
         assert outcome.read == _expected_records(content)
@@ -94,4 +92,4 @@ def test_no_line_is_ever_lost(tmp_path, lines, bom, final_newline):
         quantities = [q for (q,) in con.execute("SELECT quantity FROM events WHERE quantity IS NOT NULL").fetchall()]
         assert all(math.isfinite(q) for q in quantities)
     finally:
-        con.close()
+        store.close()

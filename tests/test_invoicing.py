@@ -14,18 +14,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from meterctl import rating, store
 from meterctl.audit import explain, verify
-from meterctl.customers import import_customers
+from meterctl.customers_file import import_customers
 from meterctl.errors import OutputError
 from meterctl.export import export, to_csv, to_html, to_json
-from meterctl.ingest import IngestOptions, ingest
 from meterctl.invoicing import build_invoices, get_invoice, list_invoices
 from meterctl.meters import load_meters
 from meterctl.pricebook import load_catalog
-from meterctl.rating import rate
-from meterctl.sources import resolve_sources
-from tests.conftest import ACME_CUSTOMERS, NOW, PRO, REPO, event, jsonl
+from meterctl.rating import month, rate
+from tests.conftest import ACME_CUSTOMERS, PRO, REPO, event, ingest_paths, jsonl, opened
 
 GOLDEN = REPO / "tests" / "golden"
 TWO_CUSTOMERS = ACME_CUSTOMERS + """  - id: cus_2
@@ -60,18 +57,24 @@ class Tenant:
     """A store with two customers, rated and invoiced through the library."""
 
     def __init__(self, path: Path, config: Path, files: list[Path]):
-        self.con = store.connect(path)
+        self.store = opened(path)
+        self.con = self.store.con  # to look at what is stored, and to damage it on purpose
+        self.events, self.ledger = self.store.events, self.store.ledger
         self.config = config
-        import_customers(self.con, files[0])
+        import_customers(self.ledger, files[0])
         for file in files[1:]:
             self.ingest(file)
 
     def ingest(self, file: Path) -> None:
-        ingest(self.con, resolve_sources([str(file)]), IngestOptions(now=NOW))
+        ingest_paths(self.store, file)
 
     def invoice(self, period: str = "2026-10", **options):
         meters = load_meters(self.config)
-        return build_invoices(self.con, load_catalog(self.config, meters), meters, period, **options)
+        return build_invoices(self.events, self.ledger, load_catalog(self.config, meters), meters, period, **options)
+
+    def rate(self, period: str = "2026-10"):
+        meters = load_meters(self.config)
+        return rate(self.events, self.ledger, load_catalog(self.config, meters), meters, period)
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def files(write):
 def tenant(tmp_path, config, files):
     made = Tenant(tmp_path / "t.duckdb", config, files)
     yield made
-    made.con.close()
+    made.store.close()
 
 
 def test_drafts_are_regenerated_until_finalized_then_numbered_in_order(tenant):
@@ -106,11 +109,10 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
     def runs() -> list[int]:
         return [r for (r,) in tenant.con.execute("SELECT run_id FROM rating_runs ORDER BY run_id").fetchall()]
 
-    meters = load_meters(tenant.config)
-    rated = rate(tenant.con, load_catalog(tenant.config, meters), meters, "2026-10")
+    rated = tenant.rate()
     first = tenant.invoice()
     assert first.rating.run_id == rated.run_id and runs() == [rated.run_id]  # the lines are stored once
-    assert all(verify(tenant.con, o.invoice_id).identical for o in first.outcomes)
+    assert all(verify(tenant.events, tenant.ledger, o.invoice_id).identical for o in first.outcomes)
     assert tenant.invoice().rating.run_id == rated.run_id
     stored = tenant.con.execute("SELECT DISTINCT rating_run_id FROM invoices").fetchall()
     assert stored == [(rated.run_id,)]
@@ -131,24 +133,23 @@ def test_invoicing_uses_the_rating_run_recorded_from_the_same_inputs(tenant, wri
 def test_invoice_after_rate_takes_the_runs_lines_without_rating_the_month_again(tenant, write, monkeypatch):
     # An event without its quantity: the run's note about it comes with the run.
     tenant.ingest(write("late.jsonl", jsonl(event("t9", event_name="llm_tokens", quantity=None, properties={"model": "big"}))))
-    meters = load_meters(tenant.config)
-    rated = rate(tenant.con, load_catalog(tenant.config, meters), meters, "2026-10")
+    rated = tenant.rate()
     assert rated.unmeterable
     calls = []
-    rate_jobs = rating.rate_jobs
-    monkeypatch.setattr(rating, "rate_jobs", lambda *args, **kwargs: calls.append(1) or rate_jobs(*args, **kwargs))
+    price_jobs = month.price_jobs
+    monkeypatch.setattr(month, "price_jobs", lambda *args, **kwargs: calls.append(1) or price_jobs(*args, **kwargs))
     run = tenant.invoice()
     assert calls == [] and run.rating.run_id == rated.run_id
     assert run.rating.lines == rated.lines and run.rating.run_hash == rated.run_hash
     assert [line.amount.as_tuple().exponent for line in run.rating.lines] == [-2] * len(rated.lines)
     assert run.rating.unmeterable == rated.unmeterable
-    assert all(verify(tenant.con, o.invoice_id).identical for o in run.outcomes)
+    assert all(verify(tenant.events, tenant.ledger, o.invoice_id).identical for o in run.outcomes)
     # Stored lines that no longer give the run's hash are not taken: the month is rated again.
     tenant.con.execute("UPDATE rated_lines SET precise_amount = '0' WHERE run_id = ? AND line_no = 1", [rated.run_id])
     tenant.invoice()
     assert calls == [1]
     # So is it when a customer has a new version since the run.
-    import_customers(tenant.con, write("customers.yaml", TWO_CUSTOMERS.replace("Globex <Ltd>", "Globex Inc")))
+    import_customers(tenant.ledger, write("customers.yaml", TWO_CUSTOMERS.replace("Globex <Ltd>", "Globex Inc")))
     tenant.invoice()
     assert calls == [1, 1]
 
@@ -166,7 +167,7 @@ def test_a_segment_priced_by_a_version_without_fees_or_charges_verifies_and_is_n
     (config / "scale" / "v2.yaml").write_text(EMPTY_SCALE.format(version=2, day=1))
     first = tenant.invoice()
     assert {l.pricebook for l in first.rating.lines if l.customer_id == "cus_1"} == {"pro@1"}
-    assert all(verify(tenant.con, o.invoice_id).identical for o in first.outcomes)
+    assert all(verify(tenant.events, tenant.ledger, o.invoice_id).identical for o in first.outcomes)
     # Another empty version gives the very same lines, but it is not the run's version.
     (config / "scale" / "v3.yaml").write_text(EMPTY_SCALE.format(version=3, day=10))
     again = tenant.invoice()
@@ -177,11 +178,11 @@ def test_a_segment_priced_by_a_version_without_fees_or_charges_verifies_and_is_n
 
 def test_totals_are_the_sum_of_rounded_lines(tenant):
     tenant.invoice()
-    for invoice in list_invoices(tenant.con, with_lines=True):
+    for invoice in list_invoices(tenant.ledger, with_lines=True):
         assert invoice.subtotal_minor == sum(line.amount_minor for line in invoice.lines)
         assert invoice.total_minor == invoice.subtotal_minor - invoice.credits_minor + invoice.tax_minor
         assert all(line.amount == Decimal(line.amount_minor).scaleb(-2) for line in invoice.lines)
-    acme = get_invoice(tenant.con, "cus_1-20261001-r1")
+    acme = get_invoice(tenant.ledger, "cus_1-20261001-r1")
     # pro until Oct 20 (19/31 of 31.00), scale after (12/31 of 62.00); 8 calls, 2 free + 1 flat fee.
     fees = [(l.name, l.amount_minor, l.proration) for l in acme.lines if l.kind == "fee"]
     assert fees == [("Platform fee", 1900, "19/31"), ("Scale fee", 2400, "12/31")]
@@ -190,7 +191,7 @@ def test_totals_are_the_sum_of_rounded_lines(tenant):
 def test_lines_read_back_are_the_lines_rated(tenant):
     run = tenant.invoice()
     rated = {(l.customer_id, l.segment_start, l.name, tuple(l.dimensions.items())): l for l in run.rating.lines}
-    invoices = list_invoices(tenant.con, with_lines=True)
+    invoices = list_invoices(tenant.ledger, with_lines=True)
     assert sum(len(i.lines) for i in invoices) == len(rated)
     for invoice in invoices:
         for line in invoice.lines:
@@ -207,16 +208,16 @@ def test_lines_read_back_are_the_lines_rated(tenant):
 
 def test_late_events_make_a_new_revision_and_never_change_the_finalized_one(tenant, write):
     tenant.invoice(finalize=True)
-    before = get_invoice(tenant.con, "INV-2026-000001")
+    before = get_invoice(tenant.ledger, "INV-2026-000001")
     tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"),
                                             event("late2", timestamp="2026-10-30T13:00:00Z"))))
     run = tenant.invoice()
     revised = {o.customer_id: o for o in run.outcomes}["cus_1"]
     assert (revised.invoice_id, revised.action, revised.status, revised.delta_minor) == ("cus_1-20261001-r2", "revised", "draft", 10)
     assert {o.customer_id: o.action for o in run.outcomes}["cus_2"] == "unchanged"
-    assert get_invoice(tenant.con, "INV-2026-000001") == before  # still readable, unchanged
+    assert get_invoice(tenant.ledger, "INV-2026-000001") == before  # still readable, unchanged
     tenant.invoice(finalize=True)
-    old, new = get_invoice(tenant.con, "cus_1-20261001-r1"), get_invoice(tenant.con, "cus_1-20261001-r2")
+    old, new = get_invoice(tenant.ledger, "cus_1-20261001-r1"), get_invoice(tenant.ledger, "cus_1-20261001-r2")
     assert (old.status, old.superseded_by) == ("superseded", "cus_1-20261001-r2")
     assert (new.status, new.number, new.supersedes) == ("finalized", "INV-2026-000003", "cus_1-20261001-r1")
     assert new.total_minor - old.total_minor == new.delta_minor == 10
@@ -224,16 +225,16 @@ def test_late_events_make_a_new_revision_and_never_change_the_finalized_one(tena
 
 def test_verify_rederives_the_invoice_as_rated_and_counts_late_events_apart(tenant, write):
     tenant.invoice(finalize=True)
-    result = verify(tenant.con, "INV-2026-000001")
+    result = verify(tenant.events, tenant.ledger, "INV-2026-000001")
     assert result.identical and result.differences == () and result.later_events == 0
     tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
-    result = verify(tenant.con, "INV-2026-000001")
+    result = verify(tenant.events, tenant.ledger, "INV-2026-000001")
     # What was billed is still exactly what its events gave; the late one is reported apart.
     assert result.identical and result.later_events == 1
     tenant.invoice(finalize=True)
-    old, new = verify(tenant.con, "INV-2026-000001"), verify(tenant.con, "INV-2026-000003")
+    old, new = verify(tenant.events, tenant.ledger, "INV-2026-000001"), verify(tenant.events, tenant.ledger, "INV-2026-000003")
     assert (old.identical, old.superseded_by, new.identical, new.later_events) == (True, "cus_1-20261001-r2", True, 0)
-    explained = explain(tenant.con, "INV-2026-000001", with_events=True)
+    explained = explain(tenant.events, tenant.ledger, "INV-2026-000001", with_events=True)
     calls = [x for x in explained.lines if x.line.meter == "api_calls"][-1]
     assert (calls.line.quantity, calls.event_count, len(calls.events), calls.later_events) == (2, 2, 2, 1)
 
@@ -241,7 +242,7 @@ def test_verify_rederives_the_invoice_as_rated_and_counts_late_events_apart(tena
 def test_verify_shows_the_difference_when_the_store_was_changed_behind_its_back(tenant):
     tenant.invoice(finalize=True)
     tenant.con.execute("UPDATE events SET quantity = 7 WHERE event_id = 't1'")
-    result = verify(tenant.con, "INV-2026-000001")
+    result = verify(tenant.events, tenant.ledger, "INV-2026-000001")
     assert not result.identical
     assert [(d.field, d.stored, d.derived) for d in result.differences if d.field == "quantity"] == [("quantity", "1500", "7")]
 
@@ -249,12 +250,12 @@ def test_verify_shows_the_difference_when_the_store_was_changed_behind_its_back(
 def test_verify_uses_the_frozen_snapshot_not_the_edited_file(tenant, config):
     tenant.invoice(finalize=True)
     (config / "pro" / "v1.yaml").write_text((config / "pro" / "v1.yaml").read_text().replace("31.00", "99.00"))
-    assert verify(tenant.con, "INV-2026-000002").identical
+    assert verify(tenant.events, tenant.ledger, "INV-2026-000002").identical
 
 
 def test_explain_walks_a_line_back_to_its_events(tenant):
     tenant.invoice()
-    result = explain(tenant.con, "cus_1-20261001-r1", with_events=True)
+    result = explain(tenant.events, tenant.ledger, "cus_1-20261001-r1", with_events=True)
     tokens = next(x for x in result.lines if x.line.meter == "tokens" and x.line.dimensions == {"model": "big"})
     # t3 (Oct 24) falls in the scale segment, which does not charge tokens.
     assert tokens.line.quantity == 1500 and tokens.event_count == 1
@@ -275,7 +276,7 @@ def test_exports_are_byte_identical_and_independent_of_ingest_order(tmp_path, co
     outputs = []
     for tenant in (forward, backward, forward):
         tenant.invoice(finalize=True)
-        invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+        invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
         outputs.append((to_json(invoices), to_csv(invoices), [to_html(i) for i in invoices]))
         directory = tmp_path / f"parquet{len(outputs)}"
         directory.mkdir()
@@ -294,7 +295,7 @@ def _golden(name: str, content: bytes) -> None:
 
 def test_golden_exports(tenant, tmp_path):
     tenant.invoice(finalize=True)
-    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     _golden("invoices.json", to_json(invoices))
     _golden("invoices.csv", to_csv(invoices))
     _golden("INV-2026-000002.html", to_html(invoices[1]))
@@ -308,7 +309,7 @@ def test_golden_exports(tenant, tmp_path):
 
 def test_json_money_is_integer_minor_units_and_csv_is_major_units(tenant):
     tenant.invoice()
-    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     document = json.loads(to_json(invoices))
     acme = next(i for i in document["invoices"] if i["customer"]["id"] == "cus_1")
     assert isinstance(acme["total_minor"], int) and all(isinstance(l["amount_minor"], int) for l in acme["lines"])
@@ -321,14 +322,14 @@ def test_json_money_is_integer_minor_units_and_csv_is_major_units(tenant):
 
 def test_an_interrupted_export_leaves_the_old_file(tenant, tmp_path, monkeypatch):
     tenant.invoice()
-    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     target = tmp_path / "out.json"
     target.write_text("old")
 
     def broken(handle):  # the bytes are written, then the disk fails
         raise OSError("disk full")
 
-    monkeypatch.setattr("meterctl.files.os.fsync", broken)
+    monkeypatch.setattr("meterctl.io.files.os.fsync", broken)
     with pytest.raises(OutputError, match="disk full"):
         export(invoices, "json", target)
     monkeypatch.undo()
@@ -392,19 +393,19 @@ def test_an_output_that_names_no_file_is_refused(cli, db, config, write, tmp_pat
 
 def test_a_draft_follows_the_customers_details_until_it_is_finalized(tenant, write):
     tenant.invoice()
-    import_customers(tenant.con, write("renamed.yaml", TWO_CUSTOMERS.replace("Acme Corp", "Acme Corporation")))
+    import_customers(tenant.ledger, write("renamed.yaml", TWO_CUSTOMERS.replace("Acme Corp", "Acme Corporation")))
     outcome = {o.customer_id: o for o in tenant.invoice(finalize=True).outcomes}["cus_1"]
     assert outcome.action == "finalized"
-    invoice = get_invoice(tenant.con, "INV-2026-000001")
+    invoice = get_invoice(tenant.ledger, "INV-2026-000001")
     assert (invoice.customer_name, invoice.customer_version) == ("Acme Corporation", 2)
 
 
 def test_a_draft_for_a_period_no_longer_billed_is_removed(tenant, write):
     tenant.invoice()
     moved = TWO_CUSTOMERS.replace("billing: calendar", "billing: anniversary")
-    import_customers(tenant.con, write("moved.yaml", moved))
+    import_customers(tenant.ledger, write("moved.yaml", moved))
     tenant.invoice()
-    ids = [i.invoice_id for i in list_invoices(tenant.con) if i.customer_id == "cus_1"]
+    ids = [i.invoice_id for i in list_invoices(tenant.ledger) if i.customer_id == "cus_1"]
     assert ids == ["cus_1-20260914-r1"]  # the calendar draft cus_1-20261001-r1 is gone
 
 
@@ -412,8 +413,8 @@ def test_export_of_finalized_invoices_ignores_a_newer_draft(tenant, write, tmp_p
     tenant.invoice(finalize=True)
     tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
     tenant.invoice()
-    latest = list_invoices(tenant.con, current_only=True)
-    sent = list_invoices(tenant.con, current_only=True, revision_status="finalized")
+    latest = list_invoices(tenant.ledger, current_only=True)
+    sent = list_invoices(tenant.ledger, current_only=True, revision_status="finalized")
     assert [i.invoice_id for i in latest if i.customer_id == "cus_1"] == ["cus_1-20261001-r2"]
     assert [(i.invoice_id, i.status) for i in sent if i.customer_id == "cus_1"] == [("cus_1-20261001-r1", "finalized")]
 
@@ -424,7 +425,7 @@ def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):
     tenant = Tenant(tmp_path / "odd.duckdb", config, files)
     tenant.invoice()
     out = tmp_path / "deep" / "html"
-    result = export(list_invoices(tenant.con, current_only=True, with_lines=True), "html", out)
+    result = export(list_invoices(tenant.ledger, current_only=True, with_lines=True), "html", out)
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 2 and "cus_1-20261001-r1.html" in names
     assert all(Path(f).parent == out for f in result.files)
@@ -433,7 +434,7 @@ def test_html_file_names_stay_inside_the_directory(tmp_path, config, write):
 
 def test_html_file_names_never_collide(tenant, tmp_path):
     tenant.invoice()
-    invoice = list_invoices(tenant.con, current_only=True, with_lines=True)[0]
+    invoice = list_invoices(tenant.ledger, current_only=True, with_lines=True)[0]
     ids = ["a/b-20261001-r1", "a_b-20261001-r1", "m\u00fcller-20261001-r1", "m\u00e4ller-20261001-r1",
            "Acme-20261001-r1", "acme-20261001-r1"]
     invoices = [dataclasses.replace(invoice, invoice_id=i) for i in ids]
@@ -449,7 +450,7 @@ def test_html_file_names_never_collide(tenant, tmp_path):
 
 def test_export_paths_and_modes(tenant, tmp_path):
     tenant.invoice()
-    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     result = export(invoices, "csv", f"{tmp_path}/new-dir/")
     assert result.files == (str(tmp_path / "new-dir" / "invoices.csv"),)
     private = tmp_path / "private.json"
@@ -482,7 +483,7 @@ def test_a_period_that_has_not_ended_can_be_drafted_but_not_finalized(tenant):
     assert {o.customer_id: o.period_open for o in drafts.outcomes} == {"cus_1": True, "cus_2": False}
     with pytest.raises(DataError, match=r"cannot finalize 1 invoice\(s\) whose billing period has not ended yet: cus_1"):
         tenant.invoice(finalize=True, now=mid_october)
-    assert all(i.status == "draft" for i in list_invoices(tenant.con))
+    assert all(i.status == "draft" for i in list_invoices(tenant.ledger))
     assert tenant.con.execute("SELECT count(*) FROM rating_runs").fetchall() == [(1,)]  # the refusal wrote nothing
 
 
@@ -493,12 +494,12 @@ def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write
         event("s2", event_name="storage_report", properties={"gb": "lots"})))]
     tenant = Tenant(tmp_path / "s.duckdb", config, files)
     tenant.invoice()
-    result = explain(tenant.con, "cus_1-20261001-r1", with_events=True)
+    result = explain(tenant.events, tenant.ledger, "cus_1-20261001-r1", with_events=True)
     storage = next(x for x in result.lines if x.line.meter == "storage_gb")
     assert [(e.event_id, e.meterable) for e in storage.events] == [("s1", True), ("s2", False)]
     assert storage.line.quantity == 5 and storage.line.unmeterable == 1
     # The command opens a connection of its own: the macro that reads the value must be there too.
-    tenant.con.close()
+    tenant.store.close()
     shown = cli("explain", "cus_1-20261001-r1", "--line", str(storage.line.line_no), "--events", "--json",
                 "--db", tmp_path / "s.duckdb")
     assert shown.exit_code == 0, shown.stderr
@@ -507,7 +508,7 @@ def test_explain_marks_the_events_a_meter_could_not_read(tmp_path, config, write
 
 def test_export_never_replaces_a_pipe_and_writes_through_a_symlink(tenant, tmp_path):
     tenant.invoice()
-    invoices = list_invoices(tenant.con, current_only=True, with_lines=True)
+    invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(OutputError, match="not a regular file"):
@@ -525,14 +526,14 @@ def test_a_corrected_subscription_start_revises_the_finalized_invoice_instead_of
     # cus_2 bills on anniversaries of Aug 10; the CRM corrects the start to Aug 1 after the
     # Sep 10 – Oct 10 invoice was finalized: the period moves to Sep 1 – Oct 1.
     tenant.invoice(finalize=True)
-    import_customers(tenant.con, write("fixed.yaml", TWO_CUSTOMERS.replace("start: 2026-08-10", "start: 2026-08-01")))
+    import_customers(tenant.ledger, write("fixed.yaml", TWO_CUSTOMERS.replace("start: 2026-08-10", "start: 2026-08-01")))
     september = {o.customer_id: o for o in tenant.invoice(period="2026-09", finalize=True).outcomes}["cus_2"]
     # (cus_1's first, partial period Sep 14 – Oct 1 is numbered 000003 in the same run.)
     assert (september.invoice_id, september.action, september.number) == ("cus_2-20260901-r2", "revised", "INV-2026-000004")
-    old, new = get_invoice(tenant.con, "INV-2026-000002"), get_invoice(tenant.con, "INV-2026-000004")
+    old, new = get_invoice(tenant.ledger, "INV-2026-000002"), get_invoice(tenant.ledger, "INV-2026-000004")
     assert (old.status, old.superseded_by, new.supersedes) == ("superseded", new.invoice_id, old.invoice_id)
     assert new.delta_minor == new.total_minor - old.total_minor
-    current = [i.invoice_id for i in list_invoices(tenant.con, current_only=True) if i.customer_id == "cus_2"]
+    current = [i.invoice_id for i in list_invoices(tenant.ledger, current_only=True) if i.customer_id == "cus_2"]
     assert current == ["cus_2-20260901-r2"]
 
 
@@ -551,7 +552,7 @@ def test_a_revision_names_the_invoice_it_replaces_and_the_change(tenant, write):
     tenant.invoice(finalize=True)
     tenant.ingest(write("late.jsonl", jsonl(event("late1", timestamp="2026-10-30T12:00:00Z"))))
     tenant.invoice(finalize=True)
-    revised = get_invoice(tenant.con, "INV-2026-000003")
+    revised = get_invoice(tenant.ledger, "INV-2026-000003")
     page = to_html(revised).decode()
     assert revised.supersedes_number == "INV-2026-000001"
     assert "Revision 2: replaces invoice INV-2026-000001, change +0.05 USD" in page
@@ -566,7 +567,7 @@ def test_verify_rates_again_the_month_a_period_cut_short_was_billed_in(tmp_path,
     tenant = Tenant(tmp_path / "ending.duckdb", config, [write("c.yaml", ending), write("a.jsonl", events_a())])
     built = tenant.invoice("2026-10")
     [outcome] = [o for o in built.outcomes if o.period_start.isoformat() == "2026-10-15"]
-    result = verify(tenant.con, outcome.invoice_id)
+    result = verify(tenant.events, tenant.ledger, outcome.invoice_id)
     assert result.identical and result.differences == ()
     assert result.derived_total_minor == outcome.total_minor > 0
 
@@ -578,11 +579,11 @@ def test_a_revision_after_a_currency_correction_has_no_delta(tmp_path, config, w
     usd = ACME_CUSTOMERS.replace("      - {plan: scale, start: 2026-10-20}\n", "")
     tenant = Tenant(tmp_path / "cur.duckdb", config, [write("c.yaml", usd), write("a.jsonl", events_a())])
     [first] = [o for o in tenant.invoice("2026-10", finalize=True).outcomes if o.customer_id == "cus_1"]
-    import_customers(tenant.con, write("c2.yaml", usd.replace("currency: USD", "currency: EUR").replace("plan: pro,", "plan: pro_eur,")))
+    import_customers(tenant.ledger, write("c2.yaml", usd.replace("currency: USD", "currency: EUR").replace("plan: pro,", "plan: pro_eur,")))
     [revised] = [o for o in tenant.invoice("2026-10").outcomes if o.customer_id == "cus_1"]
     assert (first.currency, revised.currency) == ("USD", "EUR")
     assert revised.action == "revised" and revised.delta_minor is None
-    assert get_invoice(tenant.con, revised.invoice_id).delta_minor is None
+    assert get_invoice(tenant.ledger, revised.invoice_id).delta_minor is None
 
 
 def test_export_with_nothing_to_export_says_what_to_do(cli, db, config, write, tmp_path):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-from meterctl import event_keys, store
-from meterctl.ingest import IngestOptions, ingest
-from meterctl.sources import resolve_sources
-from tests.conftest import NOW, event, jsonl, scalar
+from meterctl.store.duckdb import key_hashes
+from meterctl.store.duckdb.connect import migrations
+from tests.conftest import event, ingest_paths, jsonl, opened, scalar
 
 
 def test_a_resend_of_a_stored_event_is_found_through_its_key_hash(write, run_ingest, con):
@@ -34,7 +33,7 @@ def test_hashes_from_another_duckdb_version_are_recomputed_before_ingesting(writ
     result = run_ingest(write("b.jsonl", jsonl(event("e1"), event("e2", quantity=9))))
     assert (result.accepted, result.duplicates, result.conflicts) == (0, 1, 1)
     assert scalar(con, "SELECT count(*) FROM events WHERE id_hash <> hash(event_id)") == 0
-    assert scalar(con, "SELECT probe FROM event_key_hash") == event_keys.current_probe(con)
+    assert scalar(con, "SELECT probe FROM event_key_hash") == key_hashes.current_probe(con)
 
 
 def test_events_stored_before_the_key_hash_existed_get_one(write, run_ingest, con):
@@ -47,14 +46,14 @@ def test_events_stored_before_the_key_hash_existed_get_one(write, run_ingest, co
 
 def test_a_current_store_is_not_rehashed(write, run_ingest, con):
     run_ingest(write("a.jsonl", jsonl(event("e1"))))
-    assert event_keys.ensure_key_hashes(con) == 0
+    assert key_hashes.ensure_key_hashes(con) == 0
 
 
 def test_a_store_from_before_the_key_hash_is_upgraded_on_the_next_ingest(tmp_path, write):
     db = tmp_path / "old.duckdb"
     old = duckdb.connect(str(db))
     old.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
-    for migration in store.migrations():
+    for migration in migrations():
         if migration.version < 5:  # the schema as the previous meterctl left it
             old.execute(migration.sql)
             old.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
@@ -62,12 +61,11 @@ def test_a_store_from_before_the_key_hash_is_upgraded_on_the_next_ingest(tmp_pat
     old.execute("INSERT INTO events VALUES ('e1', 'cus_1', 'api_call', TIMESTAMPTZ '2026-10-01 00:00:00+00', 1, NULL, 1, 1)")
     old.close()
 
-    con = store.connect(db)
+    store = opened(db)
     try:
-        assert scalar(con, "SELECT count(*) FROM events WHERE id_hash IS NULL") == 1  # migrated, not yet hashed
-        result = ingest(con, resolve_sources([str(write("new.jsonl", jsonl(event("e1", timestamp="2026-10-01T00:00:00Z"),
-                                                                              event("e2"))))]), IngestOptions(now=NOW))
+        assert scalar(store.con, "SELECT count(*) FROM events WHERE id_hash IS NULL") == 1  # migrated, not yet hashed
+        result = ingest_paths(store, write("new.jsonl", jsonl(event("e1", timestamp="2026-10-01T00:00:00Z"), event("e2"))))
         assert (result.accepted, result.duplicates) == (1, 1)
-        assert scalar(con, "SELECT count(*) FROM events WHERE id_hash IS NULL OR id_hash <> hash(event_id)") == 0
+        assert scalar(store.con, "SELECT count(*) FROM events WHERE id_hash IS NULL OR id_hash <> hash(event_id)") == 0
     finally:
-        con.close()
+        store.close()

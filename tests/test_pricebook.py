@@ -13,7 +13,8 @@ import yaml
 
 from meterctl.config_yaml import ConfigProblems
 from meterctl.meters import Meter, load_meters
-from meterctl.pricebook import load_catalog, load_pricebook, schema
+from meterctl.pricebook import load_catalog, load_pricebook
+from meterctl.pricebook.schema import schema
 from tests.conftest import REPO
 
 METERS = (

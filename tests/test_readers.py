@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterctl import store
-from meterctl.ingest import IngestOptions, ingest
-from meterctl import readers
-from meterctl.readers import UTF8_BOM, LineReader, split_lines
-from meterctl.sources import Source
-from tests.conftest import NOW, event, jsonl
+from meterctl.events import IngestOptions
+from meterctl.ingest import ingest
+from meterctl.io import readers
+from meterctl.io.readers import UTF8_BOM, LineReader, split_lines
+from meterctl.io.sources import Source
+from tests.conftest import NOW, event, jsonl, opened
 
 
 def _read(source: Source, chunk_bytes: int) -> tuple[list[tuple[int, bytes]], list[int], str]:
@@ -109,11 +109,11 @@ class _Trickle(io.RawIOBase):
 
 def _ingest_trickled_stdin(tmp_path, monkeypatch, data: bytes):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(_Trickle(data))))
-    con = store.connect(tmp_path / "store.duckdb")
+    store = opened(tmp_path / "store.duckdb")
     try:
-        return ingest(con, [Source("-", None)], IngestOptions(now=NOW)).files[0]
+        return ingest(store.events, [Source("-", None)], IngestOptions(now=NOW)).files[0]
     finally:
-        con.close()
+        store.close()
 
 
 def test_gzip_on_a_pipe_that_delivers_a_byte_at_a_time_is_still_gzip(tmp_path, monkeypatch):
@@ -128,9 +128,9 @@ def test_parquet_on_a_pipe_that_delivers_a_byte_at_a_time_is_still_parquet(tmp_p
                              "timestamp": ["2026-10-01T00:00:00Z"] * 2}), sink)
     outcome = _ingest_trickled_stdin(tmp_path, monkeypatch, sink.getvalue())
     assert (outcome.format, outcome.accepted) == ("parquet", 2)
-    con = store.connect(tmp_path / "store.duckdb")
+    store = opened(tmp_path / "store.duckdb")
     try:  # the file standard input was kept in while it was read is gone: no path to record
-        assert con.execute("SELECT source, source_path, size_bytes FROM ingest_batches").fetchall() == [
+        assert store.con.execute("SELECT source, source_path, size_bytes FROM ingest_batches").fetchall() == [
             ("-", None, len(sink.getvalue()))]
     finally:
-        con.close()
+        store.close()

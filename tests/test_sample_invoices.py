@@ -8,23 +8,19 @@ from fractions import Fraction
 
 import pytest
 
-from meterctl.customers import import_customers
-from meterctl.invoicing import build_invoices, get_invoice, list_invoices
-from meterctl.meters import load_meters
-from meterctl.pricebook import load_catalog
+from meterctl.session import Session
 from tests.conftest import REPO, SAMPLE
 
 PER_CUSTOMER = json.loads((SAMPLE / "events-2026-10.expected.json").read_text())["per_customer"]
 
 
 @pytest.fixture
-def october(con, run_ingest):
-    import_customers(con, SAMPLE / "customers.yaml")
-    run_ingest(SAMPLE / "events-2026-10.jsonl")
-    config = REPO / "pricebooks"
-    meters = load_meters(config)
-    build_invoices(con, load_catalog(config, meters), meters, "2026-10")
-    return con
+def october(db):
+    with Session(db=db, config=REPO / "pricebooks") as session:
+        session.import_customers(SAMPLE / "customers.yaml")
+        session.ingest([SAMPLE / "events-2026-10.jsonl"])
+        session.invoice("2026-10")
+        yield session
 
 
 def cents(amount: Fraction | Decimal) -> int:
@@ -33,7 +29,7 @@ def cents(amount: Fraction | Decimal) -> int:
 
 
 def test_every_customer_with_a_period_ending_in_october_has_one_invoice(october):
-    invoices = list_invoices(october, with_lines=True)
+    invoices = [october.get_invoice(i.invoice_id) for i in october.invoices()]
     assert len(invoices) == len({i.customer_id for i in invoices}) == 50
     for invoice in invoices:
         assert invoice.subtotal_minor == sum(line.amount_minor for line in invoice.lines) == invoice.total_minor
@@ -41,7 +37,7 @@ def test_every_customer_with_a_period_ending_in_october_has_one_invoice(october)
 
 def test_a_utc_calendar_customer_is_billed_for_exactly_its_october_events(october):
     facts = PER_CUSTOMER["cus_000041"]  # pro, UTC, calendar: the period is the UTC month
-    invoice = get_invoice(october, "cus_000041-20261001-r1")
+    invoice = october.get_invoice("cus_000041-20261001-r1")
     lines = {(l.meter, tuple(l.dimensions.values())): l for l in invoice.lines if l.kind == "usage"}
     calls = facts["api_call"]["events"]
     assert lines[("api_calls", ())].quantity == calls
@@ -54,18 +50,18 @@ def test_a_utc_calendar_customer_is_billed_for_exactly_its_october_events(octobe
 
 
 def test_the_plan_change_and_the_new_customer_pay_fees_by_day(october):
-    change = get_invoice(october, "cus_000017-20261001-r1")  # starter until Oct 14, pro from Oct 15
+    change = october.get_invoice("cus_000017-20261001-r1")  # starter until Oct 14, pro from Oct 15
     fees = [(l.name, l.amount_minor) for l in change.lines if l.kind == "fee"]
     assert fees == [("Starter platform fee", cents(Fraction(1900, 100) * Fraction(14, 31))),
                     ("Pro platform fee", cents(Fraction(4900, 100) * Fraction(17, 31)))]
-    new = get_invoice(october, "cus_000044-20261020-r1")  # starts Oct 20: 12 of 31 days
+    new = october.get_invoice("cus_000044-20261020-r1")  # starts Oct 20: 12 of 31 days
     assert [l.amount_minor for l in new.lines if l.kind == "fee"] == [cents(Fraction(19) * Fraction(12, 31))]
-    idle = get_invoice(october, "cus_000049-20261001-r1")  # no events: the fee alone
+    idle = october.get_invoice("cus_000049-20261001-r1")  # no events: the fee alone
     assert idle.total_minor == 1900 and all(l.amount_minor == 0 for l in idle.lines if l.kind != "fee")
 
 
 def test_yen_invoices_have_no_minor_unit(october):
-    yen = [i for i in list_invoices(october, with_lines=True) if i.currency == "JPY"]
+    yen = [i for i in [october.get_invoice(i.invoice_id) for i in october.invoices()] if i.currency == "JPY"]
     assert len(yen) == 2
     for invoice in yen:
         assert all(line.amount == line.amount_minor for line in invoice.lines)

@@ -9,14 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterctl import store
 from meterctl.errors import DataError
-from meterctl.ingest import IngestOptions, ingest
+from meterctl.instants import iso
 from meterctl.meters import Meter
-from meterctl.sources import resolve_sources
 from meterctl.usage import usage
 from tests.conftest import ACME_CUSTOMERS as ACME
-from tests.conftest import NOW, event, jsonl
+from tests.conftest import event, ingest_paths, jsonl, opened
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
@@ -27,27 +25,27 @@ def meter(**fields) -> Meter:
 
 
 def values(result) -> dict:
-    return {(r.customer_id, r.window_start, tuple(r.dimensions.values())): r.value for r in result.rows}
+    return {(r.customer_id, iso(r.window_start), tuple(r.dimensions.values())): r.value for r in result.rows}
 
 
 def load(write, run_ingest, *records):
     run_ingest(write("events.jsonl", jsonl(*records)))
 
 
-def test_count_and_sum_per_day_with_dimensions(write, run_ingest, con):
+def test_count_and_sum_per_day_with_dimensions(write, run_ingest, store):
     load(write, run_ingest,
          event("a", quantity=5, properties={"model": "big"}),
          event("b", quantity="2.5", properties={"model": "big"}),
          event("c", quantity=1, properties={"model": "small"}),
          event("d", quantity=1, timestamp="2026-10-06T01:00:00Z"),
          event("e", customer_id="cus_2", quantity=7))
-    counts = usage(con, [meter()], window="day", start=OCT, end=NOV)
+    counts = usage(store.events, [meter()], window="day", start=OCT, end=NOV)
     assert values(counts) == {
         ("cus_1", "2026-10-05T00:00:00Z", ()): 3,
         ("cus_1", "2026-10-06T00:00:00Z", ()): 1,
         ("cus_2", "2026-10-05T00:00:00Z", ()): 1,
     }
-    sums = usage(con, [meter(aggregation="sum", value="quantity", group_by=("model",))], window="month", start=OCT, end=NOV)
+    sums = usage(store.events, [meter(aggregation="sum", value="quantity", group_by=("model",))], window="month", start=OCT, end=NOV)
     assert values(sums) == {
         ("cus_1", "2026-10-01T00:00:00Z", ("big",)): Decimal("7.5"),
         ("cus_1", "2026-10-01T00:00:00Z", ("small",)): 1,
@@ -56,62 +54,62 @@ def test_count_and_sum_per_day_with_dimensions(write, run_ingest, con):
     }
 
 
-def test_max_min_latest_and_count_unique(write, run_ingest, con):
+def test_max_min_latest_and_count_unique(write, run_ingest, store):
     load(write, run_ingest,
          event("a", event_name="storage", timestamp="2026-10-05T01:00:00Z", properties={"gb": 12.75, "user": "u1"}),
          event("b", event_name="storage", timestamp="2026-10-05T03:00:00Z", properties={"gb": "3.5", "user": "u2"}),
          event("c", event_name="storage", timestamp="2026-10-05T02:00:00Z", properties={"gb": 20, "user": "u1"}))
     common = {"event_name": "storage", "value": "properties.gb"}
     got = {
-        agg: values(usage(con, [meter(aggregation=agg, **common)], window="day", start=OCT, end=NOV))
+        agg: values(usage(store.events, [meter(aggregation=agg, **common)], window="day", start=OCT, end=NOV))
         for agg in ("max", "min", "latest")
     }
     day = ("cus_1", "2026-10-05T00:00:00Z", ())
     assert (got["max"][day], got["min"][day], got["latest"][day]) == (20, Decimal("3.5"), Decimal("3.5"))
-    unique = usage(con, [meter(aggregation="count_unique", event_name="storage", value="properties.user")],
+    unique = usage(store.events, [meter(aggregation="count_unique", event_name="storage", value="properties.user")],
                    window="day", start=OCT, end=NOV)
     assert values(unique)[day] == 2
 
 
-def test_filters_select_events_by_property(write, run_ingest, con):
+def test_filters_select_events_by_property(write, run_ingest, store):
     load(write, run_ingest,
          event("a", properties={"region": "us"}), event("b", properties={"region": "eu"}),
          event("c", properties={"region": "ap"}), event("d"))
-    result = usage(con, [meter(filters={"region": ["us", "eu"]})], window="month", start=OCT, end=NOV)
+    result = usage(store.events, [meter(filters={"region": ["us", "eu"]})], window="month", start=OCT, end=NOV)
     assert [r.value for r in result.rows] == [2]
 
 
-def test_unmeterable_events_are_reported_never_zero(write, run_ingest, con):
+def test_unmeterable_events_are_reported_never_zero(write, run_ingest, store):
     load(write, run_ingest,
          event("a", event_name="storage", properties={"gb": 4}),
          event("b", event_name="storage", properties={"gb": "lots"}),
          event("c", event_name="storage"),
          event("r", event_name="storage", properties={"gb": "0.0000000000000000004"}),  # DECIMAL(38, 18) would make it 0
          event("d", event_name="storage", customer_id="cus_2", properties={"gb": "n/a"}))
-    result = usage(con, [meter(aggregation="sum", event_name="storage", value="properties.gb")],
+    result = usage(store.events, [meter(aggregation="sum", event_name="storage", value="properties.gb")],
                    window="month", start=OCT, end=NOV)
     assert [(r.customer_id, r.value, r.unmeterable) for r in result.rows] == [("cus_1", 4, 3), ("cus_2", None, 1)]
     assert [(u.customer_id, u.events) for u in result.unmeterable] == [("cus_1", 3), ("cus_2", 1)]
 
 
-def test_day_windows_follow_the_time_zone_across_dst(write, run_ingest, con):
+def test_day_windows_follow_the_time_zone_across_dst(write, run_ingest, store):
     # New York leaves daylight saving time on 2026-11-01: that local day lasts 25 hours.
     load(write, run_ingest,
          event("a", timestamp="2026-11-01T04:30:00Z"),  # 00:30 EDT, Nov 1
          event("b", timestamp="2026-11-02T04:30:00Z"),  # 23:30 EST, still Nov 1
          event("c", timestamp="2026-11-02T05:30:00Z"))  # 00:30 EST, Nov 2
-    result = usage(con, [meter()], window="day", start=datetime(2026, 10, 31, tzinfo=UTC),
+    result = usage(store.events, [meter()], window="day", start=datetime(2026, 10, 31, tzinfo=UTC),
                    end=datetime(2026, 11, 3, tzinfo=UTC), tz="America/New_York")
-    assert [(r.window_start, r.window_end, r.value) for r in result.rows] == [
+    assert [(iso(r.window_start), iso(r.window_end), r.value) for r in result.rows] == [
         ("2026-11-01T04:00:00Z", "2026-11-02T05:00:00Z", 2),
         ("2026-11-02T05:00:00Z", "2026-11-03T05:00:00Z", 1),
     ]
 
 
-def test_hour_windows_follow_the_local_clock(write, run_ingest, con):
+def test_hour_windows_follow_the_local_clock(write, run_ingest, store):
     load(write, run_ingest, event("a", timestamp="2026-10-05T10:10:00Z"), event("b", timestamp="2026-10-05T10:40:00Z"))
-    result = usage(con, [meter()], window="hour", start=OCT, end=NOV, tz="Asia/Kolkata")  # UTC+05:30
-    assert [(r.window_start, r.value) for r in result.rows] == [("2026-10-05T09:30:00Z", 1), ("2026-10-05T10:30:00Z", 1)]
+    result = usage(store.events, [meter()], window="hour", start=OCT, end=NOV, tz="Asia/Kolkata")  # UTC+05:30
+    assert [(iso(r.window_start), r.value) for r in result.rows] == [("2026-10-05T09:30:00Z", 1), ("2026-10-05T10:30:00Z", 1)]
 
 
 def heartbeat(event_id: str, at: str, job: str = "j1", **fields):
@@ -122,7 +120,7 @@ GPU = {"name": "gpu_seconds", "event_name": "gpu", "aggregation": "duration", "s
        "heartbeat_gap_seconds": 60}
 
 
-def test_heartbeats_merge_into_running_time_split_at_window_edges(write, run_ingest, con):
+def test_heartbeats_merge_into_running_time_split_at_window_edges(write, run_ingest, store):
     load(write, run_ingest,
          heartbeat("h1", "2026-10-05T09:59:00Z"), heartbeat("h2", "2026-10-05T09:59:30Z"),
          heartbeat("h3", "2026-10-05T10:00:30Z"),   # crosses the 10:00 edge: 30 s before, 30 s after
@@ -130,23 +128,23 @@ def test_heartbeats_merge_into_running_time_split_at_window_edges(write, run_ing
          heartbeat("h5", "2026-10-05T10:05:20Z"),
          heartbeat("x1", "2026-10-05T10:00:00Z", job="j2"),
          event("nojob", event_name="gpu", timestamp="2026-10-05T10:00:00Z", quantity=None))
-    result = usage(con, [Meter(**GPU)], window="hour", start=OCT, end=NOV)
-    assert [(r.window_start, r.value, r.unmeterable) for r in result.rows] == [
+    result = usage(store.events, [Meter(**GPU)], window="hour", start=OCT, end=NOV)
+    assert [(iso(r.window_start), r.value, r.unmeterable) for r in result.rows] == [
         ("2026-10-05T09:00:00Z", 60, 0),
         ("2026-10-05T10:00:00Z", 50, 1),  # one row per window: the sessionless event is counted in it
     ]
 
 
-def test_a_stop_event_ends_a_session_and_open_sessions_are_reported(write, run_ingest, con):
+def test_a_stop_event_ends_a_session_and_open_sessions_are_reported(write, run_ingest, store):
     load(write, run_ingest,
          heartbeat("s1", "2026-10-05T10:00:00Z"),
          event("s2", event_name="gpu_stop", timestamp="2026-10-05T10:10:00Z", quantity=None, properties={"job_id": "j1"}),
          heartbeat("s3", "2026-10-05T10:10:30Z"),
          heartbeat("o1", "2026-10-31T23:59:30Z", job="open"))
-    result = usage(con, [Meter(**GPU, stop_event="gpu_stop")], window="month", start=OCT, end=NOV)
+    result = usage(store.events, [Meter(**GPU, stop_event="gpu_stop")], window="month", start=OCT, end=NOV)
     assert [r.value for r in result.rows] == [600]  # start → stop counts whole; nothing after the stop
     # j1 ended with a stop long before the end of the range; only the last job may still run.
-    assert [(s.session, s.last_event_at) for s in result.open_sessions] == [("open", "2026-10-31T23:59:30Z")]
+    assert [(s.session, iso(s.last_event_at)) for s in result.open_sessions] == [("open", "2026-10-31T23:59:30Z")]
 
 
 SEP = datetime(2026, 9, 1, tzinfo=UTC)
@@ -156,28 +154,28 @@ def _stop(event_id, at, job="j1"):
     return event(event_id, event_name="gpu_stop", timestamp=at, quantity=None, properties={"job_id": job})
 
 
-def _per_month(con, gpu: Meter) -> tuple[dict, dict]:
+def _per_month(store, gpu: Meter) -> tuple[dict, dict]:
     """Each month asked alone (as rating asks), and both months asked together."""
     alone = {}
     for start, end in ((SEP, OCT), (OCT, NOV)):
-        alone.update(values(usage(con, [gpu], window="month", start=start, end=end)))
-    return alone, values(usage(con, [gpu], window="month", start=SEP, end=NOV))
+        alone.update(values(usage(store.events, [gpu], window="month", start=start, end=end)))
+    return alone, values(usage(store.events, [gpu], window="month", start=SEP, end=NOV))
 
 
-def test_a_heartbeat_run_across_the_end_of_the_range_is_split_not_lost(write, run_ingest, con):
+def test_a_heartbeat_run_across_the_end_of_the_range_is_split_not_lost(write, run_ingest, store):
     load(write, run_ingest,
          heartbeat("h1", "2026-09-30T23:59:00Z"), heartbeat("h2", "2026-09-30T23:59:40Z"),
          heartbeat("h3", "2026-10-01T00:00:20Z"))  # 40 s to h3: 20 s in September, 20 s in October
-    alone, together = _per_month(con, Meter(**GPU))
+    alone, together = _per_month(store, Meter(**GPU))
     assert alone == together == {("cus_1", "2026-09-01T00:00:00Z", ()): 60, ("cus_1", "2026-10-01T00:00:00Z", ()): 20}
 
 
-def test_a_start_to_stop_session_of_any_length_is_split_at_the_edges_of_the_range(write, run_ingest, con):
+def test_a_start_to_stop_session_of_any_length_is_split_at_the_edges_of_the_range(write, run_ingest, store):
     load(write, run_ingest,
          heartbeat("v1", "2026-09-30T20:00:00Z"), _stop("v2", "2026-10-01T04:00:00Z"),  # 4 h + 4 h
          heartbeat("w1", "2026-09-15T00:00:00Z", job="w"), _stop("w2", "2026-11-05T00:00:00Z", job="w"))
     gpu = Meter(**GPU, stop_event="gpu_stop")
-    alone, together = _per_month(con, gpu)
+    alone, together = _per_month(store, gpu)
     assert alone == together
     assert alone == {("cus_1", "2026-09-01T00:00:00Z", ()): 4 * 3600 + 16 * 86400,
                      ("cus_1", "2026-10-01T00:00:00Z", ()): 4 * 3600 + 31 * 86400}
@@ -199,18 +197,18 @@ def test_a_duration_split_at_any_instant_adds_up_to_the_whole(tmp_path, offsets,
                                               job=f"j{i % 2}")
                for i, (s, stop) in enumerate(zip(offsets, stops))]
     path.write_text(jsonl(*records))
-    con = store.connect(db)
+    store = opened(db)
     try:
-        ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW))
+        ingest_paths(store, path)
         gpu = Meter(**GPU, stop_event="gpu_stop")
         middle = OCT + timedelta(seconds=cut)
 
         def total(start, end):
-            return sum(r.value for r in usage(con, [gpu], window="month", start=start, end=end).rows if r.value)
+            return sum(r.value for r in usage(store.events, [gpu], window="month", start=start, end=end).rows if r.value)
 
         assert total(SEP, middle) + total(middle, NOV) == total(SEP, NOV)
     finally:
-        con.close()
+        store.close()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -226,16 +224,16 @@ def test_hourly_windows_add_up_to_the_whole_range(tmp_path, offsets, quantities,
     records = [event(f"e{i}", timestamp=(OCT + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ"), quantity=str(q))
                for i, (s, q) in enumerate(zip(offsets, quantities))]
     path.write_text(jsonl(*records))
-    con = store.connect(db)
+    store = opened(db)
     try:
-        ingest(con, resolve_sources([str(path)]), IngestOptions(now=NOW))
+        ingest_paths(store, path)
         summed = meter(aggregation="sum", value="quantity")
-        hourly = usage(con, [summed, meter(name="n")], window="hour", start=OCT, end=NOV, tz=tz)
+        hourly = usage(store.events, [summed, meter(name="n")], window="hour", start=OCT, end=NOV, tz=tz)
         total = {name: sum(r.value for r in hourly.rows if r.meter == name) for name in ("m", "n")}
         assert total["m"] == sum(quantities[: len(offsets)])
         assert total["n"] == len(offsets)
     finally:
-        con.close()
+        store.close()
 
 
 def test_usage_command_json_csv_and_errors(cli, db, write, tmp_path):
@@ -304,13 +302,13 @@ def test_usage_of_an_unknown_customer_id_is_an_error_not_an_empty_table(cli, db,
     assert typo.exit_code == 65 and "cus_l" in typo.stderr
 
 
-def test_a_sum_beyond_decimal_38_18_is_a_clear_error_not_an_internal_one(write, run_ingest, con):
+def test_a_sum_beyond_decimal_38_18_is_a_clear_error_not_an_internal_one(write, run_ingest, store):
     load(write, run_ingest, event("a", quantity="99999999999999999999"), event("b", quantity="99999999999999999999"))
     with pytest.raises(DataError, match="a sum of meter m reaches 10\\^20 or more"):
-        usage(con, [meter(aggregation="sum", value="quantity")], window="month", start=OCT, end=NOV)
+        usage(store.events, [meter(aggregation="sum", value="quantity")], window="month", start=OCT, end=NOV)
 
 
-def test_duration_hours_on_a_dst_fall_back_day_add_up_to_the_day(write, run_ingest, con):
+def test_duration_hours_on_a_dst_fall_back_day_add_up_to_the_day(write, run_ingest, store):
     # Berlin goes back from 03:00 CEST to 02:00 CET at 01:00Z on 2026-10-25: 02:00-03:00 local
     # happens twice, and each is a window of its own, as for count and sum meters.
     beats = [heartbeat(f"b{i}", (datetime(2026, 10, 24, 23, tzinfo=UTC) + timedelta(seconds=30 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -318,9 +316,9 @@ def test_duration_hours_on_a_dst_fall_back_day_add_up_to_the_day(write, run_inge
     load(write, run_ingest, *beats)
     gpu = Meter(**GPU)
     day_start, day_end = datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2026, 10, 25, 23, tzinfo=UTC)
-    hours = usage(con, [gpu], window="hour", start=day_start, end=day_end, tz="Europe/Berlin")
-    day = usage(con, [gpu], window="day", start=day_start, end=day_end, tz="Europe/Berlin")
+    hours = usage(store.events, [gpu], window="hour", start=day_start, end=day_end, tz="Europe/Berlin")
+    day = usage(store.events, [gpu], window="day", start=day_start, end=day_end, tz="Europe/Berlin")
     assert [r.value for r in day.rows] == [3 * 3600]
     assert sum(r.value for r in hours.rows) == 3 * 3600
-    assert [r.window_start for r in hours.rows] == [
+    assert [iso(r.window_start) for r in hours.rows] == [
         "2026-10-24T23:00:00Z", "2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z"]  # 01:00, 02:00 CEST, 02:00 CET

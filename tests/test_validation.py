@@ -293,16 +293,16 @@ def test_cloudevent_data_in_base64_is_read_when_it_is_json_and_refused_otherwise
 def test_a_failure_inside_a_chunk_is_reported_as_itself_and_leaves_nothing(write, run_ingest, con, monkeypatch):
     import duckdb
 
-    from meterctl import ingest as ingest_module
+    from meterctl.store.duckdb import sqlfiles
 
-    real_run = ingest_module._run
+    real_run = sqlfiles.run
 
     def failing(con, name, params):
         if name == "classify_stage":
             con.execute("SELECT error('the real failure')")
         real_run(con, name, params)
 
-    monkeypatch.setattr(ingest_module, "_run", failing)
+    monkeypatch.setattr(sqlfiles, "run", failing)
     with pytest.raises(duckdb.Error, match="the real failure"):
         run_ingest(write("a.jsonl", jsonl(event("e1"))))
     assert scalar(con, "SELECT count(*) FROM events") == 0

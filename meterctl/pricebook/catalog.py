@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
+from typing import TYPE_CHECKING
 
 from meterctl.config_yaml import ConfigProblems, Problem
 from meterctl.cycles import Cycle
 from meterctl.errors import NotFoundError
 from meterctl.instants import iso
-from meterctl.pricebook.models import Pricebook
+from meterctl.store.ports import FrozenVersion
+
+if TYPE_CHECKING:
+    from meterctl.pricebook.models import Pricebook
 
 
 @dataclass(frozen=True)
@@ -91,16 +95,6 @@ def parse_ref(text: str) -> tuple[str, int | None]:
     return plan, int(version) if version else None
 
 
-
-
-@dataclass(frozen=True)
-class FrozenVersion:
-    plan: str
-    version: int
-    content_hash: str
-    source_path: str
-    frozen_at: datetime
-    first_run_id: int
 
 
 def frozen_problems(catalog: Catalog, frozen: Mapping[str, FrozenVersion], plans: Iterable[str] | None = None) -> list[Problem]:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from meterctl.events import BatchSummary, Conflict, ContractRules, DeadLetter, StoreStatus
     from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
     from meterctl.meters import Meter
-    from meterctl.pricebook import FrozenVersion, PricebookVersion
+    from meterctl.pricebook import PricebookVersion
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.notes import RunNotes
     from meterctl.usage import AggregateRow, BillingWindow, OpenSessionRow, UsageQuery
@@ -208,6 +208,18 @@ class EventStore(Protocol):
 
 
 # ---------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True)
+class FrozenVersion:
+    """A pricebook version that has rated usage: its content may no longer change."""
+
+    plan: str
+    version: int
+    content_hash: str
+    source_path: str
+    frozen_at: datetime
+    first_run_id: int
 
 
 @dataclass(frozen=True)

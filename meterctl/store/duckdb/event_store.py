@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -15,10 +15,13 @@ from meterctl.errors import DataError, NotFoundError
 from meterctl.events import BatchSummary, Conflict, DeadLetter, StoreStatus
 from meterctl.instants import EpochCache
 from meterctl.pricing import text
-from meterctl.store.duckdb import batches, sqlfiles, usage_sql
+from meterctl.store.duckdb import sqlfiles, usage_sql
 from meterctl.store.duckdb.connect import cursor
 from meterctl.store.ports import LineEventQuery, PriorBatch, TracedEvent, UnbilledCounts, UnbilledQuery
 from meterctl.usage import AggregateRow, OpenSessionRow, UsageQuery
+
+if TYPE_CHECKING:
+    from meterctl.store.duckdb.batches import DuckDBBatch
 
 # TIMESTAMPTZ values are rendered in SQL (the session time zone is UTC) or fetched as epoch
 # microseconds, so that Python never needs pytz to fetch them.
@@ -39,6 +42,8 @@ class DuckDBEventStore:
     # ------------------------------------------------------------ ingest
 
     def prepare_ingest(self) -> None:
+        from meterctl.store.duckdb import batches  # with pyarrow: only ingest needs it (start-up time)
+
         batches.prepare(self.con)
         self._macros = True
 
@@ -57,7 +62,9 @@ class DuckDBEventStore:
         return bool(row and row[0])
 
     @contextmanager
-    def new_batch(self, source: str) -> Iterator[batches.DuckDBBatch]:
+    def new_batch(self, source: str) -> Iterator[DuckDBBatch]:
+        from meterctl.store.duckdb import batches
+
         with batches.new_batch(self.con, source) as batch:
             yield batch
 

@@ -11,22 +11,30 @@ import operator
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from meterctl.canonical_json import string
 from meterctl.errors import DataError
 from meterctl.instants import EpochCache, iso
-from meterctl.meters import Meter, definitions_json
-from meterctl.pricebook import FrozenVersion, PricebookVersion
 from meterctl.pricing import minor_units
 from meterctl.rating.lines import CANONICAL_KEYS, LineContext, RatedLine, stored_dimensions, stored_tiers, tier_json, tier_use
 from meterctl.rating.notes import RunNotes
 from meterctl.store.duckdb.connect import has_table
 from meterctl.store.duckdb.transaction import transaction
-from meterctl.store.ports import RunRecord, StoredRun
+from meterctl.store.ports import FrozenVersion, RunRecord, StoredRun
 from meterctl.usage import OpenSession, Unmeterable
+
+if TYPE_CHECKING:
+    from meterctl.meters import Meter
+    from meterctl.pricebook import PricebookVersion
+
+
+def definitions_json(meters: Sequence[Meter]) -> str:
+    from meterctl.meters import definitions_json  # with pydantic: rating has loaded it already
+
+    return definitions_json(meters)
 
 # The rated_lines columns after run_id, in table order, with their types: the shape of the
 # JSON object record_run sends for each line.

@@ -14,10 +14,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from meterctl.meters import Meter
 from meterctl.store.duckdb import sqlfiles
+
+if TYPE_CHECKING:
+    from meterctl.meters import Meter
 
 _SLOT = re.compile(r"\{\{([a-z_]+)\}\}")
 _SECTION = re.compile(r"^-- section: ([a-z_]+)\n", re.MULTILINE)

@@ -1,0 +1,226 @@
+"""Customer files exported from a CRM (YAML, or CSV with a row per subscription), read
+strictly: every problem named at its file, line and key, all at once (exit 78)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+from meterctl import cycles
+from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
+from meterctl.customers import CustomerRecord, ImportResult
+from meterctl.errors import InputNotFoundError
+
+if TYPE_CHECKING:
+    from meterctl.pricebook import Catalog
+    from meterctl.store.ports import Ledger
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class SubscriptionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: StrictStr = Field(min_length=1)
+    start: date
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubscriptionModel:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start (subscriptions are half-open [start, end))")
+        return self
+
+
+class CustomerModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1)
+    currency: StrictStr
+    timezone: StrictStr
+    billing: Literal["calendar", "anniversary"] = "calendar"
+    subscriptions: tuple[SubscriptionModel, ...] = Field(min_length=1)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be an ISO 4217 code such as USD, EUR or JPY")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> CustomerModel:
+        ordered = sorted(self.subscriptions, key=lambda s: s.start)
+        # An open-ended subscription runs until the next one starts (a plan change).
+        for before, after in zip(ordered, ordered[1:]):
+            if before.start == after.start or (before.end is not None and before.end > after.start):
+                raise ValueError(f"subscriptions overlap: {before.plan} from {before.start} and {after.plan} from {after.start}")
+        return self
+
+    def canonical(self) -> dict:
+        subs = sorted(self.subscriptions, key=lambda s: s.start)
+        return {
+            "name": self.name, "currency": self.currency, "timezone": self.timezone, "billing": self.billing,
+            "subscriptions": [{"plan": s.plan, "start": s.start.isoformat(), "end": s.end.isoformat() if s.end else None} for s in subs],
+        }
+
+
+class CustomersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: tuple[CustomerModel, ...]
+
+
+
+_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end")
+
+
+def _read_csv(path: Path) -> Document:
+    """One row per subscription; customer columns repeat. Becomes the YAML shape."""
+    try:
+        return _parse_csv(path)
+    except UnicodeDecodeError as error:
+        # Spreadsheets often save CSV as Latin-1 or UTF-16: say so rather than guess.
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigProblems([Problem(str(path), line, "", f"not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                                                           "save the file as CSV UTF-8")]) from None
+
+
+def _parse_csv(path: Path) -> Document:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        unknown = [c for c in header if c not in _CSV_COLUMNS]
+        missing = [c for c in ("id", "name", "currency", "timezone", "plan", "start") if c not in header]
+        if unknown or missing:
+            text = "; ".join(filter(None, [
+                f"unknown column(s) {', '.join(unknown)}" if unknown else "",
+                f"missing column(s) {', '.join(missing)}" if missing else "",
+            ]))
+            raise ConfigProblems([Problem(str(path), 1, "", f"{text} (columns: {', '.join(_CSV_COLUMNS)})")])
+        customers: dict[str, dict] = {}
+        lines: dict = {}
+        problems: list[Problem] = []
+        for row in reader:
+            line = reader.line_num
+            cid = row["id"]
+            if row.get(None):  # DictReader keeps fields beyond the header under None
+                problems.append(Problem(str(path), line, "", f"{len(row[None])} more field(s) than the header has columns"))
+            if cid not in customers:
+                customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
+                if row.get("billing"):
+                    customers[cid]["billing"] = row["billing"]
+                customers[cid]["subscriptions"] = []
+                for key in ("", "id", "name", "currency", "timezone", "billing", "subscriptions"):
+                    lines[("customers", len(customers) - 1) + ((key,) if key else ())] = line
+            index = list(customers).index(cid)
+            # The customer's columns repeat on each of its rows: they must say the same.
+            for key in ("name", "currency", "timezone", "billing"):
+                if (row.get(key) or None) != customers[cid].get(key):
+                    problems.append(Problem(str(path), line, f"customers[{index}].{key}",
+                                            f"'{row.get(key) or ''}' differs from line {lines[('customers', index)]} "
+                                            f"('{customers[cid].get(key) or ''}') for customer {cid}"))
+            sub_index = len(customers[cid]["subscriptions"])
+            sub = {"plan": row["plan"], "start": row["start"]}
+            if row.get("end"):
+                sub["end"] = row["end"]
+            customers[cid]["subscriptions"].append(sub)
+            lines[("customers", index, "subscriptions", sub_index)] = line
+    if problems:
+        raise ConfigProblems(problems)
+    return Document(str(path), {"customers": list(customers.values())}, lines)
+
+
+def load_customers(path: Path) -> tuple[CustomerModel, ...]:
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".csv":
+        document = _read_csv(path)
+    else:
+        document = load_document(path)
+    # Repeated ids are found on the raw data, so that they are listed with every other problem.
+    raw = document.data.get("customers") if isinstance(document.data, dict) else None
+    ids = (customer.get("id") if isinstance(customer, dict) else None for customer in (raw if isinstance(raw, list) else []))
+    problems = [document.problem(("customers", index, "id"), f"customer '{customer_id}' appears twice")
+                for index, customer_id, _ in repeats(ids)]
+    try:
+        parsed = validate(document, CustomersFile)
+    except ConfigProblems as error:
+        raise ConfigProblems(sorted([*error.problems, *problems], key=lambda p: p.line or 0)) from None
+    if problems:
+        raise ConfigProblems(problems)
+    return parsed.customers
+
+
+def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple[str, ...]:
+    """What rating would refuse in these subscriptions, said at import time: a plan with no
+    pricebook, a pricebook in another currency, or a start before the plan's first version."""
+    found = []
+    for customer in customers:
+        for sub in sorted(customer.subscriptions, key=lambda s: s.start):
+            versions = catalog.of_plan(sub.plan)
+            where = f"customer {customer.id}, plan '{sub.plan}' from {sub.start}"
+            if not versions:
+                found.append(f"{where}: no pricebook defines this plan (plans: {', '.join(catalog.plans()) or 'none'})")
+            elif versions[0].book.currency != customer.currency:
+                found.append(f"{where}: the plan prices in {versions[0].book.currency}, "
+                             f"the customer is billed in {customer.currency}")
+            elif versions[0].book.effective_from > sub.start:
+                found.append(f"{where}: the plan's first version, {versions[0].ref}, "
+                             f"takes effect {versions[0].book.effective_from}")
+        # One customer bills on one cycle: rating refuses plans on different cycles that are
+        # both in force within the same year (a change from monthly to yearly, say).
+        ordered = sorted(customer.subscriptions, key=lambda s: s.start)
+        for earlier, later in zip(ordered, ordered[1:]):
+            pair = (catalog.cycle(earlier.plan), catalog.cycle(later.plan))
+            if None not in pair and pair[0] != pair[1] and (
+                    earlier.end is None or (later.start - earlier.end).days < 366):
+                found.append(f"customer {customer.id}: plans '{earlier.plan}' ({pair[0]}) and '{later.plan}' "
+                             f"({pair[1]}, from {later.start}) bill on different cycles; meterctl bills one "
+                             "customer on one cycle, so rating would refuse this customer's periods")
+    return tuple(found)
+
+
+def customer_records(customers: Sequence[CustomerModel]) -> tuple[CustomerRecord, ...]:
+    """Each customer as the ledger keeps a version of it, with the hash that tells a changed
+    customer from an unchanged one."""
+    records = []
+    for customer in customers:
+        canonical = customer.canonical()
+        digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        subscriptions = tuple(cycles.Subscription(s.plan, s.start, s.end)
+                              for s in sorted(customer.subscriptions, key=lambda s: s.start))
+        records.append(CustomerRecord(customer.id, canonical["name"], customer.currency, customer.timezone,
+                                      customer.billing, subscriptions, digest))
+    return tuple(records)
+
+
+def import_customers(ledger: Ledger, path: Path, loaded: Sequence[CustomerModel] | None = None,
+                     plan_notes: Sequence[str] = ()) -> ImportResult:
+    """Add a version for every new or changed customer; unchanged ones are left alone.
+    `loaded` is what load_customers(path) gave, when the caller has read the file already."""
+    customers = load_customers(path) if loaded is None else loaded
+    added, changed, absent = ledger.import_customers(customer_records(customers), str(path))
+    return ImportResult(str(path), len(customers), added, changed, len(customers) - added - changed, absent,
+                        tuple(plan_notes))
+
+
