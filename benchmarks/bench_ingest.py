@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from generate_events import generate  # noqa: E402
 from warm_start import use_compiled_bytecode  # noqa: E402
 
-from meterctl import store  # noqa: E402
+from meterctl.store.duckdb.connect import migrations  # noqa: E402
 
 BASELINE = """
 import duckdb, sys
@@ -53,8 +53,8 @@ con.close()
 FLOOR = """
 import duckdb, sys
 from pathlib import Path
-from meterctl.readers import LineReader
-from meterctl.sources import Source
+from meterctl.io.readers import LineReader
+from meterctl.io.sources import Source
 FIELDS = '{"event_id":"VARCHAR","customer_id":"VARCHAR","event_name":"VARCHAR","timestamp":"VARCHAR","quantity":"VARCHAR","properties":"JSON"}'
 con = duckdb.connect(sys.argv[1])
 con.execute("SET preserve_insertion_order = false")
@@ -68,7 +68,7 @@ for chunk, _ in reader.chunks():
                 "TRY_CAST(f.quantity AS DECIMAL(38, 18)), f.properties, 1, line_no, hash(f.event_id) "
                 "FROM (SELECT line_no, CASE WHEN json_valid(txt) THEN json_transform(txt, ?) END AS f FROM chunk)", [FIELDS])
     con.unregister("chunk")
-reader.hasher.hexdigest()
+reader.content_sha256()
 con.execute("COMMIT")
 con.close()
 """
@@ -78,9 +78,10 @@ con.close()
 PREFILL = """
 import duckdb, sys
 from pathlib import Path
-from meterctl import event_keys, store
+from meterctl.store.duckdb.connect import connect
+from meterctl.store.duckdb.key_hashes import ensure_key_hashes
 n = int(sys.argv[2])
-con = store.connect(Path(sys.argv[1]))
+con = connect(Path(sys.argv[1]))
 con.execute("BEGIN")
 con.execute('''INSERT INTO ingest_batches VALUES (1, 'prefill', NULL, 'jsonl', 'prefill', 0, NULL, now(), now(), ?, 0, ?, 0, 0, 0, 'bench')''', [n, n])
 con.execute('''
@@ -91,7 +92,7 @@ con.execute('''
            CAST(1 + i % 5000 AS DECIMAL(38, 18)), CAST('{"model":"embed","region":"eu"}' AS JSON), 1, i + 1, NULL
     FROM range(?) t(i)''', [n])
 con.execute("COMMIT")
-event_keys.ensure_key_hashes(con)  # as ingest leaves them: every key hash set and its probe recorded
+ensure_key_hashes(con)  # as ingest leaves them: every key hash set and its probe recorded
 con.execute("CHECKPOINT")
 con.close()
 """
@@ -125,10 +126,10 @@ def paired(repeat: int, baseline, ours) -> dict:
     ratios, `ratio_best` the ratio of the best timings."""
     runs: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        for (prepare, argv_for), times in zip((baseline, ours), runs):
+        for (prepare, argv_for), times in zip((baseline, ours), runs, strict=True):
             times.append(run(argv_for(prepare())))
     base, mine = runs
-    each = [m / b for b, m in zip(base, mine)]
+    each = [m / b for b, m in zip(base, mine, strict=True)]
     return {"baseline_s": round(min(base), 3), "meterctl_s": round(min(mine), 3),
             "ratio": round(statistics.median(each), 3), "ratio_each": [round(r, 3) for r in each],
             "ratio_best": round(min(mine) / min(base), 3)}
@@ -168,7 +169,7 @@ def bench_floor(data: Path, work: Path, scale: float, repeat: int) -> dict:
             fixed[name].append(run(argv_for(one)))
 
     def median_ratio(name: str) -> float:
-        return round(statistics.median(m / b for m, b in zip(full[name], full["baseline"])), 3)
+        return round(statistics.median(m / b for m, b in zip(full[name], full["baseline"], strict=True)), 3)
 
     return {
         "events": int(2_000_000 * scale),
@@ -191,7 +192,7 @@ def bench_history(data: Path, work: Path, scale: float, repeat: int) -> dict:
     events = ensure(data / f"new-{n_new}.jsonl", n_new, seed=7)
     # The template carries the schema version: a store from an older meterctl would be
     # migrated (and its key hashes computed) inside the measured run.
-    template = data / f"store-{n_old}-schema{max(m.version for m in store.migrations())}.duckdb"
+    template = data / f"store-{n_old}-schema{max(m.version for m in migrations())}.duckdb"
     if not template.exists():
         print(f"prefilling {template} with {n_old} events…", file=sys.stderr)
         subprocess.run([sys.executable, "-c", PREFILL, str(fresh(template)), str(n_old)], check=True)

@@ -76,7 +76,9 @@ def explain(
             runs[line.rating_run_id] = _run(ledger, line.rating_run_id)
         run = runs[line.rating_run_id]
         definition = next((m for m in run.meters if m["name"] == line.meter), None) if line.meter else None
-        count, traced, later = None, (), 0
+        count: int | None = None
+        traced: tuple[TracedEvent, ...] = ()
+        later = 0
         if definition is not None:
             # The events as the rating run saw them; those ingested since belong to a later revision.
             query = LineEventQuery(Meter.model_validate(definition), invoice.customer_id, line.window_start,

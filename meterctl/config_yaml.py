@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from meterctl.errors import ConfigError, InputNotFoundError
 
 PathKey = tuple[str | int, ...]
+Model = TypeVar("Model", bound=BaseModel)
 _EXPONENT = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
@@ -109,6 +110,7 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, path + (i,), lines, problems, file) for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)  # the only other kind of node
     if node.tag == "tag:yaml.org,2002:str" and not node.style and _EXPONENT.match(node.value):
         # YAML 1.1 reads 2e-6 (no dot) as text; written unquoted, it is meant as a number.
         return _exact(Decimal(node.value), node, path, problems, file)
@@ -218,7 +220,7 @@ def validation_problems(document: Document, error: ValidationError, prefix: Path
     return found
 
 
-def validate(document: Document, model: type[BaseModel], data: Any = None, prefix: PathKey = ()) -> BaseModel:
+def validate(document: Document, model: type[Model], data: Any = None, prefix: PathKey = ()) -> Model:
     try:
         return model.model_validate(document.data if data is None else data)
     except ValidationError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -71,7 +72,7 @@ class CustomerModel(BaseModel):
     def _no_overlap(self) -> CustomerModel:
         ordered = sorted(self.subscriptions, key=lambda s: s.start)
         # An open-ended subscription runs until the next one starts (a plan change).
-        for before, after in zip(ordered, ordered[1:]):
+        for before, after in itertools.pairwise(ordered):
             if before.start == after.start or (before.end is not None and before.end > after.start):
                 raise ValueError(f"subscriptions overlap: {before.plan} from {before.start} and {after.plan} from {after.start}")
         return self
@@ -190,7 +191,7 @@ def plan_problems(customers: Sequence[CustomerModel], catalog: Catalog) -> tuple
         # One customer bills on one cycle: rating refuses plans on different cycles that are
         # both in force within the same year (a change from monthly to yearly, say).
         ordered = sorted(customer.subscriptions, key=lambda s: s.start)
-        for earlier, later in zip(ordered, ordered[1:]):
+        for earlier, later in itertools.pairwise(ordered):
             pair = (catalog.cycle(earlier.plan), catalog.cycle(later.plan))
             if None not in pair and pair[0] != pair[1] and (
                     earlier.end is None or (later.start - earlier.end).days < 366):

@@ -22,6 +22,7 @@ it covers (for proration).
 from __future__ import annotations
 
 import calendar
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -146,9 +147,12 @@ class Period:
 
 
 class SubscriptionLike(Protocol):
-    plan: str
-    start: date
-    end: date | None
+    @property
+    def plan(self) -> str: ...
+    @property
+    def start(self) -> date: ...
+    @property
+    def end(self) -> date | None: ...
 
 
 @dataclass(frozen=True)
@@ -365,7 +369,7 @@ def period_containing(
 def _plan_spans(subscriptions: Iterable[SubscriptionLike]) -> list[tuple[str, date, date | None]]:
     """(plan, start, end) per subscription: each runs until the next one starts or it ends."""
     ordered = sorted(subscriptions, key=lambda s: s.start)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if before.start == after.start:
             raise ValueError(f"two subscriptions start on {after.start}: {before.plan} and {after.plan}")
     spans = []

@@ -25,6 +25,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from types import TracebackType
 from typing import Literal, Protocol
 
 from iso4217 import Currency
@@ -126,7 +127,7 @@ def volume(quantity: Decimal, tiers: Sequence[TierLike]) -> Price:
         # Nothing is charged, not even a flat fee; the unit price shown is the rate the first unit would pay.
         return Price(_ZERO, tiers[0].unit_price, (), _ZERO)
     lower = _ZERO
-    for number, tier in enumerate(tiers, 1):
+    for number, tier in enumerate(tiers, 1):  # noqa: B007 - the tier found is used after the loop
         if tier.up_to is None or quantity <= tier.up_to:
             break
         lower = tier.up_to
@@ -264,7 +265,8 @@ class _exact:
         self._manager = localcontext(_EXACT)
         self._manager.__enter__()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> Literal[False]:
         self._manager.__exit__(kind, error, trace)
         if kind is not None and issubclass(kind, (Inexact, InvalidOperation)):
             raise ValueError(_NOT_EXACT) from None
@@ -277,7 +279,7 @@ def _quantum(places: int) -> Decimal:
     return Decimal((0, (1,), -places))
 
 
-def _number(value: Decimal, what: str) -> Decimal:
+def _number(value: Decimal | int, what: str) -> Decimal:
     """Money must never pass through float (DESIGN principle 4), so only Decimal and int are accepted."""
     if type(value) is Decimal and value.is_finite():  # the usual case, checked first (rating's hot path)
         return value

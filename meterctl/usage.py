@@ -143,7 +143,7 @@ def usage(
     keys = [m.dimension_keys for m in meters]
     make = UsageRow._make
     rows = [
-        make((customer, names[index], ws, we, dict(zip(keys[index], dims)) if dims else {}, value, unmetered))
+        make((customer, names[index], ws, we, dict(zip(keys[index], dims, strict=True)) if dims else {}, value, unmetered))
         for index, customer, ws, we, dims, value, unmetered in found
     ]
     per_meter_customer: dict[tuple[int, str], int] = {}

@@ -187,3 +187,35 @@ def session(db: Path, config: Path) -> Iterator[Session]:
     """The library's front door on the fixture store and configuration."""
     with Session(db=db, config=config) as opened:
         yield opened
+
+
+@pytest.fixture
+def acme(store, write, run_ingest, config):
+    """Acme (pro, then scale from 2026-10-20, New York, calendar) with a few October events:
+    acme(*events, customers=...) imports the customers and ingests the events."""
+    from meterctl.customers_file import import_customers
+
+    def _setup(*records, customers: str = ACME_CUSTOMERS):
+        import_customers(store.ledger, write("customers.yaml", customers))
+        if records:
+            run_ingest(write("events.jsonl", jsonl(*records)))
+
+    return _setup
+
+
+@pytest.fixture
+def files(write):
+    """Two customers (tests.tenants.TWO_CUSTOMERS) and two files of their October events."""
+    from tests.tenants import TWO_CUSTOMERS, events_a, events_b
+
+    return [write("customers.yaml", TWO_CUSTOMERS), write("a.jsonl", events_a()), write("b.jsonl", events_b())]
+
+
+@pytest.fixture
+def tenant(tmp_path, config, files):
+    """A store with those two customers and their events, invoiced through the library."""
+    from tests.tenants import Tenant
+
+    made = Tenant(tmp_path / "t.duckdb", config, files)
+    yield made
+    made.store.close()

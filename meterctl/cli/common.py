@@ -103,23 +103,25 @@ def print_table(console: Console, table: Table) -> None:
         None in column for column in cells
     ):
         # Drawn by Rich: its text cells escaped the same way (Rich would send an ESC as it is).
-        for column, plain in zip(table.columns, cells):
-            column._cells = [text if text is not None else cell for cell, text in zip(column._cells, plain)]
+        for column, plain in zip(table.columns, cells, strict=True):
+            column._cells = [text if text is not None else cell for cell, text in zip(column._cells, plain, strict=True)]
         console.print(table)
         return
-    widths = [max([cell_len(h)] + [cell_len(c) for c in column]) for h, column in zip(headers, cells)]
+    texts = [[cell or "" for cell in column] for column in cells]  # every cell is text here
+    names = [header or "" for header in headers]
+    widths = [max([cell_len(h)] + [cell_len(c) for c in column]) for h, column in zip(names, texts, strict=True)]
     right = [column.justify == "right" for column in table.columns]
 
     def line(values: list[str]) -> str:
         padded = [
             " " * (w - cell_len(v)) + v if r else v + " " * (w - cell_len(v))
-            for v, w, r in zip(values, widths, right)
+            for v, w, r in zip(values, widths, right, strict=True)
         ]
         return "  ".join(padded).rstrip()
 
     out = [_plain(table.title) or ""] if table.title else []
-    out += [line(headers), line(["-" * w for w in widths])]
-    out += [line([column[i] for column in cells]) for i in range(table.row_count)]
+    out += [line(names), line(["-" * w for w in widths])]
+    out += [line([column[i] for column in texts]) for i in range(table.row_count)]
     console.file.write("\n".join(out) + "\n")
 
 

@@ -84,7 +84,7 @@ def export(invoices: Sequence[Invoice], fmt: str, output: Path | str) -> ExportR
             raise OutputError(f"{output}: cannot create the directory: {error}") from error
     if fmt == "html":
         written = []
-        for invoice, name in zip(invoices, _html_names(invoices)):
+        for invoice, name in zip(invoices, _html_names(invoices), strict=True):
             path = output / name
             write_bytes_atomically(path, to_html(invoice))
             written.append(str(path))

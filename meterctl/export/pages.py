@@ -24,7 +24,7 @@ footer { margin-top: 2em; font-size: 0.8em; color: #5b6475; }
 def to_html(invoice: Invoice) -> bytes:
     places = invoice.minor_units
     e = html.escape
-    money = lambda minor: f"{major(minor, places)} {invoice.currency}"  # noqa: E731
+    money = lambda minor: f"{major(minor, places)} {invoice.currency}"
     title = invoice.number or f"DRAFT {invoice.invoice_id}"
     rows = []
     for line in invoice.lines:
@@ -45,7 +45,7 @@ def to_html(invoice: Invoice) -> bytes:
     if invoice.supersedes:
         replaced = invoice.supersedes_number or invoice.supersedes
         change = "" if invoice.delta_minor is None else f", change {'+' if invoice.delta_minor > 0 else ''}{money(invoice.delta_minor)}"
-        revision = f'<div class="muted">Revision {invoice.revision}: replaces invoice {e(replaced)}{e(change)}</div>' 
+        revision = f'<div class="muted">Revision {invoice.revision}: replaces invoice {e(replaced)}{e(change)}</div>'
     last_day = invoice.period_end - timedelta(days=1)
     document = f"""<!DOCTYPE html>
 <html lang="en">
@@ -73,7 +73,7 @@ def to_html(invoice: Invoice) -> bytes:
 <tr class="total"><td colspan="5" class="num">Total</td><td class="num">{e(money(invoice.total_minor))}</td></tr>
 </tfoot>
 </table>
-<footer>Priced with {", ".join(e(p) for p in invoice.pricebooks)}; pricebook hashes {", ".join(sorted({e(l.pricebook_hash[:12]) for l in invoice.lines}))}.
+<footer>Priced with {", ".join(e(p) for p in invoice.pricebooks)}; pricebook hashes {", ".join(sorted({e(line.pricebook_hash[:12]) for line in invoice.lines}))}.
 Every line traces to its events: <code>meterctl explain {e(invoice.number or invoice.invoice_id)} --line N --events</code>.
 Content hash {e(invoice.content_hash)}.</footer>
 </body>

@@ -47,7 +47,10 @@ def _write_csv(result: UsageResult, path: Path) -> None:
         writer.writerow([r.customer_id, r.meter, shown[r.window_start], shown[r.window_end],
                          *(r.dimensions.get(k) or "" for k in keys),
                          "" if r.value is None else text(r.value), r.unmeterable])
-    write_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+    def write(temporary: Path) -> None:
+        temporary.write_text(buffer.getvalue(), encoding="utf-8")
+
+    write_atomically(path, write)
 
 
 def _write_parquet(result: UsageResult, path: Path) -> None:

@@ -15,10 +15,10 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +65,7 @@ class ContentHasher:
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterctl-hash")
-        self._pending = None
+        self._pending: Future[None] | None = None
         self.size = 0
 
     def update(self, data: memoryview | bytes) -> None:
@@ -87,7 +87,11 @@ class ContentHasher:
         return self._hash.hexdigest()
 
 
-def _sha256_of(handle: BinaryIO) -> str:
+class _Bytes(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _sha256_of(handle: _Bytes) -> str:
     digest = hashlib.sha256()
     while block := handle.read(8 << 20):
         digest.update(block)
@@ -105,7 +109,7 @@ def content_sha256(path: Path, fmt: str) -> str:
         return sha256_file(path)
     try:
         with gzip.open(path, "rb") as handle:
-            return _sha256_of(handle)  # type: ignore[arg-type]
+            return _sha256_of(handle)
     except (OSError, EOFError) as error:
         raise InputNotFoundError(f"{path}: cannot be read: {error}") from error
 
@@ -189,14 +193,14 @@ class LineReader:
         self.hasher = ContentHasher()
         self.format = FORMAT_JSONL
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> io.BufferedReader | gzip.GzipFile:
         if self.source.path is None:
-            raw: BinaryIO = stdin_bytes()
+            raw: io.BufferedReader = stdin_bytes()
         else:
             raw = open(self.source.path, "rb")  # noqa: SIM115 - closed in chunks()
         if looks_gzipped(raw.peek(SNIFF_BYTES)[:SNIFF_BYTES]):
             self.format = FORMAT_JSONL_GZ
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return gzip.GzipFile(fileobj=raw, mode="rb")
         return raw
 
     def chunks(self) -> Iterator[tuple[pa.Table, int]]:
@@ -286,7 +290,7 @@ SNIFF_BYTES = 10  # a whole gzip header; the Parquet magic is the first four
 class _HeadFirst(io.RawIOBase):
     """The first bytes of a stream, already read in full, then the rest of it."""
 
-    def __init__(self, head: bytes, rest: BinaryIO, owner: object = None) -> None:
+    def __init__(self, head: bytes, rest: io.BufferedIOBase, owner: object = None) -> None:
         super().__init__()
         self._head = memoryview(head)
         self._rest = rest
@@ -296,7 +300,7 @@ class _HeadFirst(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target) -> int:  # type: ignore[override]
+    def readinto(self, target: Any) -> int:
         if self._head:
             count = min(len(target), len(self._head))
             target[:count] = self._head[:count]
@@ -309,20 +313,21 @@ class _SniffableStdin(io.BufferedReader):
     """Standard input whose peek() shows its first SNIFF_BYTES bytes at once."""
 
 
-def stdin_bytes() -> BinaryIO:
+def stdin_bytes() -> io.BufferedReader:
     """Standard input as a byte stream whose peek() shows its first SNIFF_BYTES bytes (all of
     a shorter input), however the pipe delivers them.
 
     One peek on a pipe returns only what has arrived so far: a gzip stream whose first five
     bytes came alone would be sniffed as text. So the head is read in full first.
     """
-    stream = sys.stdin.buffer
-    if not isinstance(stream, _SniffableStdin):
-        head = b""
-        while len(head) < SNIFF_BYTES and (more := stream.read(SNIFF_BYTES - len(head))):
-            head += more
-        stream = _SniffableStdin(_HeadFirst(head, stream, owner=sys.stdin))
-        sys.stdin = io.TextIOWrapper(stream)  # later readers share the same buffer
+    given = sys.stdin.buffer
+    if isinstance(given, _SniffableStdin):
+        return given
+    head = b""
+    while len(head) < SNIFF_BYTES and (more := given.read(SNIFF_BYTES - len(head))):
+        head += more
+    stream = _SniffableStdin(_HeadFirst(head, given, owner=sys.stdin))  # type: ignore[arg-type]
+    sys.stdin = io.TextIOWrapper(stream)  # later readers share the same buffer
     return stream
 
 

@@ -26,7 +26,9 @@ _WHERE = {
     "Charge": "models", "Fee": "models", "Pricebook": "models",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Catalog", "Charge", "Fee", "Pricebook", "PricebookVersion", "check_frozen", "frozen_problems", "load_catalog", "load_configuration", "load_pricebook", "parse_ref", "pricebook_from_text",
+]
 
 
 def __getattr__(name: str) -> Any:

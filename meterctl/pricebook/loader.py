@@ -9,9 +9,11 @@ version has rated something.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,8 +30,9 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
 
     Done on the raw data, so that they are listed together with the file's own problems.
     """
-    data = document.data if isinstance(document.data, dict) else {}
-    charges = data.get("charges") if isinstance(data.get("charges"), list) else []
+    data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
+    given = data.get("charges")
+    charges: list[Any] = given if isinstance(given, list) else []
     problems = []
     path = Path(document.file)
     match = _FILE_VERSION.match(path.stem)
@@ -40,10 +43,11 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
     problems += [document.problem(("charges", index, "meter"), f"meter '{name}' is already charged by charges[{first}]")
                  for index, name, first in repeats(names)]
     # An invoice line, `pricebook diff` and a reader all tell fees apart by name.
-    fees = data.get("fees") if isinstance(data.get("fees"), list) else []
+    listed = data.get("fees")
+    fees: list[Any] = listed if isinstance(listed, list) else []
     problems += [document.problem(("fees", index, "name"), f"fee '{name}' is already named by fees[{first}]")
                  for index, name, first in repeats(fee.get("name") if isinstance(fee, dict) else None for fee in fees)]
-    for index, (charge, name) in enumerate(zip(charges, names)):
+    for index, (charge, name) in enumerate(zip(charges, names, strict=True)):
         if not isinstance(name, str) or meters is None:
             continue
         meter = meters.get(name)
@@ -108,7 +112,7 @@ def _catalog_problems(versions: Sequence[PricebookVersion]) -> list[Problem]:
     for plan_versions in plans.values():
         plan_versions.sort(key=lambda v: v.version)
         first = plan_versions[0]
-        for before, after in zip(plan_versions, plan_versions[1:]):
+        for before, after in itertools.pairwise(plan_versions):
             if after.book.effective_from <= before.book.effective_from:
                 problems.append(Problem(after.path, after.key_lines.get("effective_from"), "effective_from",
                                         f"{after.ref} takes effect {after.book.effective_from}, not after {before.ref} ({before.book.effective_from})"))

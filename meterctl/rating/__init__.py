@@ -29,7 +29,9 @@ _WHERE = {
     "record_month": "record",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Job", "LineContext", "PricedMonth", "RatedLine", "RatingResult", "customer_cycle", "full_period_days", "plan_jobs", "price_month", "rate", "record_month", "run_hash",
+]
 
 
 def __getattr__(name: str) -> Any:

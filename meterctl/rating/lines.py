@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
+from typing import Any
 
 from meterctl.canonical_json import compact, nullable, string
 from meterctl.instants import iso
@@ -132,7 +133,7 @@ class RatedLine:
     def pricebook(self) -> str:
         return self.context.pricebook
 
-    def canonical(self) -> dict:
+    def canonical(self) -> dict[str, Any]:
         """The line as JSON-ready data, decimals as strings; what the run hash covers."""
         c = self.context
         return {
@@ -199,7 +200,7 @@ CANONICAL_KEYS = (
 
 
 @functools.cache
-def _member_layout(skip: tuple[str, ...]) -> tuple[str, Callable[[tuple], tuple]]:
+def _member_layout(skip: tuple[str, ...]) -> tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]:
     """A %-template of the object with the kept keys ('{"amount":%s,...}'), and a picker of
     their values: one formatting operation per line instead of a join of pairs."""
     kept = [i for i, key in enumerate(CANONICAL_KEYS) if key not in skip]
@@ -211,7 +212,7 @@ def _member_layout(skip: tuple[str, ...]) -> tuple[str, Callable[[tuple], tuple]
     return template, operator.itemgetter(*kept)
 
 
-def tier_json(t: TierUse) -> dict:
+def tier_json(t: TierUse) -> dict[str, Any]:
     return {"tier": t.tier, "lower": text(t.lower), "up_to": None if t.up_to is None else text(t.up_to),
             "units": text(t.units), "unit_price": text(t.unit_price), "flat_fee": text(t.flat_fee), "amount": text(t.amount)}
 

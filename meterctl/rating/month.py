@@ -25,6 +25,7 @@ from meterctl.rating.unbilled import unbilled_query
 from meterctl.store.ports import EventStore, Ledger, UnbilledCounts
 from meterctl.usage import OpenSession, Unmeterable, UsageResult
 
+
 @dataclass(frozen=True)
 class PricedMonth:
     """A month priced, not yet recorded."""

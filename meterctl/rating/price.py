@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, localcontext
 from fractions import Fraction
+from typing import Any
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Problem
@@ -202,7 +203,7 @@ def price_jobs(events: EventStore, jobs: Sequence[Job], meters: Sequence[Meter],
         found = usage(events, [v for v in variants if v.name not in derived], window="period",
                       start=min(w.start for w in windows), end=max(w.end for w in windows),
                       periods=windows, as_of_batch=as_of_batch)  # the windows already name the customers
-        sums: dict[tuple[str, str, datetime], list] = {}
+        sums: dict[tuple[str, str, datetime], list[Any]] = {}
         source_of = {split: whole for whole, split in derived.items()}
         for row in found.rows:
             rows.setdefault((row.meter, row.customer_id, row.window_start), []).append(

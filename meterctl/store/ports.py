@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from meterctl.customers import CustomerRecord, CustomerVersion
-    from meterctl.events import BatchSummary, Conflict, ContractRules, DeadLetter, StoreStatus
+    from meterctl.events import Conflict, ContractRules, DeadLetter, StoreStatus
     from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
     from meterctl.meters import Meter
     from meterctl.pricebook import PricebookVersion
@@ -204,8 +204,6 @@ class EventStore(Protocol):
 
     def conflicts(self, *, limit: int | None, event_id: str | None) -> tuple[Conflict, ...]: ...
 
-    def recent_batches(self, last: int) -> tuple[BatchSummary, ...]: ...
-
 
 # ---------------------------------------------------------------- ledger
 
@@ -230,7 +228,7 @@ class StoredRun:
     period: str
     run_hash: str
     line_count: int
-    meters: tuple[dict, ...]  # the meter definitions the run used, as recorded
+    meters: tuple[dict[str, Any], ...]  # the meter definitions the run used, as recorded
     as_of_batch: int
     notes: RunNotes | None
 
@@ -306,6 +304,8 @@ class Ledger(Protocol):
 
     # invoices
     def has_invoices(self) -> bool: ...
+
+    def invoice_count(self) -> int: ...
 
     def stored_invoices(self, customer_ids: Sequence[str]) -> dict[str, list[StoredInvoice]]: ...
 

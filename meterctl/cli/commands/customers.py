@@ -11,8 +11,19 @@ import typer
 from rich.table import Table
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, ConfigOption, DbOption, JsonOption, WaitOption, command_group, parse_cycle, print_json, print_table,
-    session, stderr_console, stdout_console, to_jsonable,
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    command_group,
+    parse_cycle,
+    print_json,
+    print_table,
+    session,
+    stderr_console,
+    stdout_console,
+    to_jsonable,
 )
 from meterctl.errors import UsageError
 from meterctl.instants import iso

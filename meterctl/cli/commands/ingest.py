@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, DbOption, JsonOption, WaitOption, parse_duration, print_json, print_table, session, stderr_console,
+    DEFAULT_DB_OPTION,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    parse_duration,
+    print_json,
+    print_table,
+    session,
+    stderr_console,
 )
 
 if TYPE_CHECKING:
-    from meterctl.events import IngestResult
+    from types import TracebackType
+
+    from rich.progress import TaskID
+
+    from meterctl.events import FileOutcome, IngestResult
 
 # The library's DEFAULT_MAX_FUTURE, written out as the option shows it. A test keeps the two equal.
 MAX_FUTURE_DEFAULT = "300s"
@@ -29,14 +41,15 @@ class RichProgress:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
             console=stderr_console(), transient=True,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._progress.__exit__(kind, error, trace)
 
     def start_file(self, name: str, total_bytes: int | None) -> None:
         self._task = self._progress.add_task(name, total=total_bytes)
@@ -51,8 +64,8 @@ class RichProgress:
             self._task = None
 
 
-def result_document(result: IngestResult) -> dict:
-    def counts(item) -> dict:
+def result_document(result: IngestResult) -> dict[str, Any]:
+    def counts(item: IngestResult | FileOutcome) -> dict[str, int]:
         return {
             "read": item.read,
             "accepted": item.accepted,

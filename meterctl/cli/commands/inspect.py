@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, DbOption, JsonOption, WaitOption, command_group, print_json, print_table, session, stdout_console,
+    DEFAULT_DB_OPTION,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    command_group,
+    print_json,
+    print_table,
+    session,
+    stdout_console,
     visible,
 )
 

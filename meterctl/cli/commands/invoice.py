@@ -9,8 +9,19 @@ from rich.table import Table
 
 from meterctl.cli.commands.rate import warn_unbilled
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, ConfigOption, CustomerOption, DbOption, JsonOption, WaitOption, check_output, command_group,
-    print_json, print_table, session, stderr_console, stdout_console,
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    CustomerOption,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    check_output,
+    command_group,
+    print_json,
+    print_table,
+    session,
+    stderr_console,
+    stdout_console,
 )
 from meterctl.errors import UsageError
 from meterctl.instants import iso
@@ -257,19 +268,19 @@ def explain_command(
     _render_invoice(result.invoice)
     console = stdout_console()
     for x in result.lines:
-        l = x.line
-        console.print(f"\nline {l.line_no}: {l.kind} {l.name} = {_money(l.amount_minor, result.invoice.currency)} "
-                      f"{result.invoice.currency} (exact {l.precise_amount})")
-        console.print(f"  rated record: run {x.rating_run_id} line {x.rated_line_no}; pricebook {l.pricebook} sha256 {l.pricebook_hash[:16]}")
-        if l.tiers:
-            for t in l.tiers:
+        invoice_line = x.line
+        console.print(f"\nline {invoice_line.line_no}: {invoice_line.kind} {invoice_line.name} = {_money(invoice_line.amount_minor, result.invoice.currency)} "
+                      f"{result.invoice.currency} (exact {invoice_line.precise_amount})")
+        console.print(f"  rated record: run {x.rating_run_id} line {x.rated_line_no}; pricebook {invoice_line.pricebook} sha256 {invoice_line.pricebook_hash[:16]}")
+        if invoice_line.tiers:
+            for t in invoice_line.tiers:
                 console.print(f"  tier {t['tier']}: {t['units']} units above {t['lower']} at {t['unit_price']}"
                               + (f" + {t['flat_fee']}" if t["flat_fee"] != "0" else "") + f" = {t['amount']}")
         if x.meter is not None:
-            console.print(f"  usage window [{iso(l.window_start)}, {iso(l.window_end)}); meter {x.meter['name']}: "
+            console.print(f"  usage window [{iso(invoice_line.window_start)}, {iso(invoice_line.window_end)}); meter {x.meter['name']}: "
                           f"{x.meter['aggregation']} of event_name={x.meter['event_name']}"
-                          + (f", {', '.join(f'{k}={v}' for k, v in l.dimensions.items())}" if l.dimensions else "")
-                          + f" → {x.event_count} event(s), quantity {text(l.quantity)}")
+                          + (f", {', '.join(f'{k}={v}' for k, v in invoice_line.dimensions.items())}" if invoice_line.dimensions else "")
+                          + f" → {x.event_count} event(s), quantity {text(invoice_line.quantity)}")
             for e in x.events:
                 console.print(f"    {e.timestamp}  {e.event_id}  {e.event_name}  quantity={e.quantity}  {e.source}:{e.source_line}"
                               + ("" if e.meterable else "  (unmeterable: not counted)"))

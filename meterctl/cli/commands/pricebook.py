@@ -9,8 +9,18 @@ import typer
 from rich.table import Table
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, ConfigOption, DbOption, JsonOption, WaitOption, command_group, print_json, print_table,
-    problems_as_json, session, stderr_console, stdout_console,
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    command_group,
+    print_json,
+    print_table,
+    problems_as_json,
+    session,
+    stderr_console,
+    stdout_console,
 )
 
 pricebook_app = command_group("Versioned pricebooks: check, list, show and compare them.")
@@ -130,7 +140,7 @@ def diff_command(
     with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
         result = s.diff_pricebooks(old, new)
     if as_json:
-        plain = lambda v: None if v is ABSENT else v  # noqa: E731
+        plain = lambda v: None if v is ABSENT else v
         print_json({"from": result.before, "to": result.after,
                     "changes": [{"key": c.key, "from": plain(c.before), "to": plain(c.after)} for c in result.changes]})
         return
@@ -141,7 +151,7 @@ def diff_command(
     table = Table(title=f"{result.before} → {result.after}")
     for column in ("key", result.before, result.after):
         table.add_column(column)
-    show = lambda v: "-" if v is ABSENT else json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)  # noqa: E731
+    show = lambda v: "-" if v is ABSENT else json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
     for c in result.changes:
         table.add_row(c.key, show(c.before), show(c.after))
     print_table(console, table)

@@ -10,8 +10,19 @@ from rich.console import Console
 from rich.table import Table
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, ConfigOption, CustomerOption, DbOption, JsonOption, PeriodOption, WaitOption, check_output,
-    print_json, print_table, session, stderr_console, stdout_console,
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    CustomerOption,
+    DbOption,
+    JsonOption,
+    PeriodOption,
+    WaitOption,
+    check_output,
+    print_json,
+    print_table,
+    session,
+    stderr_console,
+    stdout_console,
 )
 from meterctl.errors import UsageError
 from meterctl.instants import iso

@@ -10,8 +10,18 @@ import typer
 from rich.table import Table
 
 from meterctl.cli.common import (
-    DEFAULT_DB_OPTION, ConfigOption, DbOption, JsonOption, WaitOption, check_output, parse_cycle, print_json, print_table,
-    session, stderr_console, stdout_console,
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    check_output,
+    parse_cycle,
+    print_json,
+    print_table,
+    session,
+    stderr_console,
+    stdout_console,
 )
 from meterctl.errors import UsageError
 from meterctl.instants import IsoCache

@@ -15,6 +15,7 @@ import duckdb
 from meterctl.store.duckdb.connect import connect
 from meterctl.store.duckdb.event_store import DuckDBEventStore
 from meterctl.store.duckdb.ledger import DuckDBLedger
+from meterctl.store.ports import EventStore, Ledger
 
 
 class DuckDBStore:
@@ -23,8 +24,8 @@ class DuckDBStore:
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
         self.path = path
         self.con = con
-        self.events = DuckDBEventStore(con)
-        self.ledger = DuckDBLedger(con)
+        self.events: EventStore = DuckDBEventStore(con)
+        self.ledger: Ledger = DuckDBLedger(con)
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False, wait: float = 0.0) -> DuckDBStore:

@@ -57,8 +57,13 @@ _INVOICE_SELECT = """
 
 
 def _invoice(row: tuple[Any, ...], instants: EpochCache) -> Invoice:
-    created, finalized = row[20], row[21]
-    return Invoice(*row[:20], instants[created], None if finalized is None else instants[finalized], row[22])
+    (invoice_id, customer_id, customer_version, customer_name, currency, timezone, period_start, period_end, revision,
+     status, number, supersedes, superseded_by, rating_run_id, subtotal, credits, tax, total, delta, content_hash,
+     created, finalized, supersedes_number) = row
+    return Invoice(invoice_id, customer_id, customer_version, customer_name, currency, timezone, period_start,
+                   period_end, revision, status, number, supersedes, superseded_by, rating_run_id, subtotal, credits,
+                   tax, total, delta, content_hash, instants[created],
+                   None if finalized is None else instants[finalized], supersedes_number)
 
 
 def _new_invoice_columns(changes: InvoiceChanges) -> dict[str, tuple[str, list[Any]]]:
@@ -149,7 +154,8 @@ class InvoiceRecords:
                     "DROP TABLE IF EXISTS temp.finalizing")
 
     def invoices(self, where: InvoiceFilter) -> tuple[Invoice, ...]:
-        clauses, params = ["true"], {}
+        clauses: list[str] = ["true"]
+        params: dict[str, Any] = {}
         if where.period_start is not None and where.period_end is not None:
             clauses.append("i.billed_until > $month_start AND i.billed_until <= $month_end")
             params.update(month_start=where.period_start, month_end=where.period_end)

@@ -32,8 +32,8 @@ def _subscriptions_json(subscriptions: Sequence[Subscription]) -> str:
 
 
 def _customer(row: tuple[Any, ...], instants: EpochCache) -> CustomerVersion:
-    *head, subscriptions, source, imported = row
-    return CustomerVersion(*head, tuple(
+    customer_id, version, name, currency, timezone, billing, subscriptions, source, imported = row
+    return CustomerVersion(customer_id, version, name, currency, timezone, billing, tuple(
         Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s.get("end") else None)
         for s in json.loads(subscriptions)), source, instants[imported])
 

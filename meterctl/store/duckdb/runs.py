@@ -212,16 +212,19 @@ class RunRecords:
         contexts: dict[tuple[Any, ...], LineContext] = {}
         lines = []
         for row in rows:
+            (customer_id, currency, timezone, period_start, period_end, segment_start, segment_end, window_start,
+             window_end, plan, version, pricebook_hash, kind, name, meter, dimensions, quantity, unit_price, tiers,
+             proration, precise, amount, minor, unmeterable) = row
             key = row[:12]
             context = contexts.get(key)
             if context is None:
-                context = contexts[key] = LineContext(*row[:7], instants[row[7]], instants[row[8]], *row[9:12])
-            (kind, name, meter, dimensions, quantity, unit_price, tiers, proration, precise, amount, minor,
-             unmeterable) = row[12:]
+                context = contexts[key] = LineContext(
+                    customer_id, currency, timezone, period_start, period_end, segment_start, segment_end,
+                    instants[window_start], instants[window_end], plan, version, pricebook_hash)
             lines.append(RatedLine(
                 context, kind, name, meter, json.loads(dimensions) if dimensions != "{}" else {}, quantity, unit_price,
                 tuple(tier_use(t) for t in json.loads(tiers)) if tiers != "[]" else (), proration, precise,
-                amount.quantize(quanta[row[1]]), minor, unmeterable))
+                amount.quantize(quanta[currency]), minor, unmeterable))
         return lines
 
 

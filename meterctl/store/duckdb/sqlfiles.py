@@ -4,10 +4,13 @@ and the few helpers that run it with exactly the parameters it names."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from functools import cache
 from importlib import resources
+from typing import Any
+
+import duckdb
 
 
 @cache
@@ -31,22 +34,22 @@ def parameters_of(statement: str) -> set[str]:
     return set(_PARAMETER.findall(code))
 
 
-def bind(statement: str, values: dict[str, object]) -> dict[str, object]:
+def bind(statement: str, values: dict[str, Any]) -> dict[str, Any]:
     return {key: values[key] for key in parameters_of(statement)}
 
 
-def execute(con, statement: str, values: dict[str, object]):
+def execute(con: duckdb.DuckDBPyConnection, statement: str, values: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     """Run a statement with exactly the named parameters it uses (DuckDB rejects extras)."""
     return con.execute(statement, bind(statement, values))
 
 
-def run(con, name: str, values: dict[str, object]) -> None:
+def run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, Any]) -> None:
     """Every statement of the file `name`, each with the parameters it uses."""
     for statement in statements(name):
         execute(con, statement, values)
 
 
-def temp_table(con, name: str, columns: dict[str, tuple[str, Sequence]]) -> None:
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, columns: Mapping[str, tuple[str, Sequence[Any]]]) -> None:
     """Python columns of equal length as the temporary table `name`: {column: (SQL type, values)}.
 
     One statement binds each column as a list parameter and unnests them side by side: no
@@ -66,7 +69,7 @@ def temp_table(con, name: str, columns: dict[str, tuple[str, Sequence]]) -> None
     con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT {", ".join(select)}', values)
 
 
-def install_macros(con) -> None:
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     """The event_macros.sql macros (validation rules shared by ingest and usage), on this connection."""
     for statement in statements("event_macros"):
         con.execute(statement)

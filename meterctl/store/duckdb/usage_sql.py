@@ -45,7 +45,7 @@ def _sections() -> dict[str, str]:
     text = sqlfiles.load("usage")
     parts = _SECTION.split(text)
     # parts: [header, name, body, name, body, ...]
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def fill(section: str, **fragments: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -344,7 +345,7 @@ def test_consecutive_periods_tile_the_range_without_gap_or_overlap(cycle, alignm
     assert first.start <= max(start, anchor) < first.end
     assert first.start >= anchor
     assert last.start < end <= last.end
-    for before, after in zip(periods, periods[1:]):
+    for before, after in itertools.pairwise(periods):
         assert before.end == after.start
         assert before.end_at == after.start_at
     low, high = LENGTH[cycle]
@@ -388,14 +389,14 @@ def test_fractions_of_a_fully_subscribed_period_sum_to_exactly_one(cycle, alignm
     plans = data.draw(st.lists(st.sampled_from(["basic", "pro", "scale"]), min_size=len(changes) + 1, max_size=len(changes) + 1))
     last_end = data.draw(st.dates(min_value=period.end, max_value=period.end + timedelta(days=400))) if ended else None
     subs = [Subscription(plans[0], anchor)]
-    subs += [Subscription(plan, day) for plan, day in zip(plans[1:], changes)]
+    subs += [Subscription(plan, day) for plan, day in zip(plans[1:], changes, strict=True)]
     subs[-1] = Subscription(subs[-1].plan, subs[-1].start, last_end)
 
     parts = segments(period, subs)
 
     assert sum(part.fraction for part in parts) == 1
     assert parts[0].start == period.start and parts[-1].end == period.end
-    for before, after in zip(parts, parts[1:]):
+    for before, after in itertools.pairwise(parts):
         assert before.end == after.start and before.plan != after.plan
     for part in parts:
         assert Decimal(0) < part.fraction <= 1

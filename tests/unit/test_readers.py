@@ -8,18 +8,13 @@ import hashlib
 import io
 import sys
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterctl.events import IngestOptions
-from meterctl.ingest import ingest
 from meterctl.io import readers
 from meterctl.io.readers import UTF8_BOM, LineReader, split_lines
 from meterctl.io.sources import Source
-from tests.conftest import NOW, event, jsonl, opened
 
 
 def _read(source: Source, chunk_bytes: int) -> tuple[list[tuple[int, bytes]], list[int], str]:
@@ -27,7 +22,7 @@ def _read(source: Source, chunk_bytes: int) -> tuple[list[tuple[int, bytes]], li
     lines, sizes = [], []
     for table, nbytes in reader.chunks():
         # Copied out at once: the chunk's buffer is refilled for the next one.
-        lines += zip(table.column("line_no").to_pylist(), table.column("raw").to_pylist())
+        lines += zip(table.column("line_no").to_pylist(), table.column("raw").to_pylist(), strict=True)
         sizes.append(nbytes)
     return lines, sizes, reader.content_sha256()
 
@@ -67,7 +62,7 @@ def test_newlines_are_found_across_the_search_blocks(lines, ends_with_newline, b
         table = split_lines(content, 5)
     pieces = content.split(b"\n")
     expected = list(enumerate([p + b"\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else []), start=5))
-    assert list(zip(table.column("line_no").to_pylist(), table.column("raw").to_pylist())) == expected
+    assert list(zip(table.column("line_no").to_pylist(), table.column("raw").to_pylist(), strict=True)) == expected
 
 
 def test_a_line_longer_than_the_buffer_after_a_byte_order_mark(tmp_path):
@@ -88,49 +83,3 @@ def test_gzip_and_standard_input_read_the_same_lines(tmp_path, monkeypatch):
     lines, _, sha = _read(Source("-", None), 1000)
     assert lines == _expected(content)
     assert sha == hashlib.sha256(content).hexdigest()
-
-
-class _Trickle(io.RawIOBase):
-    """A pipe that delivers one byte per read, as a slow writer might."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        if not self._data:
-            return 0
-        target[0] = self._data[0]
-        self._data = self._data[1:]
-        return 1
-
-
-def _ingest_trickled_stdin(tmp_path, monkeypatch, data: bytes):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(_Trickle(data))))
-    store = opened(tmp_path / "store.duckdb")
-    try:
-        return ingest(store.events, [Source("-", None)], IngestOptions(now=NOW)).files[0]
-    finally:
-        store.close()
-
-
-def test_gzip_on_a_pipe_that_delivers_a_byte_at_a_time_is_still_gzip(tmp_path, monkeypatch):
-    content = b"".join(jsonl(event(f"e{i}")).encode() for i in range(50))
-    outcome = _ingest_trickled_stdin(tmp_path, monkeypatch, gzip.compress(content))
-    assert (outcome.format, outcome.read, outcome.accepted) == ("jsonl.gz", 50, 50)
-
-
-def test_parquet_on_a_pipe_that_delivers_a_byte_at_a_time_is_still_parquet(tmp_path, monkeypatch):
-    sink = io.BytesIO()
-    pq.write_table(pa.table({"event_id": ["p1", "p2"], "customer_id": ["c1", "c1"], "event_name": ["api_call"] * 2,
-                             "timestamp": ["2026-10-01T00:00:00Z"] * 2}), sink)
-    outcome = _ingest_trickled_stdin(tmp_path, monkeypatch, sink.getvalue())
-    assert (outcome.format, outcome.accepted) == ("parquet", 2)
-    store = opened(tmp_path / "store.duckdb")
-    try:  # the file standard input was kept in while it was read is gone: no path to record
-        assert store.con.execute("SELECT source, source_path, size_bytes FROM ingest_batches").fetchall() == [
-            ("-", None, len(sink.getvalue()))]
-    finally:
-        store.close()

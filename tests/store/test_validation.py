@@ -119,8 +119,8 @@ def test_quantities_are_exact_decimals(write, run_ingest, con, quantity, expecte
 
 
 def _raw_event(event_id: str, quantity: str, extra: str = "") -> str:
-    return ('{"event_id":"%s","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z",'
-            '"quantity":%s%s}' % (event_id, quantity, extra))
+    return ('{"event_id":"' + event_id + '","customer_id":"c","event_name":"n","timestamp":"2026-10-05T10:00:00Z",'
+            '"quantity":' + quantity + extra + "}")
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_a_quantity_is_read_as_written_never_through_a_double(write, run_ingest,
     # The same number beside it in properties, however it is spelled there, does not confuse
     # which one is the quantity.
     spellings = dict.fromkeys((written, str(expected), f"{expected}0"))  # 1.5e3, 1500, 15000: only the first is equal
-    for extra in ("", *(',"properties":{"quantity":%s}' % s for s in spellings if s == written or "." in s)):
+    for extra in ("", *(',"properties":{"quantity":' + s + "}" for s in spellings if s == written or "." in s)):
         con.execute("DELETE FROM events")
         outcome = ingest_one(write, run_ingest, _raw_event("e" + str(len(extra)), written, extra))
         assert outcome.accepted == 1, dead_letters(con)

@@ -72,9 +72,3 @@ def test_yaml_numbers_are_exact_decimals_never_floats(tmp_path):
     assert isinstance(data["small"], Decimal)
 
 
-def test_config_validate_command(cli, tmp_path):
-    write_meters(tmp_path, "meters:\n  - {name: a, event_name: x, aggregation: cnt}\n")
-    result = cli("config", "validate", "--pricebooks", tmp_path)
-    assert result.exit_code == 78
-    assert "meters.yaml:2 meters[0].aggregation" in result.stderr
-    assert cli("config", "validate", "--pricebooks", REPO / "pricebooks").exit_code == 0

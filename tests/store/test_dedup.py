@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from meterctl.errors import InputNotFoundError
-
 from tests.conftest import SAMPLE, balanced, event, ingest_paths, jsonl, opened, scalar
 
 

@@ -1,0 +1,40 @@
+"""`meterctl rate` from the command line: its JSON, its errors, and exit 65 when a customer cannot be priced."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import event
+from tests.tenants import ACME_ON_PRO, SECOND_CUSTOMER, tokens_graduated
+
+
+def test_rate_command_json_uses_strings_for_decimals(cli, db, config, acme):
+    acme(event("c1"), event("c2"), event("c3"))
+    result = cli("rate", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    line = next(l for l in document["lines"] if l["meter"] == "api_calls" and l["pricebook"] == "pro@1")
+    assert {k: line[k] for k in ("customer_id", "quantity", "amount", "precise_amount", "currency", "dimensions")} == {
+        "customer_id": "cus_1", "quantity": "3", "amount": "1.10", "precise_amount": "1.1", "currency": "USD", "dimensions": {}}
+    assert document["run_id"] == 1 and len(document["run_hash"]) == 64
+
+def test_rate_command_errors(cli, db, config, acme):
+    acme()
+    assert cli("rate", "--period", "2026-13", "--db", db, "--pricebooks", config).exit_code == 2
+    missing = cli("rate", "--period", "2026-10", "--customer", "cus_404", "--db", db, "--pricebooks", config)
+    assert missing.exit_code == 65 and "cus_404" in missing.stderr
+
+def test_rate_and_invoice_exit_65_after_rating_the_others_when_a_customer_cannot_be_priced(cli, db, config, acme):
+    tokens_graduated(config)
+    acme(event("t1", event_name="llm_tokens", quantity=-5), event("g1", customer_id="cus_2"),
+           customers=ACME_ON_PRO + SECOND_CUSTOMER)
+    rated = cli("rate", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert rated.exit_code == 65
+    document = json.loads(rated.stdout)
+    assert {l["customer_id"] for l in document["lines"]} == {"cus_2"}
+    assert [u["customer_id"] for u in document["unpriceable"]] == ["cus_1"]
+    assert "warning: cus_1 not rated: customer cus_1, meter tokens" in rated.stderr
+    assert "1 customer(s) could not be priced and have no lines, so no bill" in rated.stderr
+    invoiced = cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert invoiced.exit_code == 65
+    assert [i["customer_id"] for i in json.loads(invoiced.stdout)["invoices"]] == ["cus_2"]

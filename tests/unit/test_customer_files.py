@@ -1,0 +1,71 @@
+"""Customer files from a CRM (YAML, CSV): strict, every problem named at its file, line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterctl.config_yaml import ConfigProblems
+from meterctl.customers_file import load_customers
+from tests.conftest import ACME_CUSTOMERS as ACME
+
+
+def test_csv_with_the_same_columns(con, write):
+    path = write("c.csv", "id,name,currency,timezone,billing,plan,start,end\n"
+                          "cus_1,Acme Corp,USD,America/New_York,calendar,pro,2026-09-14,\n"
+                          "cus_1,Acme Corp,USD,America/New_York,calendar,scale,2026-10-20,\n")
+    yaml_path = write("c.yaml", ACME)
+    assert load_customers(path) == load_customers(yaml_path)
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (ACME.replace("currency: USD", "currency: usd"), ":4 customers[0].currency: must be an ISO 4217 code"),
+        (ACME.replace("America/New_York", "Mars/Base"), ":5 customers[0].timezone: unknown time zone 'Mars/Base'"),
+        (ACME.replace("billing: calendar", "biling: calendar"), ":6 customers[0].biling: unknown key (check the spelling)"),
+        (ACME.replace("start: 2026-10-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
+        (ACME.replace("{plan: pro, start: 2026-09-14}", "{plan: pro, start: 2026-09-14, end: 2026-09-01}"),
+         ":8 customers[0].subscriptions[0]: end must be after start"),
+        (ACME.replace("start: 2026-09-14", "start: 2026-02-30"),
+         ":8 customers[0].subscriptions[0].start: 2026-02-30 is not a valid date (day is out of range for month)"),
+    ],
+)
+def test_bad_customer_files_name_file_line_and_key(write, text, expected):
+    path = write("c.yaml", text)
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(path)
+    assert any(str(p).startswith(f"{path}{expected}") for p in caught.value.problems), caught.value.problems
+
+def test_bad_csv_columns(write):
+    path = write("c.csv", "id,name,curency\n")
+    with pytest.raises(ConfigProblems, match="unknown column"):
+        load_customers(path)
+
+def test_a_repeated_id_is_listed_with_the_other_problems(tmp_path):
+    path = tmp_path / "customers.yaml"
+    path.write_text(ACME + ACME.replace("customers:\n", "").replace("currency: USD", "currency: dollars"))
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(path)
+    found = [str(p) for p in caught.value.problems]
+    assert any("customers[1].id: customer 'cus_1' appears twice" in p for p in found), found
+    assert any("customers[1].currency" in p for p in found), found
+
+def test_a_csv_that_is_not_utf8_is_named_with_its_line(write):
+    latin1 = "id,name,currency,timezone,plan,start\nc1,Acme,USD,UTC,pro,2026-01-01\nc2,Müller,EUR,UTC,pro,2026-01-01\n"
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(write("crm.csv", latin1.encode("latin-1")))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.message) == (3, "not UTF-8 text (byte 0xfc); save the file as CSV UTF-8")
+
+def test_csv_rows_of_one_customer_must_agree_on_its_columns(write):
+    crm = ("id,name,currency,timezone,billing,plan,start,end\n"
+           "c1,One,USD,UTC,calendar,pro,2026-01-01,2026-06-01\n"
+           "c1,One Ltd,EUR,UTC,calendar,scale,2026-06-01,\n"
+           "c2,Two,USD,UTC,,pro,2026-01-01,,extra\n")
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(write("crm.csv", crm))
+    found = [(p.line, p.key, p.message) for p in caught.value.problems]
+    assert found == [
+        (3, "customers[0].name", "'One Ltd' differs from line 2 ('One') for customer c1"),
+        (3, "customers[0].currency", "'EUR' differs from line 2 ('USD') for customer c1"),
+        (4, "", "1 more field(s) than the header has columns"),
+    ]
