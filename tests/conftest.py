@@ -5,12 +5,14 @@ configuration."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from meterctl.cli import app
@@ -20,6 +22,18 @@ from meterctl.io.sources import resolve_sources
 from meterctl.session import Session
 from meterctl.store import open_store
 from meterctl.store.duckdb import DuckDBStore
+
+# Property tests run a quarter of their examples by default, so the suite stays quick on two
+# cores; HYPOTHESIS_PROFILE=slow runs every example each test names.
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+settings.register_profile("slow", print_blob=True)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(full: int) -> int:
+    """How many examples a property test runs: `full` in the slow profile, else a quarter."""
+    return full if HYPOTHESIS_PROFILE == "slow" else max(5, full // 4)
+
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from meterctl.events import IngestOptions
 from meterctl.ingest import ingest
 from meterctl.io.sources import Source
-from tests.conftest import opened
+from tests.conftest import examples, opened
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = {
@@ -140,7 +140,7 @@ _events = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(_events, st.booleans(), st.integers(0, 30)), min_size=1, max_size=40))
 def test_random_lines_end_in_the_same_place_on_either_path(tmp_path_factory, items) -> None:
     tmp = tmp_path_factory.mktemp("fp")

@@ -8,7 +8,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ingest_paths, opened
+from tests.conftest import examples, ingest_paths, opened
 
 BLANK = b" \t\r\n\x0b\x0c"
 
@@ -71,7 +71,7 @@ def _expected_records(content: bytes) -> int:
     return sum(1 for p in pieces if p.strip(BLANK))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(lines=lines, bom=st.booleans(), final_newline=st.booleans())
 def test_no_line_is_ever_lost(tmp_path, lines, bom, final_newline):
     content = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if final_newline and lines else b"")

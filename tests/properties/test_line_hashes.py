@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from meterctl import pricing
 from meterctl.invoices import content_hash, invoice_totals
 from meterctl.rating import LineContext, RatedLine, run_hash
+from tests.conftest import examples
 
 # What an invoice's content hash leaves out of each line: where and when it was computed,
 # not what it bills (DESIGN: an unchanged invoice is recognised whenever it is derived again).
@@ -55,7 +56,7 @@ def dumps(document: object) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(rated_lines())
 def test_a_lines_canonical_json_is_what_json_dumps_writes(line):
     assert line.canonical_json() == dumps(line.canonical())
@@ -66,14 +67,14 @@ def test_a_lines_canonical_json_is_what_json_dumps_writes(line):
 KEYS = sorted(RatedLine.__dataclass_fields__) + sorted(LineContext.__dataclass_fields__) + ["pricebook"]  # a superset of canonical()'s keys
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(rated_lines(), st.sets(st.sampled_from(KEYS)), st.sets(st.sampled_from(KEYS), max_size=2))
 def test_any_keys_can_be_left_out(line, skip, keep_only):
     for left_out in (skip, set(KEYS) - keep_only):  # a few keys out; all but none, one or two
         assert line.canonical_json(tuple(left_out)) == dumps({k: v for k, v in line.canonical().items() if k not in left_out})
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(st.lists(rated_lines(), max_size=4), st.none() | st.lists(texts, min_size=1, max_size=3))
 def test_run_and_content_hashes_are_those_of_the_json_dumps_documents(lines, customers):
     document = {"period": "2026-10", "customers": sorted(customers) if customers else None,

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from meterctl.meters import Meter
 from meterctl.usage import usage
-from tests.conftest import event, ingest_paths, jsonl, opened
+from tests.conftest import event, examples, ingest_paths, jsonl, opened
 from tests.tenants import GPU, NOV, OCT, SEP, gpu_stop, heartbeat, meter
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     offsets=st.lists(st.integers(min_value=-3 * 86400, max_value=3 * 86400), min_size=1, max_size=12),
     stops=st.lists(st.booleans(), min_size=12, max_size=12),
@@ -42,7 +42,7 @@ def test_a_duration_split_at_any_instant_adds_up_to_the_whole(tmp_path, offsets,
     finally:
         store.close()
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     offsets=st.lists(st.integers(min_value=0, max_value=31 * 24 * 3600 - 1), min_size=1, max_size=30),
     quantities=st.lists(st.decimals(min_value=0, max_value=10**6, places=6, allow_nan=False), min_size=30, max_size=30),
