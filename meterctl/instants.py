@@ -8,7 +8,10 @@ midnight, hour or record time, and the hashes stored in ledgers have always used
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from meterctl.errors import Param, UsageError
 
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -24,6 +27,28 @@ def iso(at: datetime) -> str:
 def from_epoch_us(micros: int) -> datetime:
     """The instant `micros` microseconds after 1970-01-01T00:00:00Z."""
     return EPOCH + timedelta(microseconds=micros)
+
+
+def time_zone(tz: str, name: str = "tz") -> ZoneInfo:
+    """The IANA time zone `tz`; an unknown one is the caller's error on parameter `name`."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(Param(name), f": unknown time zone '{tz}' (use an IANA name such as Europe/Paris)") from None
+
+
+def local_instant(given: str | date | datetime, zone: ZoneInfo, name: str) -> datetime:
+    """An instant from a date (local midnight in `zone`), a date-time (without an offset: in
+    `zone`), or their text (2026-10-01, 2026-10-01T12:00:00Z); bad text is an error on `name`."""
+    if isinstance(given, str):
+        try:
+            given = date.fromisoformat(given) if len(given) == 10 else datetime.fromisoformat(given.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(Param(name), f": '{given}' is not a date (2026-10-01) or date-time "
+                             "(2026-10-01T12:00:00Z)") from None
+    if not isinstance(given, datetime):
+        return datetime.combine(given, time(), zone)
+    return given if given.tzinfo else given.replace(tzinfo=zone)
 
 
 class EpochCache(dict[int, datetime]):

@@ -48,6 +48,11 @@ class InvoiceRun:
     rating: RatingResult
     outcomes: tuple[InvoiceOutcome, ...]
 
+    @property
+    def invoices(self) -> tuple[InvoiceOutcome, ...]:
+        """What became of each invoice of the month (its id, customer, total, action)."""
+        return self.outcomes
+
     def refusal(self) -> MeterctlError | None:
         """See RatingResult.refusal: customers left unpriced, or no invoice at all."""
         return self.rating.refusal(len(self.outcomes), "no invoices")

@@ -21,12 +21,12 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterctl.errors import DataError, NotFoundError, Param, UsageError
+from meterctl.instants import local_instant, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
 from meterctl.store import open_store
 
@@ -105,8 +105,22 @@ class EventsExport:
     events: int
 
 
-def _names(given: Sequence[str] | None) -> tuple[str, ...] | None:
+def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Ids given as one or several; none (or an empty list) means all."""
+    if isinstance(given, str):
+        return (given,)
     return tuple(given) if given else None
+
+
+def _cycle(given: Cycle | str | None) -> Cycle | None:
+    from meterctl.cycles import Cycle
+
+    if given is None or isinstance(given, Cycle):
+        return given
+    try:
+        return Cycle(given)
+    except ValueError:
+        raise UsageError(Param("cycle"), f" must be monthly, quarterly or yearly, not '{given}'") from None
 
 
 class Session:
@@ -272,7 +286,7 @@ class Session:
 
         return history(self.store.ledger, customer_id)
 
-    def periods(self, customer_id: str, start: date, end: date, cycle: Cycle | None = None) -> BillingPeriods:
+    def periods(self, customer_id: str, start: date, end: date, cycle: Cycle | str | None = None) -> BillingPeriods:
         """A customer's billing periods overlapping local dates [start, end), split into
         segments where the plan changes; the cycle is its plans' unless given."""
         from meterctl.customers import billing_segments, history
@@ -281,7 +295,8 @@ class Session:
         if start >= end:
             raise UsageError(Param("start"), " must be before ", Param("end"))
         latest = history(self.store.ledger, customer_id)[0]
-        chosen = cycle if cycle is not None else customer_cycle(latest, self.catalog())
+        given = _cycle(cycle)
+        chosen = given if given is not None else customer_cycle(latest, self.catalog())
         try:
             found = billing_segments([latest], cycle=chosen, start=start, end=end)
         except ValueError as error:  # periods that would run past the year 9999
@@ -293,7 +308,7 @@ class Session:
 
     # ------------------------------------------------------------ events
 
-    def ingest(self, paths: Sequence[str | Path], options: IngestOptions | None = None,
+    def ingest(self, paths: str | Path | Sequence[str | Path], options: IngestOptions | None = None,
                progress: Progress | None = None) -> IngestResult:
         """Ingest files, directories, globs or '-' (standard input), each file in one
         transaction; the result says what became of every line."""
@@ -301,7 +316,8 @@ class Session:
         from meterctl.ingest import ingest
         from meterctl.io.sources import resolve_sources
 
-        sources = resolve_sources([str(p) for p in paths])  # a missing input stops the run before any write
+        given = [paths] if isinstance(paths, str | Path) else paths
+        sources = resolve_sources([str(p) for p in given])  # a missing input stops the run before any write
         return ingest(self.store.events, sources, options or IngestOptions(), progress)
 
     def status(self, last: int = 5) -> StoreStatus:
@@ -321,16 +337,17 @@ class Session:
         self,
         *,
         window: str = "day",
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: str | date | datetime | None = None,
+        end: str | date | datetime | None = None,
         tz: str = "UTC",
-        customers: Sequence[str] | None = None,
-        meters: Sequence[str] | None = None,
-        cycle: Cycle | None = None,
-        output: Path | None = None,
+        customers: str | Sequence[str] | None = None,
+        meters: str | Sequence[str] | None = None,
+        cycle: Cycle | str | None = None,
+        output: Path | str | None = None,
         format: str | None = None,
     ) -> UsageResult:
-        """Usage per customer × meter × window in [start, end) (default: this month in `tz`).
+        """Usage per customer × meter × window in [start, end) (default: this month in `tz`);
+        a date is local midnight in `tz`, and so is a date-time without an offset.
 
         Window `period` gives each customer's billing periods overlapping the range, split at
         plan changes (on `cycle`, or the billing cycle of the customer's plans). With
@@ -341,13 +358,11 @@ class Session:
 
         if format is not None and format not in ("csv", "parquet"):
             raise UsageError(Param("format"), f" must be csv or parquet, not '{format}'")
-        try:
-            zone = ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise UsageError(Param("tz"), f": unknown time zone '{tz}' (use an IANA name such as Europe/Paris)") from None
+        zone = time_zone(tz)
         month = datetime.now(zone).date().replace(day=1)
-        begin = start or datetime.combine(month, time(), zone)
-        finish = end or datetime.combine((month + timedelta(days=32)).replace(day=1), time(), zone)
+        begin = local_instant(start if start is not None else month, zone, "start")
+        finish = local_instant(end if end is not None else (month + timedelta(days=32)).replace(day=1), zone, "end")
+        customers, meters, cycle = _names(customers), _names(meters), _cycle(cycle)
         everything = self.meters()
         chosen = everything
         if meters:
@@ -380,19 +395,19 @@ class Session:
         if output is not None:
             from meterctl.export.usage import write_usage
 
-            write_usage(result, output, format)
+            write_usage(result, Path(output), format)
         return result
 
     # ------------------------------------------------------------ rating and invoices
 
-    def rate(self, period: str, customers: Sequence[str] | None = None) -> RatingResult:
+    def rate(self, period: str, customers: str | Sequence[str] | None = None) -> RatingResult:
         """Rate the billing periods that end in month `period` (YYYY-MM) and record the run."""
         from meterctl.rating import rate
 
         meters, catalog = self.configuration()
         return rate(self.store.events, self.store.ledger, catalog, meters, period, customers=_names(customers))
 
-    def simulate(self, pricebook: Path | str, period: str, customers: Sequence[str] | None = None,
+    def simulate(self, pricebook: Path | str, period: str, customers: str | Sequence[str] | None = None,
                  output: Path | None = None) -> SimulationResult:
         """What a candidate pricebook file would have billed for a past month, writing nothing
         to the store (with `output`, the comparison is written there as CSV)."""
@@ -410,7 +425,7 @@ class Session:
             write_bytes_atomically(output, simulation_csv(result))
         return result
 
-    def invoice(self, period: str, customers: Sequence[str] | None = None, *, finalize: bool = False,
+    def invoice(self, period: str, customers: str | Sequence[str] | None = None, *, finalize: bool = False,
                 now: datetime | None = None) -> InvoiceRun:
         """Build (or rebuild) the invoices of the billing periods ending in month `period`; with
         `finalize`, number them and make them immutable."""
@@ -426,7 +441,7 @@ class Session:
             raise DataError(NO_INVOICES_YET)
         return ledger
 
-    def invoices(self, *, period: str | None = None, customers: Sequence[str] | None = None,
+    def invoices(self, *, period: str | None = None, customers: str | Sequence[str] | None = None,
                  status: str | None = None) -> tuple[Invoice, ...]:
         """Invoices and their revisions (draft, finalized or superseded)."""
         from meterctl.invoicing import list_invoices
@@ -436,7 +451,7 @@ class Session:
         ledger = self.store.ledger
         if not ledger.has_invoices():
             return ()
-        return list_invoices(ledger, period=period, customers=customers, status=status)
+        return list_invoices(ledger, period=period, customers=_names(customers), status=status)
 
     def get_invoice(self, reference: str) -> Invoice:
         """An invoice by id (cus_1-20261001-r1) or number (INV-2026-000001), with its lines."""
@@ -445,7 +460,7 @@ class Session:
         return get_invoice(self._ledger_with_invoices(), reference)
 
     def export(self, format: str, output: Path | str, *, period: str | None = None,
-               customers: Sequence[str] | None = None, all_revisions: bool = False,
+               customers: str | Sequence[str] | None = None, all_revisions: bool = False,
                status: str | None = None) -> ExportResult:
         """Write invoices as json, csv, parquet or html (one page each into a directory),
         atomically and byte for byte reproducibly; the latest revision of each period unless
@@ -458,6 +473,7 @@ class Session:
         ledger = self._ledger_with_invoices()
         if status not in (None, "draft", "finalized"):
             raise UsageError(Param("status"), f" must be draft or finalized, not '{status}'")
+        customers = _names(customers)
         invoices = list_invoices(ledger, period=period, customers=customers, current_only=not all_revisions,
                                  with_lines=True, revision_status=status)
         if not invoices:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.table import Table
@@ -24,26 +22,7 @@ from meterctl.cli.common import (
     stdout_console,
 )
 from meterctl.errors import UsageError
-from meterctl.instants import IsoCache
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--tz: unknown time zone '{tz}' (use an IANA name such as Europe/Paris)") from None
-
-
-def _instant(text: str | None, zone: ZoneInfo, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), zone)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{option}: '{text}' is not a date (2026-10-01) or date-time (2026-10-01T12:00:00Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+from meterctl.instants import IsoCache, local_instant, time_zone
 
 
 def usage_command(
@@ -62,9 +41,9 @@ def usage_command(
     output: Annotated[str | None, typer.Option("-o", "--output", help="Write the rows to this file.")] = None,
 ) -> None:
     """Usage per customer × meter × window."""
-    zone = _zone(tz)
-    begin = _instant(start, zone, "--from")
-    finish = _instant(end, zone, "--to")
+    zone = time_zone(tz)
+    begin = local_instant(start, zone, "start") if start is not None else None
+    finish = local_instant(end, zone, "end") if end is not None else None
     if fmt not in (None, "csv", "parquet"):
         raise UsageError(f"--format must be csv or parquet, not '{fmt}'")
     if fmt and output is None:
