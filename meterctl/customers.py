@@ -34,6 +34,32 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
+class PeriodSegment:
+    """One segment of a billing period: the part of it billed on one plan."""
+
+    customer_id: str
+    period_start: date
+    period_end: date
+    timezone: str
+    plan: str
+    segment_start: date
+    segment_end: date
+    segment_start_at: datetime
+    segment_end_at: datetime
+    days: int
+    # A first calendar period that starts mid-month is part of a full one: fees are
+    # prorated against the full period's days.
+    period_days: int
+
+
+@dataclass(frozen=True)
+class BillingPeriods:
+    customer_id: str
+    cycle: str
+    segments: tuple[PeriodSegment, ...]
+
+
+@dataclass(frozen=True)
 class CustomerRecord:
     """A customer as one version of it is kept: what an import compares and adds."""
 

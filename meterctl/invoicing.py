@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from meterctl.cycles import month_bounds
-from meterctl.errors import DataError, MeterctlError, NotFoundError
+from meterctl.errors import DataError, MeterctlError, NotFoundError, Param
 from meterctl.invoices import (
     Invoice,
     InvoiceChanges,
@@ -81,7 +81,7 @@ def _refuse_open_periods(lines: Sequence[RatedLine], now: datetime) -> None:
         shown = ", ".join(f"{c} [{start}, {end})" for c, start, end in still_open[:3])
         shown += f" and {len(still_open) - 3} more" if len(still_open) > 3 else ""
         raise DataError(f"cannot finalize {len(still_open)} invoice(s) whose billing period has not ended yet: {shown}; "
-                        "build drafts now (without --finalize) and finalize once the period is over")
+                        "build drafts now (without ", Param("finalize"), ") and finalize once the period is over")
 
 
 def build_invoices(

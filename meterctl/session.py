@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,15 +31,17 @@ from meterctl.store import open_store
 
 if TYPE_CHECKING:
     from meterctl.audit import Explanation, Verification
-    from meterctl.customers import CustomerVersion, ImportResult
+    from meterctl.customers import BillingPeriods, CustomerVersion, ImportResult
     from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
     from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
     from meterctl.export import ExportResult
+    from meterctl.export.events import EventsExport
     from meterctl.invoices import Invoice
     from meterctl.invoicing import InvoiceRun
     from meterctl.meters import Meter
     from meterctl.pricebook import Catalog, PricebookVersion
+    from meterctl.pricebook.catalog import ConfigSummary, PricebookListing
     from meterctl.pricebook.diff import PricebookDiff
     from meterctl.progress import Progress
     from meterctl.rating import RatingResult
@@ -50,59 +51,6 @@ if TYPE_CHECKING:
 
 # The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
 # them: a cron job's `meterctl ingest` should not pay for rating at start-up.
-
-
-@dataclass(frozen=True)
-class ConfigSummary:
-    directory: str
-    meters: tuple[str, ...]
-    pricebooks: tuple[str, ...]  # plan@version
-
-
-@dataclass(frozen=True)
-class PricebookListing:
-    pricebook: str
-    plan: str
-    version: int
-    effective_from: date
-    currency: str
-    billing_cycle: str
-    file: str
-    hash: str
-    frozen: bool  # it has rated usage: its file may no longer change
-    edited_after_freeze: bool
-
-
-@dataclass(frozen=True)
-class PeriodSegment:
-    """One segment of a billing period: the part of it billed on one plan."""
-
-    customer_id: str
-    period_start: date
-    period_end: date
-    timezone: str
-    plan: str
-    segment_start: date
-    segment_end: date
-    segment_start_at: datetime
-    segment_end_at: datetime
-    days: int
-    # A first calendar period that starts mid-month is part of a full one: fees are
-    # prorated against the full period's days.
-    period_days: int
-
-
-@dataclass(frozen=True)
-class BillingPeriods:
-    customer_id: str
-    cycle: str
-    segments: tuple[PeriodSegment, ...]
-
-
-@dataclass(frozen=True)
-class EventsExport:
-    path: str
-    events: int
 
 
 def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -182,6 +130,8 @@ class Session:
         return self._meters, self._catalog
 
     def validate_config(self) -> ConfigSummary:
+        from meterctl.pricebook.catalog import ConfigSummary
+
         meters, catalog = self.configuration()
         return ConfigSummary(str(self.config_dir), tuple(m.name for m in meters), tuple(v.ref for v in catalog.versions))
 
@@ -203,6 +153,8 @@ class Session:
         return catalog
 
     def pricebooks(self) -> tuple[PricebookListing, ...]:
+        from meterctl.pricebook.catalog import PricebookListing
+
         _, catalog = self.configuration()
         frozen = self._frozen()
         return tuple(
@@ -289,7 +241,7 @@ class Session:
     def periods(self, customer_id: str, start: date, end: date, cycle: Cycle | str | None = None) -> BillingPeriods:
         """A customer's billing periods overlapping local dates [start, end), split into
         segments where the plan changes; the cycle is its plans' unless given."""
-        from meterctl.customers import billing_segments, history
+        from meterctl.customers import BillingPeriods, PeriodSegment, billing_segments, history
         from meterctl.rating.plan import customer_cycle, full_period_days
 
         if start >= end:
@@ -508,7 +460,7 @@ class Session:
     def export_events(self, reference: str, output: Path, *, line: int | None = None) -> EventsExport:
         """Every event behind an invoice's lines (or one line) as JSONL, written atomically."""
         from meterctl.audit import explain
-        from meterctl.export.events import events_jsonl
+        from meterctl.export.events import EventsExport, events_jsonl
         from meterctl.io.files import write_bytes_atomically
 
         ledger = self._ledger_with_invoices()

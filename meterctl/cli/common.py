@@ -46,7 +46,7 @@ PeriodOption = Annotated[str, typer.Option("--period", help="The month whose bil
 FLAGS = {
     "period": "--period", "window": "--window", "start": "--from", "end": "--to", "tz": "--tz",
     "customer": "--customer", "meter": "--meter", "cycle": "--cycle", "line": "--line", "format": "--format",
-    "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict",
+    "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict", "finalize": "--finalize",
 }
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 
 from meterctl.audit import Explanation
+
+
+@dataclass(frozen=True)
+class EventsExport:
+    path: str
+    events: int
 
 
 def events_jsonl(explanation: Explanation) -> tuple[bytes, int]:

@@ -50,6 +50,27 @@ class PricebookVersion:
 
 
 @dataclass(frozen=True)
+class ConfigSummary:
+    directory: str
+    meters: tuple[str, ...]
+    pricebooks: tuple[str, ...]  # plan@version
+
+
+@dataclass(frozen=True)
+class PricebookListing:
+    pricebook: str
+    plan: str
+    version: int
+    effective_from: date
+    currency: str
+    billing_cycle: str
+    file: str
+    hash: str
+    frozen: bool  # it has rated usage: its file may no longer change
+    edited_after_freeze: bool
+
+
+@dataclass(frozen=True)
 class Catalog:
     """Every pricebook version of the configuration directory, by plan and version."""
 

@@ -333,17 +333,19 @@ def test_export_paths_and_modes(tenant, tmp_path):
 def test_a_period_that_has_not_ended_can_be_drafted_but_not_finalized(tenant):
     from datetime import UTC, datetime
 
+    from meterctl.cli.common import message
     from meterctl.errors import DataError
 
     mid_october = datetime(2026, 10, 25, tzinfo=UTC)
     drafts = tenant.invoice(now=mid_october)
     assert {o.customer_id: o.period_open for o in drafts.outcomes} == {"cus_1": True, "cus_2": False}
-    with pytest.raises(DataError, match=r"cannot finalize 1 invoice\(s\) whose billing period has not ended yet: cus_1"):
+    with pytest.raises(DataError, match=r"cannot finalize 1 invoice\(s\) whose billing period has not ended yet: cus_1") as refused:
         tenant.invoice(finalize=True, now=mid_october)
+    # The library names its parameter; the command line says --finalize.
+    assert "build drafts now (without finalize)" in str(refused.value)
+    assert "(without --finalize)" in message(refused.value)
     assert all(i.status == "draft" for i in list_invoices(tenant.ledger))
     assert tenant.con.execute("SELECT count(*) FROM rating_runs").fetchall() == [(1,)]  # the refusal wrote nothing
-
-
 
 
 def test_export_never_replaces_a_pipe_and_writes_through_a_symlink(tenant, tmp_path):
