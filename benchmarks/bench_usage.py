@@ -1,7 +1,7 @@
 """Usage benchmark for issue #3, as a ratio against a hand-written DuckDB GROUP BY in the same run.
 
 A store with N events (default 2M, from generate_events.py) is aggregated into hourly
-windows per customer × meter: once by `meterctl.usage.usage` with one sum meter per event
+windows per customer × meter: once by `meterctl.metering.usage` with one sum meter per event
 name, once by the equivalent hand-written GROUP BY (the same rows). Both fetch every row.
 
     python benchmarks/bench_usage.py [--events 2000000] [--data-dir bench-data] [--repeat 3]
@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE))
 from generate_events import generate  # noqa: E402
 from warm_start import use_compiled_bytecode  # noqa: E402
 
+from meterctl.metering import usage  # noqa: E402
 from meterctl.meters import Meter  # noqa: E402
 from meterctl.store import open_store  # noqa: E402
-from meterctl.usage import usage  # noqa: E402
 
 NAMES = ("api_call", "llm_tokens", "gpu_heartbeat", "storage_report")
 BASELINE = """

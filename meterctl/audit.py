@@ -144,7 +144,8 @@ def verify(events: EventStore, ledger: Ledger, reference: str) -> Verification:
     run = _run(ledger, invoice.rating_run_id)
     meters = [Meter.model_validate(m) for m in run.meters]
     catalog = _snapshot_catalog(ledger, invoice, meters)
-    customer = next((c for c in history(ledger, invoice.customer_id) if c.version == invoice.customer_version), None)
+    versions = history(ledger.customer_history(invoice.customer_id), invoice.customer_id)
+    customer = next((c for c in versions if c.version == invoice.customer_version), None)
     if customer is None:
         raise DataError(f"customer {invoice.customer_id} version {invoice.customer_version} is missing from the store")
     # The month the invoice's run rated: a period cut short by the end of a subscription is

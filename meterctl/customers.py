@@ -9,13 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from meterctl import cycles
 from meterctl.errors import DataError, NotFoundError
-
-if TYPE_CHECKING:
-    from meterctl.store.ports import Ledger
 
 
 @dataclass(frozen=True)
@@ -86,20 +82,18 @@ class CustomerVersion:
 
 
 
-def imported(ledger: Ledger) -> tuple[CustomerVersion, ...]:
+def imported(latest: Sequence[CustomerVersion]) -> tuple[CustomerVersion, ...]:
     """The latest version of every customer; none at all is an error for anything that bills."""
-    latest = ledger.latest_customers()
     if not latest:
         raise DataError("no customers imported yet: run 'meterctl customers import FILE' first")
-    return latest
+    return tuple(latest)
 
 
-def history(ledger: Ledger, customer_id: str) -> tuple[CustomerVersion, ...]:
-    """Every version of a customer, newest first."""
-    versions = ledger.customer_history(customer_id)
+def history(versions: Sequence[CustomerVersion], customer_id: str) -> tuple[CustomerVersion, ...]:
+    """Every version of a customer (as the ledger gives them, newest first); none is an error."""
     if not versions:
         raise NotFoundError(f"customer '{customer_id}' does not exist (see 'meterctl customers list')")
-    return versions
+    return tuple(versions)
 
 
 def select_customers(latest: Sequence[CustomerVersion], customer_ids: Sequence[str] | None) -> tuple[CustomerVersion, ...]:

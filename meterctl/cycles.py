@@ -67,6 +67,14 @@ class Cycle(StrEnum):
 _CYCLE_MONTHS = {Cycle.MONTHLY: 1, Cycle.QUARTERLY: 3, Cycle.YEARLY: 12}
 
 
+def cycle_named(given: Cycle | str, name: str = "cycle") -> Cycle:
+    """A billing cycle from its name; another name is the caller's error on parameter `name`."""
+    try:
+        return Cycle(given)
+    except ValueError:
+        raise UsageError(Param(name), f" must be monthly, quarterly or yearly, not '{given}'") from None
+
+
 class Alignment(StrEnum):
     """Where billing periods begin: calendar month starts, or the subscription's anniversary."""
 

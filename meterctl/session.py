@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meterctl.errors import DataError, NotFoundError, Param, UsageError
+from meterctl.errors import DataError, NotFoundError, OutputError, Param, UsageError
 from meterctl.instants import local_instant, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
 from meterctl.store import open_store
@@ -60,15 +60,19 @@ def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(given) if given else None
 
 
-def _cycle(given: Cycle | str | None) -> Cycle | None:
-    from meterctl.cycles import Cycle
-
-    if given is None or isinstance(given, Cycle):
+def _day(given: date | str, name: str) -> date:
+    if isinstance(given, date):
         return given
     try:
-        return Cycle(given)
+        return date.fromisoformat(given)
     except ValueError:
-        raise UsageError(Param("cycle"), f" must be monthly, quarterly or yearly, not '{given}'") from None
+        raise UsageError(Param(name), f": '{given}' is not a date such as 2026-10-01") from None
+
+
+def _cycle(given: Cycle | str | None) -> Cycle | None:
+    from meterctl.cycles import cycle_named
+
+    return None if given is None else cycle_named(given)
 
 
 class Session:
@@ -81,6 +85,7 @@ class Session:
         self.wait = wait
         self.read_only = read_only
         self._store: Store | None = None
+        self._closed = False
         self._meters: tuple[Meter, ...] | None = None
         self._catalog: Catalog | None = None
 
@@ -93,15 +98,26 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        """Let go of the store (and its lock); the session cannot be used after."""
+        self._closed = True
         if self._store is not None:
             store, self._store = self._store, None
             store.close()
 
     @property
     def store(self) -> Store:
+        if self._closed:
+            raise ValueError("this meterctl session is closed")
         if self._store is None:
             self._store = open_store(self.db, read_only=self.read_only, wait=self.wait)
         return self._store
+
+    def _for_writing(self, what: str) -> Store:
+        """The store, for a method that writes to it."""
+        if self.read_only:
+            raise OutputError(f"{self.db}: this session opened the store read-only (read_only=True); "
+                              f"open it for writing to {what}")
+        return self.store
 
     # ------------------------------------------------------------ configuration
 
@@ -208,7 +224,7 @@ class Session:
 
         path = Path(path)
         loaded = load_customers(path)  # a bad file stops here, before the store is opened
-        result = import_customers(self.store.ledger, path, loaded)
+        result = import_customers(self._for_writing("import customers").ledger, path, loaded)
         return dataclasses.replace(result, plan_notes=self._plan_notes(loaded))
 
     def _plan_notes(self, loaded: Sequence[CustomerModel]) -> tuple[str, ...]:
@@ -236,17 +252,19 @@ class Session:
         """One customer's versions, newest first."""
         from meterctl.customers import history
 
-        return history(self.store.ledger, customer_id)
+        return history(self.store.ledger.customer_history(customer_id), customer_id)
 
-    def periods(self, customer_id: str, start: date, end: date, cycle: Cycle | str | None = None) -> BillingPeriods:
+    def periods(self, customer_id: str, start: date | str, end: date | str,
+                cycle: Cycle | str | None = None) -> BillingPeriods:
         """A customer's billing periods overlapping local dates [start, end), split into
         segments where the plan changes; the cycle is its plans' unless given."""
         from meterctl.customers import BillingPeriods, PeriodSegment, billing_segments, history
         from meterctl.rating.plan import customer_cycle, full_period_days
 
+        start, end = _day(start, "start"), _day(end, "end")
         if start >= end:
             raise UsageError(Param("start"), " must be before ", Param("end"))
-        latest = history(self.store.ledger, customer_id)[0]
+        latest = history(self.store.ledger.customer_history(customer_id), customer_id)[0]
         given = _cycle(cycle)
         chosen = given if given is not None else customer_cycle(latest, self.catalog())
         try:
@@ -270,7 +288,7 @@ class Session:
 
         given = [paths] if isinstance(paths, str | Path) else paths
         sources = resolve_sources([str(p) for p in given])  # a missing input stops the run before any write
-        return ingest(self.store.events, sources, options or IngestOptions(), progress)
+        return ingest(self._for_writing("ingest").events, sources, options or IngestOptions(), progress)
 
     def status(self, last: int = 5) -> StoreStatus:
         return self.store.events.status(last)
@@ -306,7 +324,8 @@ class Session:
         `output`, the rows are also written there as CSV or Parquet (`format`, or the suffix).
         """
         from meterctl.customers import billing_segments, select_customers
-        from meterctl.usage import BillingWindow, usage
+        from meterctl.metering import usage
+        from meterctl.usage import BillingWindow
 
         if format is not None and format not in ("csv", "parquet"):
             raise UsageError(Param("format"), f" must be csv or parquet, not '{format}'")
@@ -345,10 +364,18 @@ class Session:
         result = usage(events, chosen, window=window, start=begin, end=finish, tz=tz, customers=customers,
                        periods=periods)
         if output is not None:
-            from meterctl.export.usage import write_usage
-
-            write_usage(result, Path(output), format)
+            self.write_usage(result, output, format)
         return result
+
+    @staticmethod
+    def write_usage(result: UsageResult, output: Path | str, format: str | None = None) -> None:
+        """Usage rows written as CSV or Parquet (`format`, or the file's suffix), atomically;
+        the store is not involved."""
+        from meterctl.export.usage import write_usage
+
+        if format is not None and format not in ("csv", "parquet"):
+            raise UsageError(Param("format"), f" must be csv or parquet, not '{format}'")
+        write_usage(result, Path(output), format)
 
     # ------------------------------------------------------------ rating and invoices
 
@@ -357,10 +384,11 @@ class Session:
         from meterctl.rating import rate
 
         meters, catalog = self.configuration()
-        return rate(self.store.events, self.store.ledger, catalog, meters, period, customers=_names(customers))
+        store = self._for_writing("record a rating run")
+        return rate(store.events, store.ledger, catalog, meters, period, customers=_names(customers))
 
     def simulate(self, pricebook: Path | str, period: str, customers: str | Sequence[str] | None = None,
-                 output: Path | None = None) -> SimulationResult:
+                 output: Path | str | None = None) -> SimulationResult:
         """What a candidate pricebook file would have billed for a past month, writing nothing
         to the store (with `output`, the comparison is written there as CSV)."""
         from meterctl.pricebook import load_pricebook
@@ -374,7 +402,7 @@ class Session:
             from meterctl.export.simulation import simulation_csv
             from meterctl.io.files import write_bytes_atomically
 
-            write_bytes_atomically(output, simulation_csv(result))
+            write_bytes_atomically(Path(output), simulation_csv(result))
         return result
 
     def invoice(self, period: str, customers: str | Sequence[str] | None = None, *, finalize: bool = False,
@@ -384,7 +412,8 @@ class Session:
         from meterctl.invoicing import build_invoices
 
         meters, catalog = self.configuration()
-        return build_invoices(self.store.events, self.store.ledger, catalog, meters, period,
+        store = self._for_writing("write invoices")
+        return build_invoices(store.events, store.ledger, catalog, meters, period,
                               customers=_names(customers), finalize=finalize, now=now)
 
     def _ledger_with_invoices(self) -> Ledger:
@@ -457,7 +486,7 @@ class Session:
         ledger = self._ledger_with_invoices()
         return explain(self.store.events, ledger, reference, line_no=line, with_events=events, limit=limit)
 
-    def export_events(self, reference: str, output: Path, *, line: int | None = None) -> EventsExport:
+    def export_events(self, reference: str, output: Path | str, *, line: int | None = None) -> EventsExport:
         """Every event behind an invoice's lines (or one line) as JSONL, written atomically."""
         from meterctl.audit import explain
         from meterctl.export.events import EventsExport, events_jsonl
@@ -466,7 +495,7 @@ class Session:
         ledger = self._ledger_with_invoices()
         explanation = explain(self.store.events, ledger, reference, line_no=line, with_events=True, limit=None)
         data, count = events_jsonl(explanation)
-        write_bytes_atomically(output, data)
+        write_bytes_atomically(Path(output), data)
         return EventsExport(str(output), count)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from meterctl import pricing
 from meterctl.customers import imported, select_customers
+from meterctl.cycles import month_bounds
 from meterctl.errors import DataError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, PricebookVersion
@@ -78,7 +79,8 @@ def simulate(
     *,
     customers: Sequence[str] | None = None,
 ) -> SimulationResult:
-    jobs = plan_jobs(select_customers(imported(ledger), customers), catalog, period, candidate)
+    month_bounds(period)  # a malformed month is the first thing to say
+    jobs = plan_jobs(select_customers(imported(ledger.latest_customers()), customers), catalog, period, candidate)
     affected = sorted({job.customer.customer_id for job in jobs if job.book is candidate})
     rows: list[SimulatedCustomer] = []
     if affected:

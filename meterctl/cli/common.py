@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meterctl.cycles import Cycle
+from meterctl.cycles import Cycle, cycle_named
 from meterctl.errors import MeterctlError, UsageError
 from meterctl.instants import iso
 from meterctl.session import Session
@@ -60,12 +60,8 @@ def session(db: Path | None, *, pricebooks: Path | None = None, wait: float = 0.
 
 
 def parse_cycle(text: str | None) -> Cycle | None:
-    """--cycle as a billing cycle (None: each customer's plans' own)."""
-    if text is None:
-        return None
-    if text not in ("monthly", "quarterly", "yearly"):
-        raise UsageError(f"--cycle must be monthly, quarterly or yearly, not '{text}'")
-    return Cycle(text)
+    """--cycle as a billing cycle (None: each customer's plans' own), checked as it is parsed."""
+    return None if text is None else cycle_named(text)
 
 
 def command_group(help: str, *, no_args_is_help: bool = True, **options: Any) -> typer.Typer:

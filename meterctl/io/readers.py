@@ -360,18 +360,6 @@ def spool_stdin() -> Path:
     return Path(name)
 
 
-def _readable_by_duckdb(table: pa.Table) -> pa.Table:
-    """The columns whose Arrow type DuckDB cannot scan, as types it can, losing nothing:
-    half floats widened, 256-bit decimals as their exact text."""
-    for index, column in enumerate(table.schema):
-        kind = column.type
-        if pa.types.is_float16(kind):
-            table = table.set_column(index, column.name, table.column(index).cast(pa.float32()))
-        elif pa.types.is_decimal256(kind):
-            table = table.set_column(index, column.name, table.column(index).cast(pa.string()))
-    return table
-
-
 class ParquetReader:
     """Batches of Parquet rows with their columns as stored, and the row numbers (from 1)
     appended as the last column, under a name no column of the file has."""
@@ -403,7 +391,7 @@ class ParquetReader:
             for batch in parquet.iter_batches(batch_size=self.batch_rows):
                 count = batch.num_rows
                 numbers = pa.array(np.arange(next_row, next_row + count, dtype=np.int64))
-                table = _readable_by_duckdb(pa.Table.from_batches([batch])).append_column(row_column, numbers)
+                table = pa.Table.from_batches([batch]).append_column(row_column, numbers)
                 table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
                 next_row += count
                 yield table, size * count // total

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meterctl.customers import imported, select_customers
+from meterctl.cycles import month_bounds
 from meterctl.errors import DataError, MeterctlError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, PricebookVersion, check_frozen
@@ -108,7 +109,8 @@ def price_month(
     """
     from meterctl.rating.record import recorded_from
 
-    latest = imported(ledger)
+    month_bounds(period)  # a malformed month is the first thing to say
+    latest = imported(ledger.latest_customers())
     chosen = select_customers(latest, customers)
     # The unbilled-event checks read the events in the background while Python prices.
     pending = events.count_unbilled(unbilled_query(period, meters, latest, customers))

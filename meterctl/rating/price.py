@@ -31,13 +31,14 @@ from typing import Any
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Problem
 from meterctl.errors import DataError
+from meterctl.metering import usage
 from meterctl.meters import Meter
 from meterctl.pricebook import Charge
 from meterctl.pricing import text
 from meterctl.rating.lines import LineContext, RatedLine
 from meterctl.rating.plan import Job
 from meterctl.store.ports import EventStore
-from meterctl.usage import UsageResult, usage
+from meterctl.usage import UsageResult
 
 _DISPLAY_PLACES = 20
 _ONE = Decimal(1)

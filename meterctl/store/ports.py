@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from meterctl.events import Conflict, ContractRules, DeadLetter, StoreStatus
     from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
     from meterctl.meters import Meter
-    from meterctl.pricebook import PricebookVersion
+    from meterctl.pricebook.catalog import PricebookVersion
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.notes import RunNotes
     from meterctl.usage import AggregateRow, BillingWindow, OpenSessionRow, UsageQuery
@@ -263,8 +263,6 @@ class Ledger(Protocol):
         ...
 
     # customers
-    def has_customers(self) -> bool: ...
-
     def import_customers(self, records: Sequence[CustomerRecord], source: str) -> tuple[int, int, tuple[str, ...]]:
         """Add a version of each new or changed customer: (added, changed, stored customers not among `records`)."""
         ...

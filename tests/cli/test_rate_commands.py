@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from meterctl.store import open_store
 from tests.conftest import event
 from tests.tenants import ACME_ON_PRO, SECOND_CUSTOMER, tokens_graduated
 
@@ -38,3 +41,13 @@ def test_rate_and_invoice_exit_65_after_rating_the_others_when_a_customer_cannot
     invoiced = cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
     assert invoiced.exit_code == 65
     assert [i["customer_id"] for i in json.loads(invoiced.stdout)["invoices"]] == ["cus_2"]
+
+
+@pytest.mark.parametrize("command", ["rate", "invoice", "simulate"])
+def test_a_malformed_month_is_said_before_anything_about_customers(cli, db, config, command):
+    open_store(db).close()  # a store without customers: simulate only reads one
+    extra = ["--pricebook", config / "pro" / "v1.yaml"] if command == "simulate" else []
+    for customers in ([], ["--customer", "nobody"]):
+        result = cli(command, "--period", "2026-13", "--db", db, "--pricebooks", config, *customers, *extra)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == "meterctl: --period: invalid month '2026-13': month must be 01 to 12\n"

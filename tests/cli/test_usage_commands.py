@@ -66,3 +66,16 @@ def test_usage_of_an_unknown_customer_id_is_an_error_not_an_empty_table(cli, db,
     assert ok.exit_code == 0
     typo = cli("usage", "--db", db, "--pricebooks", REPO / "pricebooks", "--customer", "cus_l", "--from", "2026-10-01", "--to", "2026-11-01")
     assert typo.exit_code == 65 and "cus_l" in typo.stderr
+
+
+def test_the_warnings_about_the_rows_come_before_their_file_is_written(cli, db, config, write, tmp_path):
+    # An event the storage meter cannot read: said on stderr even when the file cannot be written.
+    cli("ingest", "--db", db, write("e.jsonl", jsonl(event("s", event_name="storage_report", properties={"gb": "lots"}))))
+    args = ["usage", "--db", db, "--pricebooks", config, "--from", "2026-10-01", "--to", "2026-11-01", "--meter", "storage_gb"]
+    (tmp_path / "taken").mkdir()
+    refused = cli(*args, "-o", tmp_path / "taken")
+    assert refused.exit_code == 73
+    assert refused.stderr.startswith("warning: 1 unmeterable event(s) for cus_1 / storage_gb: properties.gb missing")
+    written = cli(*args, "-o", tmp_path / "usage.csv")
+    assert written.exit_code == 0 and "warning: 1 unmeterable" in written.stderr
+    assert (tmp_path / "usage.csv").read_text().splitlines()[1].startswith("cus_1,storage_gb,2026-10-05T00:00:00Z")

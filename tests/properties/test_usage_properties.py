@@ -7,8 +7,8 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meterctl.metering import usage
 from meterctl.meters import Meter
-from meterctl.usage import usage
 from tests.conftest import event, examples, ingest_paths, jsonl, opened
 from tests.tenants import GPU, NOV, OCT, SEP, gpu_stop, heartbeat, meter
 

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 import meterctl
-from meterctl.errors import ConfigError, DataError, InputNotFoundError, UsageError
+from meterctl.errors import ConfigError, DataError, InputNotFoundError, OutputError, UsageError
 from tests.conftest import ACME_CUSTOMERS, event, jsonl
 
 
@@ -87,3 +87,32 @@ def test_nothing_to_invoice_is_a_refusal_the_caller_can_act_on(month):
     refusal = run.refusal()
     assert isinstance(refusal, DataError) and refusal.exit_code == 65
     assert str(refusal) == "no billing period ends in 2026-08: no invoices"
+
+
+def test_a_read_only_session_refuses_to_write_and_a_closed_one_to_work(db, month, write):
+    month.close()
+    with pytest.raises(ValueError, match="session is closed"):
+        month.status()
+    with meterctl.Session(db=db, read_only=True) as reader:
+        assert reader.status().events == 4
+        with pytest.raises(OutputError, match="opened the store read-only") as refused:
+            reader.ingest(write("more.jsonl", jsonl(event("c9"))))
+        assert refused.value.exit_code == 73
+    with meterctl.Session(db=db) as writer:
+        assert writer.ingest(write("more.jsonl", jsonl(event("c9")))).accepted == 1
+
+
+def test_periods_take_dates_or_their_text(month):
+    by_text = month.periods("cus_1", "2026-09-01", "2026-11-01")
+    assert by_text == month.periods("cus_1", date(2026, 9, 1), date(2026, 11, 1))
+    assert [(s.plan, s.segment_start.isoformat(), s.days, s.period_days) for s in by_text.segments] == [
+        ("pro", "2026-09-14", 17, 30), ("pro", "2026-10-01", 19, 31), ("scale", "2026-10-20", 12, 31)]
+    with pytest.raises(UsageError, match="^start: 'Sept 1' is not a date such as 2026-10-01$"):
+        month.periods("cus_1", "Sept 1", "2026-11-01")
+
+
+def test_the_events_behind_an_invoice_go_to_a_file(month, tmp_path):
+    [invoice] = month.invoice("2026-10").invoices
+    written = month.export_events(invoice.invoice_id, str(tmp_path / "events.jsonl"), line=2)
+    assert written.events == 2
+    assert [json.loads(line)["event_id"] for line in (tmp_path / "events.jsonl").read_text().splitlines()] == ["c1", "c2"]

@@ -9,8 +9,8 @@ import pytest
 
 from meterctl.errors import DataError
 from meterctl.instants import iso
+from meterctl.metering import usage
 from meterctl.meters import Meter
-from meterctl.usage import usage
 from tests.conftest import event, jsonl
 from tests.tenants import GPU, NOV, OCT, SEP, gpu_stop, heartbeat, meter
 

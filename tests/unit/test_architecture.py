@@ -1,12 +1,17 @@
 """The import contract: which room of the package may import what.
 
-    cli/    the command line: parses, calls a Session method, renders (Typer, Rich, Click here only)
-    core    the billing domain and the Session, over typed values; reaches the store through
-            the ports (meterctl.store.ports) and open_store (meterctl.store), never an engine
-    store/  everything that knows an engine: the only place duckdb is imported; it never
-            reaches up into the services, the Session or the command line
+    cli/    the command line: parses, calls a Session method, renders (Typer, Rich, Click here
+            only); it reaches the library through the Session and the values it returns
+    core    the services (ingest, rating, invoicing, audit, simulate, metering) and the Session,
+            over typed values; they reach the store through the ports (meterctl.store.ports) and
+            open_store (meterctl.store), never an engine
+    values  the typed values both sides share (errors, instants, cycles, meters, pricing, events,
+            usage, customers, invoices, rated lines): they import no service and no store engine
+    store/  everything that knows an engine: the only place duckdb is imported; of the rest it
+            imports the values only
 
-Every import counts, at the top of a module or inside a function, typing-only ones too.
+Every import counts, at the top of a module or inside a function, typing-only ones too (but
+for the command line's, which may name a service's result type in an annotation).
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "meterctl"
 
-# What the store may not import: the services built on it, the Session, the command line.
+# The values: what the store may import of the rest of the package.
+VALUES = (
+    "meterctl.errors", "meterctl.instants", "meterctl.cycles", "meterctl.meters", "meterctl.pricing",
+    "meterctl.canonical_json", "meterctl.events", "meterctl.usage", "meterctl.customers", "meterctl.invoices",
+    "meterctl.rating.lines", "meterctl.rating.notes", "meterctl.pricebook.catalog", "meterctl.settings",
+    "meterctl.config_yaml",
+)
+# The services built on the store, which the command line reaches only through the Session.
 SERVICES = (
-    "meterctl.cli", "meterctl.session", "meterctl.ingest", "meterctl.invoicing", "meterctl.audit", "meterctl.simulate",
-    "meterctl.export", "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month",
-    "meterctl.rating.plan", "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled",
+    "meterctl.ingest", "meterctl.invoicing", "meterctl.audit", "meterctl.simulate", "meterctl.metering",
+    "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month", "meterctl.rating.plan",
+    "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled",
 )
 COMMAND_LINE = ("typer", "rich", "click")
 
@@ -34,12 +46,26 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, absolute, relative imports resolved."""
+def _typing_only(tree: ast.Module) -> set[int]:
+    """The line numbers inside `if TYPE_CHECKING:` blocks."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for inner in node.body:
+                lines.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    return lines
+
+
+def _imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+    """Every module a file imports from (`from a.b import c` is a.b, but `from meterctl
+    import x` is meterctl.x), absolute, relative imports resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    skip = _typing_only(tree) if runtime_only else set()
     found: set[str] = set()
     for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -48,12 +74,15 @@ def _imports(path: Path) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
+            if module == "meterctl":
+                found.update(f"meterctl.{alias.name}" for alias in node.names)
+            else:
+                found.add(module)
     return found
 
 
 MODULES = {_module_name(path): _imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+RUNTIME = {_module_name(path): _imports(path, runtime_only=True) for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _within(name: str, prefixes: tuple[str, ...] | str) -> bool:
@@ -89,8 +118,20 @@ def test_the_core_reaches_the_store_through_its_ports_only(module):
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, "meterctl.store")))
-def test_the_store_never_reaches_up_into_the_services(module):
-    assert not {name for name in MODULES[module] if _within(name, SERVICES)}, module
+def test_the_store_imports_of_the_rest_the_values_only(module):
+    others = {name for name in MODULES[module] if _within(name, "meterctl") and not _within(name, "meterctl.store")}
+    assert not {name for name in others if not _within(name, VALUES)}, module
+
+
+@pytest.mark.parametrize("module", VALUES)
+def test_the_values_import_no_service_and_no_engine(module):
+    assert not {name for name in MODULES[module] if _within(name, SERVICES + ("meterctl.session", "meterctl.cli",
+                                                                                "meterctl.store.duckdb"))}, module
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, "meterctl.cli")))
+def test_the_command_line_reaches_the_services_through_the_session_only(module):
+    assert not {name for name in RUNTIME[module] if _within(name, SERVICES)}, module
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, "meterctl.cli")))

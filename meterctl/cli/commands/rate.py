@@ -28,7 +28,8 @@ from meterctl.errors import UsageError
 from meterctl.instants import iso
 
 if TYPE_CHECKING:
-    from meterctl.rating import RatedLine, RatingResult
+    from meterctl.rating.lines import RatedLine
+    from meterctl.rating.month import RatingResult
 
 
 def _line_json(line: RatedLine) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def _line_json(line: RatedLine) -> dict[str, Any]:
 
 def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict[str, Any]]:
     """Totals per customer × period, or (the default, short enough for a cron log) per pricebook."""
-    from meterctl.simulate import major
+    from meterctl.pricing import major, minor_units
 
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for line in result.lines:
@@ -56,7 +57,7 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict[str, An
         row["lines"] += 1
         row["minor"] += line.amount_minor
     for row in rows.values():
-        row["amount"] = major(row.pop("minor"), row["currency"])
+        row["amount"] = major(row.pop("minor"), minor_units(row["currency"]))
         row["customers"] = len(row["customers"])
     return list(rows.values()) if per_customer else sorted(rows.values(), key=lambda r: (r["currency"], r["pricebook"]))
 

@@ -52,7 +52,7 @@ def usage_command(
     path = check_output(output, instead="--json prints the rows on standard output")
     with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
         result = s.usage(window=window, start=begin, end=finish, tz=tz, customers=customer, meters=meter,
-                         cycle=chosen_cycle, output=path, format=fmt)
+                         cycle=chosen_cycle)
     console = stderr_console()
     for u in result.unmeterable:
         console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter}: {u.reason}", style="yellow")
@@ -60,6 +60,8 @@ def usage_command(
     for session_ in result.open_sessions:
         console.print(f"note: open session {session_.session} of {session_.customer_id} / {session_.meter}, "
                       f"last seen {shown[session_.last_event_at]}")
+    if path is not None:  # written once the warnings are out, as they concern the rows
+        s.write_usage(result, path, fmt)
     if as_json or path is not None:
         if as_json:
             from meterctl.export.usage import usage_document

@@ -44,6 +44,7 @@ class DuckDBBatch:
         return self._add(chunk, view, rules)
 
     def add_rows(self, chunk: pa.Table, rules: ContractRules) -> ChunkCounts:
+        chunk = _scannable(chunk)
         return self._add(chunk, _parquet_lines_view(chunk.schema), rules)
 
     def _add(self, chunk: pa.Table, view: str, rules: ContractRules) -> ChunkCounts:
@@ -109,7 +110,7 @@ def new_batch(con: duckdb.DuckDBPyConnection, source: str) -> Iterator[DuckDBBat
             if not batch.done:
                 open_transaction.rollback()
     except duckdb.NotImplementedException as error:
-        # A column type DuckDB cannot scan (io.readers converts the ones it knows of).
+        # A column type DuckDB cannot scan (_scannable converts the ones it knows of).
         reason = str(error).splitlines()[0]
         raise InputNotFoundError(f"{source}: cannot be read: {reason}") from None
     except duckdb.OutOfMemoryException:
@@ -199,6 +200,18 @@ def _make_invalid_utf8_readable(con: duckdb.DuckDBPyConnection, chunk: pa.Table)
         con.execute("UPDATE slow_stage SET raw = r.raw FROM readable_lines AS r WHERE slow_stage.line_no = r.line_no")
     finally:
         con.unregister("readable_lines")
+
+
+def _scannable(table: pa.Table) -> pa.Table:
+    """The columns whose Arrow type DuckDB cannot scan, as types it can, losing nothing:
+    half floats widened, 256-bit decimals as their exact text."""
+    for index, column in enumerate(table.schema):
+        kind = column.type
+        if pa.types.is_float16(kind):
+            table = table.set_column(index, column.name, table.column(index).cast(pa.float32()))
+        elif pa.types.is_decimal256(kind):
+            table = table.set_column(index, column.name, table.column(index).cast(pa.string()))
+    return table
 
 
 def _quote(identifier: str) -> str:

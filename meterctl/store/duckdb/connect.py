@@ -126,7 +126,11 @@ def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.01)))
             delay = min(delay * 2, 1.0)
     if not read_only:
-        migrate(con)
+        try:
+            migrate(con)
+        except BaseException:
+            con.close()  # the lock goes with it
+            raise
     return con
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from meterctl.instants import EpochCache
 from meterctl.pricing import text
 from meterctl.store.duckdb import sqlfiles, usage_sql
 from meterctl.store.duckdb.connect import cursor
-from meterctl.store.ports import LineEventQuery, PriorBatch, TracedEvent, UnbilledCounts, UnbilledQuery
+from meterctl.store.ports import LineEventQuery, Pending, PriorBatch, TracedEvent, UnbilledCounts, UnbilledQuery
 from meterctl.usage import AggregateRow, OpenSessionRow, UsageQuery
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class DuckDBEventStore:
                        for customer, session, last in sqlfiles.execute(self.con, statements.open_sessions, params).fetchall()]
         return found, opened
 
-    def count_unbilled(self, query: UnbilledQuery) -> _Background:
+    def count_unbilled(self, query: UnbilledQuery) -> Pending:
         return _Background(self.con, lambda con: _unbilled(con, query))
 
     # ------------------------------------------------------------ lineage
@@ -148,7 +149,7 @@ class DuckDBEventStore:
         return int(count), int(now), events
 
     def count_later_events(self, customer_id: str, after_batch: int, event_names: Sequence[str],
-                           start: Any, end: Any) -> int:
+                           start: datetime, end: datetime) -> int:
         return int(self.con.execute(
             "SELECT count(*) FROM events WHERE customer_id = $customer AND batch_id > $as_of "
             "AND list_contains($names, event_name) AND ts >= $start AND ts < $end",
@@ -282,9 +283,12 @@ class _Background:
 
     def result(self) -> Any:
         try:
-            return self._future.result()
-        finally:
-            self._close()
+            value = self._future.result()
+        except BaseException:  # the query failed, or Ctrl-C while waiting: stop it, then report
+            self.cancel()
+            raise
+        self._close()
+        return value
 
     def cancel(self) -> None:
         if not self._closed:
@@ -294,8 +298,10 @@ class _Background:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._pool.shutdown(wait=True)
-            self._cursor.close()
+            try:
+                self._pool.shutdown(wait=True)
+            finally:
+                self._cursor.close()
 
 
 def _unbilled(con: duckdb.DuckDBPyConnection, query: UnbilledQuery) -> UnbilledCounts:

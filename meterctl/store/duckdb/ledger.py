@@ -49,10 +49,6 @@ class DuckDBLedger(RunRecords, InvoiceRecords):
 
     # ------------------------------------------------------------ customers
 
-    def has_customers(self) -> bool:
-        return has_table(self.con, "customer_versions") and bool(
-            self.con.execute("SELECT count(*) FROM customer_versions").fetchall()[0][0])
-
     def import_customers(self, records: Sequence[CustomerRecord], source: str) -> tuple[int, int, tuple[str, ...]]:
         con = self.con
         with transaction(con):

@@ -28,7 +28,7 @@ from meterctl.usage import OpenSession, Unmeterable
 
 if TYPE_CHECKING:
     from meterctl.meters import Meter
-    from meterctl.pricebook import PricebookVersion
+    from meterctl.pricebook.catalog import PricebookVersion
 
 
 def definitions_json(meters: Sequence[Meter]) -> str:
