@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from meterctl.errors import DataError, InputNotFoundError, MeterctlError, Param
 
@@ -18,8 +19,7 @@ DEFAULT_MAX_FUTURE = timedelta(minutes=5)
 DEFAULT_CHUNK_BYTES = 128 << 20
 
 
-@dataclass(frozen=True)
-class ContractRules:
+class ContractRules(NamedTuple):
     """The bounds a line is judged by, fixed for one ingest."""
 
     now: datetime  # the ingest time

@@ -109,8 +109,7 @@ def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
     return f"{customer_id}-{period_start:%Y%m%d}-r{revision}"
 
 
-@dataclass(frozen=True)
-class Totals:
+class Totals(NamedTuple):
     subtotal_minor: int
     credits_minor: int
     tax_minor: int
@@ -152,8 +151,7 @@ class StoredInvoice(NamedTuple):
     currency: str
 
 
-@dataclass(frozen=True)
-class NewInvoice:
+class NewInvoice(NamedTuple):
     """A draft revision an invoice run writes."""
 
     invoice_id: str
@@ -172,8 +170,7 @@ class NewInvoice:
     totals: Totals
 
 
-@dataclass(frozen=True)
-class Numbered:
+class Numbered(NamedTuple):
     """A draft finalized by an invoice run: its number, gap-free within the year."""
 
     invoice_id: str

@@ -63,8 +63,7 @@ class UsageResult:
     open_sessions: tuple[OpenSession, ...]
 
 
-@dataclass(frozen=True)
-class BillingWindow:
+class BillingWindow(NamedTuple):
     """One customer's billing segment as a usage window: [start, end) in UTC."""
 
     customer_id: str
@@ -72,8 +71,7 @@ class BillingWindow:
     end: datetime
 
 
-@dataclass(frozen=True)
-class UsageQuery:
+class UsageQuery(NamedTuple):
     """What to aggregate: the event store's side of `usage()`, checked already."""
 
     meters: tuple[Meter, ...]

@@ -22,12 +22,36 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from meterctl.canonical_json import compact, nullable, string
 from meterctl.instants import iso
 from meterctl.pricing import TierUse, text
+
+Owner = TypeVar("Owner")
+Value = TypeVar("Value")
+
+
+class once(Generic[Owner, Value]):
+    """A value derived from frozen fields, computed on first use and kept in the instance's
+    __dict__ (which then answers every later read). What functools.cached_property does,
+    without the lock Python 3.11 takes on each first read: rating reads it once per line."""
+
+    def __init__(self, compute: Callable[[Owner], Value]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Owner]) -> once[Owner, Value]: ...
+    @overload
+    def __get__(self, instance: Owner, owner: type[Owner]) -> Value: ...
+
+    def __get__(self, instance: Owner | None, owner: type[Owner]) -> once[Owner, Value] | Value:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -51,9 +75,9 @@ class LineContext:
     def pricebook(self) -> str:
         return f"{self.plan}@{self.version}"
 
-    @cached_property
+    @once
     def encoded(self) -> tuple[str, ...]:
-        """The JSON text of the canonical values the lines share, in _SHARED order."""
+        """The JSON text of the canonical values the lines share (see RatedLine.encoded)."""
         return (
             string(self.currency), string(self.customer_id), string(self.period_end.isoformat()),
             string(self.period_start.isoformat()), string(self.pricebook), string(self.pricebook_hash),
@@ -153,7 +177,7 @@ class RatedLine:
             "unmeterable": self.unmeterable,
         }
 
-    @cached_property
+    @once
     def encoded(self) -> tuple[str, ...]:
         """The JSON text of each canonical() value, in CANONICAL_KEYS order."""
         (currency, customer_id, period_end, period_start, pricebook, pricebook_hash, segment_end, segment_start,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from meterctl.customers import imported, select_customers
 from meterctl.cycles import month_bounds
@@ -27,8 +28,7 @@ from meterctl.store.ports import EventStore, Ledger, UnbilledCounts
 from meterctl.usage import OpenSession, Unmeterable, UsageResult
 
 
-@dataclass(frozen=True)
-class PricedMonth:
+class PricedMonth(NamedTuple):
     """A month priced, not yet recorded."""
 
     period: str

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from meterctl import __version__, cycles
 from meterctl.canonical_json import compact
@@ -23,8 +23,7 @@ from meterctl.pricebook import Catalog, PricebookVersion
 from meterctl.usage import BillingWindow
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One segment to price: who, when, and the pricebook version in force."""
 
     customer: CustomerVersion

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from meterctl.customers import CustomerRecord, CustomerVersion
@@ -35,16 +35,14 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- event store
 
 
-@dataclass(frozen=True)
-class PriorBatch:
+class PriorBatch(NamedTuple):
     """An ingest batch that already holds a file's content."""
 
     batch_id: int
     source: str
 
 
-@dataclass(frozen=True)
-class ChunkCounts:
+class ChunkCounts(NamedTuple):
     """What became of one chunk's lines."""
 
     read: int  # non-blank lines (or Parquet rows)
@@ -55,8 +53,7 @@ class ChunkCounts:
     dead_lettered: int
 
 
-@dataclass(frozen=True)
-class BatchManifest:
+class BatchManifest(NamedTuple):
     """The row an ingest batch leaves: where the file came from and what became of it."""
 
     source: str  # as the user gave it, or '-'
@@ -104,8 +101,7 @@ class Pending(Protocol):
     def cancel(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class UnbilledQuery:
+class UnbilledQuery(NamedTuple):
     """Metered events of a month that no invoice will carry: from customers never imported
     (`known` are the imported ids; None skips this check), or at times none of their
     customer's subscriptions covers (`gaps`: the uncovered stretches, per customer)."""
@@ -117,14 +113,12 @@ class UnbilledQuery:
     gaps: tuple[BillingWindow, ...]
 
 
-@dataclass(frozen=True)
-class UnbilledCounts:
+class UnbilledCounts(NamedTuple):
     unknown_customers: tuple[tuple[str, int], ...]  # (customer_id, events)
     outside_subscriptions: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True)
-class LineEventQuery:
+class LineEventQuery(NamedTuple):
     """The events a meter selects for one invoice line: the customer, the line's window and
     dimension values; `as_of_batch` limits them to those ingested by then."""
 
@@ -208,8 +202,7 @@ class EventStore(Protocol):
 # ---------------------------------------------------------------- ledger
 
 
-@dataclass(frozen=True)
-class FrozenVersion:
+class FrozenVersion(NamedTuple):
     """A pricebook version that has rated usage: its content may no longer change."""
 
     plan: str
@@ -220,8 +213,7 @@ class FrozenVersion:
     first_run_id: int
 
 
-@dataclass(frozen=True)
-class StoredRun:
+class StoredRun(NamedTuple):
     """A recorded rating run as invoicing and audit read it back."""
 
     run_id: int
@@ -233,8 +225,7 @@ class StoredRun:
     notes: RunNotes | None
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     """A rating run to record."""
 
     period: str
@@ -248,8 +239,7 @@ class RunRecord:
     notes: RunNotes
 
 
-@dataclass(frozen=True)
-class InvoiceFilter:
+class InvoiceFilter(NamedTuple):
     period_start: date | None = None  # billed in [start, end): the month of --period
     period_end: date | None = None
     customers: tuple[str, ...] | None = None

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from meterctl.errors import DataError, NotFoundError
-from meterctl.events import BatchSummary, Conflict, DeadLetter, StoreStatus
 from meterctl.instants import EpochCache
 from meterctl.pricing import text
 from meterctl.store.duckdb import sqlfiles, usage_sql
@@ -22,7 +21,11 @@ from meterctl.store.ports import LineEventQuery, Pending, PriorBatch, TracedEven
 from meterctl.usage import AggregateRow, OpenSessionRow, UsageQuery
 
 if TYPE_CHECKING:
+    from meterctl.events import Conflict, DeadLetter, StoreStatus
     from meterctl.store.duckdb.batches import DuckDBBatch
+
+# The inspection records (meterctl.events) are imported by the methods that make them: a
+# frozen dataclass costs a millisecond to define, and most commands never inspect.
 
 # TIMESTAMPTZ values are rendered in SQL (the session time zone is UTC) or fetched as epoch
 # microseconds, so that Python never needs pytz to fetch them.
@@ -164,6 +167,8 @@ class DuckDBEventStore:
     # ------------------------------------------------------------ inspection
 
     def status(self, last: int = 5) -> StoreStatus:
+        from meterctl.events import BatchSummary, StoreStatus
+
         con = self.con
         events, customers, first, latest = con.execute(
             f"SELECT count(*), count(DISTINCT customer_id), strftime(min(ts), '{_ISO_MICROS}'), "
@@ -183,6 +188,8 @@ class DuckDBEventStore:
 
     def dead_letters(self, *, limit: int | None = 100, batch_id: int | None = None,
                      reason_contains: str | None = None) -> tuple[DeadLetter, ...]:
+        from meterctl.events import DeadLetter
+
         query = (_DEAD_LETTER_SELECT
                  + " WHERE ($batch IS NULL OR d.batch_id = $batch)"
                  + " AND ($reason IS NULL OR contains(lower(d.reason), lower($reason)))"
@@ -191,12 +198,16 @@ class DuckDBEventStore:
         return tuple(DeadLetter(*row) for row in self.con.execute(query, params).fetchall())
 
     def dead_letter(self, dead_letter_id: int) -> DeadLetter:
+        from meterctl.events import DeadLetter
+
         rows = self.con.execute(_DEAD_LETTER_SELECT + " WHERE d.dead_letter_id = ?", [dead_letter_id]).fetchall()
         if not rows:
             raise NotFoundError(f"dead letter {dead_letter_id} does not exist (see 'meterctl dlq list')")
         return DeadLetter(*rows[0])
 
     def conflicts(self, *, limit: int | None = 100, event_id: str | None = None) -> tuple[Conflict, ...]:
+        from meterctl.events import Conflict
+
         query = f"""
             SELECT c.conflict_id, c.event_id, c.billed_hash, bb.source, c.billed_line_no,
                    c.new_hash, nb.source, c.line_no, c.raw, strftime(c.detected_at, '{_ISO_MICROS}')

@@ -12,16 +12,21 @@ import json
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from meterctl.errors import DataError
 from meterctl.instants import EpochCache
-from meterctl.invoices import Invoice, InvoiceChanges, InvoiceLine, StoredInvoice
 from meterctl.store.duckdb import sqlfiles
 from meterctl.store.duckdb.connect import has_table
 from meterctl.store.ports import InvoiceFilter
+
+if TYPE_CHECKING:
+    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceLine, StoredInvoice
+
+# The invoice records (meterctl.invoices) are imported by the functions that make them: a
+# frozen dataclass costs a millisecond to define, and `rate` never reads an invoice.
 
 _LINE_COLUMNS = (
     "invoice_id, line_no, rating_run_id, rated_line_no, kind, name, meter, plan, version, pricebook_hash, "
@@ -57,6 +62,8 @@ _INVOICE_SELECT = """
 
 
 def _invoice(row: tuple[Any, ...], instants: EpochCache) -> Invoice:
+    from meterctl.invoices import Invoice
+
     (invoice_id, customer_id, customer_version, customer_name, currency, timezone, period_start, period_end, revision,
      status, number, supersedes, superseded_by, rating_run_id, subtotal, credits, tax, total, delta, content_hash,
      created, finalized, supersedes_number) = row
@@ -67,8 +74,7 @@ def _invoice(row: tuple[Any, ...], instants: EpochCache) -> Invoice:
 
 
 def _new_invoice_columns(changes: InvoiceChanges) -> dict[str, tuple[str, list[Any]]]:
-    rows = [{**{f.name: getattr(new, f.name) for f in dataclasses.fields(new) if f.name != "totals"},
-             **new.totals.document()} for new in changes.invoices]
+    rows = [{**new._asdict(), **new.totals.document()} for new in changes.invoices]
     return {key: (kind, [row[key] for row in rows]) for key, kind in _NEW_INVOICE_TYPES.items()}
 
 
@@ -82,6 +88,8 @@ class InvoiceRecords:
 
     def stored_invoices(self, customer_ids: Sequence[str]) -> dict[str, list[StoredInvoice]]:
         """Every stored invoice of these customers, oldest revision first, in one query."""
+        from meterctl.invoices import StoredInvoice
+
         found: dict[str, list[StoredInvoice]] = {}
         if not customer_ids:
             return found
@@ -188,6 +196,8 @@ class InvoiceRecords:
         return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ()))) for i in invoices)
 
     def _lines(self, invoices: Sequence[Invoice]) -> dict[str, list[InvoiceLine]]:
+        from meterctl.invoices import InvoiceLine
+
         scale = {i.invoice_id: i.minor_units for i in invoices}
         rows = self.con.execute(
             "SELECT invoice_id, line_no, rating_run_id, rated_line_no, kind, name, meter, plan, version, pricebook_hash, "
