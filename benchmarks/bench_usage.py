@@ -32,8 +32,10 @@ from meterctl.meters import Meter  # noqa: E402
 from meterctl.store import open_store  # noqa: E402
 
 NAMES = ("api_call", "llm_tokens", "gpu_heartbeat", "storage_report")
+# Hours as epoch microseconds, as meterctl fetches window bounds (a TIMESTAMPTZ column would
+# need pytz to fetch at all).
 BASELINE = """
-    SELECT customer_id, event_name, time_bucket(INTERVAL 1 HOUR, ts) AS hour, sum(quantity)
+    SELECT customer_id, event_name, epoch_us(time_bucket(INTERVAL 1 HOUR, ts)) AS hour, sum(quantity)
     FROM events WHERE ts >= ? AND ts < ?
     GROUP BY ALL
 """
