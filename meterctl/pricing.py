@@ -28,8 +28,6 @@ from decimal import (
 from types import TracebackType
 from typing import Literal, Protocol
 
-from iso4217 import Currency
-
 Rounding = Literal["half_up", "half_even"]
 
 _PRECISION = 100  # 38 + 20 digits is the widest product we must hold exactly; room to spare
@@ -240,6 +238,10 @@ def to_minor_units(amount: Decimal, minor_units: int) -> int:
 
 def minor_units(currency: str) -> int:
     """ISO 4217 exponent: how many decimals an amount in this currency is rounded to."""
+    if currency in _MINOR_UNITS:
+        return _MINOR_UNITS[currency]
+    from iso4217 import Currency  # its table takes a few milliseconds to load: only when a currency is met
+
     try:
         if not isinstance(currency, str) or currency != currency.upper():
             raise ValueError
@@ -248,7 +250,11 @@ def minor_units(currency: str) -> int:
         raise ValueError(f"unknown currency {currency!r}: expected an upper-case ISO 4217 code such as 'USD'") from None
     if exponent is None:
         raise ValueError(f"currency {currency!r} has no minor unit, so amounts in it cannot be rounded for an invoice")
+    _MINOR_UNITS[currency] = exponent
     return exponent
+
+
+_MINOR_UNITS: dict[str, int] = {}
 
 
 # ---------------------------------------------------------------- helpers

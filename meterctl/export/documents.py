@@ -7,12 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from meterctl.instants import iso
+from meterctl.instants import IsoCache
 from meterctl.invoices import Invoice, InvoiceLine
 from meterctl.pricing import text
 
 
-def _line_document(line: InvoiceLine) -> dict[str, Any]:
+def _line_document(line: InvoiceLine, shown: IsoCache) -> dict[str, Any]:
     return {
         "line_no": line.line_no,
         "kind": line.kind,
@@ -21,7 +21,7 @@ def _line_document(line: InvoiceLine) -> dict[str, Any]:
         "dimensions": line.dimensions,
         "segment_start": line.segment_start.isoformat(),
         "segment_end": line.segment_end.isoformat(),
-        "usage_window": {"start": iso(line.window_start), "end": iso(line.window_end)},
+        "usage_window": {"start": shown[line.window_start], "end": shown[line.window_end]},
         "quantity": text(line.quantity),
         "unit_price": None if line.unit_price is None else text(line.unit_price),
         "tiers": list(line.tiers),
@@ -33,8 +33,10 @@ def _line_document(line: InvoiceLine) -> dict[str, Any]:
     }
 
 
-def invoice_document(invoice: Invoice) -> dict[str, Any]:
-    """An invoice as JSON-ready data: minor units as integers, decimals as strings."""
+def invoice_document(invoice: Invoice, shown: IsoCache | None = None) -> dict[str, Any]:
+    """An invoice as JSON-ready data: minor units as integers, decimals as strings. (`shown`
+    writes each window instant once for many invoices: lines share a few windows.)"""
+    shown = IsoCache() if shown is None else shown
     return {
         "invoice_id": invoice.invoice_id,
         "number": invoice.number,
@@ -49,7 +51,7 @@ def invoice_document(invoice: Invoice) -> dict[str, Any]:
                    "timezone": invoice.timezone},
         "issue_date": invoice.period_end.isoformat(),
         "pricebooks": list(invoice.pricebooks),
-        "lines": [_line_document(line) for line in invoice.lines],
+        "lines": [_line_document(line, shown) for line in invoice.lines],
         "subtotal_minor": invoice.subtotal_minor,
         "credits_minor": invoice.credits_minor,
         "tax_minor": invoice.tax_minor,
@@ -65,7 +67,8 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def to_json(invoices: Sequence[Invoice]) -> bytes:
     """{"invoices": [...]}, one invoice per line (compact: Python's indenting encoder is slow)."""
-    body = ",\n".join(_ENCODE(invoice_document(i)) for i in invoices)
+    shown = IsoCache()
+    body = ",\n".join(_ENCODE(invoice_document(i, shown)) for i in invoices)
     return ('{"invoices":[\n' + body + ("\n" if body else "") + "]}\n").encode("utf-8")
 
 

@@ -180,6 +180,18 @@ def test_a_command_without_configuration_parses_its_options_without_pydantic(tmp
     assert done.stderr.strip().endswith("False")
 
 
+@pytest.mark.parametrize("command", [["status"], ["customers", "list"], ["invoice", "list"], ["dlq", "list"]])
+def test_reading_the_store_loads_neither_the_configuration_models_nor_the_currency_table(tmp_path, command):
+    # Start-up time counts for every cron run: pydantic (configuration, rating) and iso4217
+    # are loaded by the commands that price, not by those that only read what is stored.
+    code = ("import sys\nfrom meterctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({'pydantic', 'iso4217', 'meterctl.rating.month'} & set(sys.modules)), file=sys.stderr)")
+    open_store(tmp_path / "x.duckdb").close()
+    done = subprocess.run([sys.executable, "-c", code, *command, "--db", str(tmp_path / "x.duckdb")],
+                          capture_output=True, text=True, check=True)
+    assert done.stderr.strip().endswith("[]"), done.stderr
+
+
 def test_a_db_in_a_missing_directory_exits_73(cli, tmp_path, write):
     result = cli("ingest", "--db", tmp_path / "no" / "such" / "x.duckdb", write("a.jsonl", jsonl(event("e1"))))
     assert result.exit_code == 73
