@@ -52,13 +52,18 @@ class DataError(MeterctlError):
 
 
 class InputNotFoundError(MeterctlError):
-    """An input file does not exist or cannot be read."""
+    """An input file or the store does not exist or cannot be read."""
 
     exit_code = 66
 
 
+class StoreDamagedError(InputNotFoundError):
+    """The store's file cannot be read: damaged (a checksum that does not match, a truncated
+    file, a write-ahead log that belongs to another file) or not a DuckDB file at all."""
+
+
 class OutputError(MeterctlError):
-    """An output cannot be written."""
+    """An output, or the store, cannot be written (a full disk, a read-only file system)."""
 
     exit_code = 73
 

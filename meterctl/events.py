@@ -153,6 +153,8 @@ class StoreStatus:
     duplicates: int
     lines_read: int
     last_ingests: tuple[BatchSummary, ...]
+    # Every block of the store was read back and matched its checksum (status --verify).
+    verified: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,17 @@ created then); reading methods need no more.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from meterctl.errors import DataError, NotFoundError, OutputError, Param, UsageError
 from meterctl.instants import local_instant, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
-from meterctl.store import open_store
+from meterctl.store import faults, open_store
 
 if TYPE_CHECKING:
     from meterctl.audit import Explanation, Verification
@@ -51,6 +52,21 @@ if TYPE_CHECKING:
 
 # The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
 # them: a cron job's `meterctl ingest` should not pay for rating at start-up.
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Session, P], R]:
+    """The method with the store's failures (locked, disk full, damaged) as meterctl's errors."""
+
+    @functools.wraps(method)
+    def guarded(self: Session, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with faults(self.db, read_only=self.read_only):
+            return method(self, *args, **kwargs)
+
+    return guarded
 
 
 def _names(given: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -94,15 +110,22 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # the failure on its way out is what to report, not this one
+            pass
 
     def close(self) -> None:
         """Let go of the store (and its lock); the session cannot be used after."""
         self._closed = True
         if self._store is not None:
             store, self._store = self._store, None
-            store.close()
+            with faults(self.db, read_only=self.read_only):
+                store.close()
 
     @property
     def store(self) -> Store:
@@ -157,6 +180,7 @@ class Session:
             return {}
         return self.store.ledger.frozen_versions()
 
+    @_guarded
     def validate_pricebooks(self) -> Catalog:
         """Every pricebook checked, and that frozen versions were not edited (exit 78)."""
         from meterctl.config_yaml import ConfigProblems
@@ -168,6 +192,7 @@ class Session:
             raise ConfigProblems(problems)
         return catalog
 
+    @_guarded
     def pricebooks(self) -> tuple[PricebookListing, ...]:
         from meterctl.pricebook.catalog import PricebookListing
 
@@ -179,6 +204,7 @@ class Session:
                              v.ref in frozen and frozen[v.ref].content_hash != v.content_hash)
             for v in catalog.versions)
 
+    @_guarded
     def pricebook(self, ref: str) -> PricebookVersion:
         """A plan's version (`pro@2`) or its latest (`pro`); refused (exit 78) when it was edited
         after it rated usage: what the file says now is not what was billed."""
@@ -187,6 +213,7 @@ class Session:
         self._refuse_edited(catalog, [chosen])
         return chosen
 
+    @_guarded
     def diff_pricebooks(self, before: str, after: str) -> PricebookDiff:
         from meterctl.pricebook.diff import diff
 
@@ -216,6 +243,7 @@ class Session:
 
     # ------------------------------------------------------------ customers
 
+    @_guarded
     def import_customers(self, path: Path | str) -> ImportResult:
         """Import customers (YAML or CSV); unchanged ones are left alone, changed ones get a new
         version. Subscriptions that rating would refuse are named in `plan_notes`: the
@@ -244,16 +272,19 @@ class Session:
             return (f"plans not checked: {lines[0]}{more}",)
         return plan_problems(loaded, catalog)
 
+    @_guarded
     def customers(self) -> tuple[CustomerVersion, ...]:
         """Every customer as last imported."""
         return self.store.ledger.latest_customers()
 
+    @_guarded
     def customer(self, customer_id: str) -> tuple[CustomerVersion, ...]:
         """One customer's versions, newest first."""
         from meterctl.customers import history
 
         return history(self.store.ledger.customer_history(customer_id), customer_id)
 
+    @_guarded
     def periods(self, customer_id: str, start: date | str, end: date | str,
                 cycle: Cycle | str | None = None) -> BillingPeriods:
         """A customer's billing periods overlapping local dates [start, end), split into
@@ -278,6 +309,7 @@ class Session:
 
     # ------------------------------------------------------------ events
 
+    @_guarded
     def ingest(self, paths: str | Path | Sequence[str | Path], options: IngestOptions | None = None,
                progress: Progress | None = None) -> IngestResult:
         """Ingest files, directories, globs or '-' (standard input), each file in one
@@ -290,19 +322,29 @@ class Session:
         sources = resolve_sources([str(p) for p in given])  # a missing input stops the run before any write
         return ingest(self._for_writing("ingest").events, sources, options or IngestOptions(), progress)
 
-    def status(self, last: int = 5) -> StoreStatus:
-        return self.store.events.status(last)
+    @_guarded
+    def status(self, last: int = 5, *, verify: bool = False) -> StoreStatus:
+        """What the store holds; with `verify`, every block of it is read back first and
+        checked against its checksum (StoreDamagedError, exit 66, when one does not match)."""
+        if not verify:
+            return self.store.events.status(last)
+        self.store.verify()
+        return dataclasses.replace(self.store.events.status(last), verified=True)
 
+    @_guarded
     def dead_letters(self, *, limit: int | None = 100, batch_id: int | None = None,
                      reason_contains: str | None = None) -> tuple[DeadLetter, ...]:
         return self.store.events.dead_letters(limit=limit, batch_id=batch_id, reason_contains=reason_contains)
 
+    @_guarded
     def dead_letter(self, dead_letter_id: int) -> DeadLetter:
         return self.store.events.dead_letter(dead_letter_id)
 
+    @_guarded
     def conflicts(self, *, limit: int | None = 100, event_id: str | None = None) -> tuple[Conflict, ...]:
         return self.store.events.conflicts(limit=limit, event_id=event_id)
 
+    @_guarded
     def usage(
         self,
         *,
@@ -379,6 +421,7 @@ class Session:
 
     # ------------------------------------------------------------ rating and invoices
 
+    @_guarded
     def rate(self, period: str, customers: str | Sequence[str] | None = None) -> RatingResult:
         """Rate the billing periods that end in month `period` (YYYY-MM) and record the run."""
         from meterctl.rating import rate
@@ -387,6 +430,7 @@ class Session:
         store = self._for_writing("record a rating run")
         return rate(store.events, store.ledger, catalog, meters, period, customers=_names(customers))
 
+    @_guarded
     def simulate(self, pricebook: Path | str, period: str, customers: str | Sequence[str] | None = None,
                  output: Path | str | None = None) -> SimulationResult:
         """What a candidate pricebook file would have billed for a past month, writing nothing
@@ -405,6 +449,7 @@ class Session:
             write_bytes_atomically(Path(output), simulation_csv(result))
         return result
 
+    @_guarded
     def invoice(self, period: str, customers: str | Sequence[str] | None = None, *, finalize: bool = False,
                 now: datetime | None = None) -> InvoiceRun:
         """Build (or rebuild) the invoices of the billing periods ending in month `period`; with
@@ -422,6 +467,7 @@ class Session:
             raise DataError(NO_INVOICES_YET)
         return ledger
 
+    @_guarded
     def invoices(self, *, period: str | None = None, customers: str | Sequence[str] | None = None,
                  status: str | None = None) -> tuple[Invoice, ...]:
         """Invoices and their revisions (draft, finalized or superseded)."""
@@ -434,12 +480,14 @@ class Session:
             return ()
         return list_invoices(ledger, period=period, customers=_names(customers), status=status)
 
+    @_guarded
     def get_invoice(self, reference: str) -> Invoice:
         """An invoice by id (cus_1-20261001-r1) or number (INV-2026-000001), with its lines."""
         from meterctl.invoicing import get_invoice
 
         return get_invoice(self._ledger_with_invoices(), reference)
 
+    @_guarded
     def export(self, format: str, output: Path | str, *, period: str | None = None,
                customers: str | Sequence[str] | None = None, all_revisions: bool = False,
                status: str | None = None) -> ExportResult:
@@ -469,6 +517,7 @@ class Session:
             raise DataError("no invoices match", *chosen, " (see 'meterctl invoice list')")
         return export(invoices, format, output)
 
+    @_guarded
     def verify(self, reference: str) -> Verification:
         """Derive an invoice again from the events its rating saw and the frozen pricebook
         snapshots: identical, or the differences."""
@@ -477,6 +526,7 @@ class Session:
         ledger = self._ledger_with_invoices()
         return verify(self.store.events, ledger, reference)
 
+    @_guarded
     def explain(self, reference: str, *, line: int | None = None, events: bool = False,
                 limit: int | None = 1000) -> Explanation:
         """An invoice's lines traced back: rated record, usage window and meter, and (with
@@ -486,6 +536,7 @@ class Session:
         ledger = self._ledger_with_invoices()
         return explain(self.store.events, ledger, reference, line_no=line, with_events=events, limit=limit)
 
+    @_guarded
     def export_events(self, reference: str, output: Path | str, *, line: int | None = None) -> EventsExport:
         """Every event behind an invoice's lines (or one line) as JSONL, written atomically."""
         from meterctl.audit import explain

@@ -9,8 +9,12 @@ line can name the default database without loading one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from meterctl.errors import MeterctlError
 
 if TYPE_CHECKING:
     from meterctl.store.ports import Store
@@ -26,3 +30,30 @@ def open_store(path: Path, *, read_only: bool = False, wait: float = 0.0) -> Sto
     from meterctl.store.duckdb import DuckDBStore
 
     return DuckDBStore.open(path, read_only=read_only, wait=wait)
+
+
+@contextmanager
+def faults(path: Path, *, read_only: bool = False) -> Iterator[None]:
+    """Engine failures inside the block as meterctl's errors: the store locked (75), a write
+    the disk refused (73), a damaged file (66, remembered so that no write goes ahead on it);
+    anything else is left as it is (a bug)."""
+    try:
+        yield
+    except MeterctlError:
+        raise
+    except Exception as error:
+        # Only an engine's own exception is looked at (and its module loaded for that).
+        if not type(error).__module__.lstrip("_").startswith("duckdb"):
+            raise
+        from meterctl.store.duckdb.errors import translate
+
+        mapped = translate(error, path, read_only=read_only)
+        if mapped is None:
+            raise
+        from meterctl.errors import StoreDamagedError
+
+        if isinstance(mapped, StoreDamagedError):
+            from meterctl.store.duckdb.health import remember
+
+            remember(path, mapped)
+        raise mapped from None

@@ -317,5 +317,10 @@ class Store(Protocol):
     events: EventStore
     ledger: Ledger
 
+    def verify(self) -> None:
+        """Read back everything stored; StoreDamagedError when any of it does not match
+        what was written."""
+        ...
+
     def close(self) -> None: ...
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from meterctl.session import Session
 from tests.conftest import event, jsonl
 
 HOLD_LOCK = """
@@ -38,7 +39,8 @@ def start_meterctl(*args) -> subprocess.Popen:
 
 @pytest.fixture
 def lock_holder(db):
-    meterctl("status", "--db", db)  # create and migrate the store first
+    with Session(db) as s:
+        s.status()  # create and migrate the store first
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     yield holder
@@ -65,6 +67,20 @@ def test_wait_retries_until_the_lock_is_released(db, write, lock_holder):
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err
     assert json.loads(out)["accepted"] == 1
+
+
+def test_a_reader_beside_a_writer_is_told_why_and_can_wait(db, write, lock_holder):
+    # DuckDB lets no other process open a file one process writes, not even read-only.
+    refused = meterctl("status", "--db", db)
+    assert refused.returncode == 75
+    assert "not even to read" in refused.stderr and "--wait SECONDS" in refused.stderr
+    waiting = start_meterctl("status", "--db", db, "--json", "--wait", "60")
+    time.sleep(1.0)
+    assert waiting.poll() is None
+    lock_holder.stdin.write("\n")
+    lock_holder.stdin.flush()
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
 
 
 def test_two_concurrent_ingests_both_finish_with_wait(db, write):

@@ -36,10 +36,17 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def status_command(db: DbOption = DEFAULT_DB_OPTION, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+def status_command(
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="First read back every block of the store and check it against its checksum "
+                         "(exit 66 when the store is damaged).")] = False,
+) -> None:
     """Counts, time range and the last ingests."""
     with session(db, wait=wait, read_only=True) as s:
-        result = s.status()
+        result = s.status(verify=verify)
     if as_json:
         print_json(result)
         return
@@ -53,6 +60,8 @@ def status_command(db: DbOption = DEFAULT_DB_OPTION, wait: WaitOption = 0.0, as_
     console.print(f"duplicates      {result.duplicates}")
     console.print(f"conflicts       {result.conflicts}")
     console.print(f"dead letters    {result.dead_letters}")
+    if result.verified:
+        console.print("verified        every block read back and matched its checksum")
     if result.last_ingests:
         table = Table(title="last ingests", title_justify="left")
         for column in ("batch", "source", "finished", "read", "accepted", "dup", "conflicts", "dead"):

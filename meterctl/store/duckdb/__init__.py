@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from meterctl.store.duckdb import health
 from meterctl.store.duckdb.connect import connect
 from meterctl.store.duckdb.event_store import DuckDBEventStore
 from meterctl.store.duckdb.ledger import DuckDBLedger
@@ -30,6 +31,10 @@ class DuckDBStore:
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False, wait: float = 0.0) -> DuckDBStore:
         return cls(path, connect(path, read_only=read_only, wait=wait))
+
+    def verify(self) -> None:
+        health.verify(self.con, self.path)
+        health.forget(self.path)  # whatever was noted before, the store reads clean now
 
     def close(self) -> None:
         self.con.close()

@@ -2,13 +2,15 @@
 
 All state lives in one DuckDB file. DuckDB lets one process write a file at a time;
 a second process gets an IO error when it tries to take the lock, which we turn
-into `StoreLockedError` (exit 75), optionally after retrying for `wait` seconds.
+into `StoreLockedError` (exit 75), optionally after retrying for `wait` seconds. A new
+store is created whole or not at all; a damaged one is named as such (exit 66).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from meterctl.errors import ConfigError, InputNotFoundError, OutputError, Param, StoreLockedError
-from meterctl.store.duckdb.errors import is_lock_error
+from meterctl.errors import ConfigError, InputNotFoundError, OutputError, Param, StoreDamagedError
+from meterctl.store.duckdb import health
+from meterctl.store.duckdb.errors import is_lock_error, locked, translate
 from meterctl.store.duckdb.transaction import transaction
 
 ENV_MEMORY_LIMIT = "METERCTL_MEMORY_LIMIT"
@@ -74,25 +77,68 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return other
 
 
-# Every DuckDB database file has this at byte 8 of its header.
+# Every DuckDB database file has this at byte 8 of its header, and begins with three
+# header blocks of 4 KiB, written when it is created, before anything else.
 _DUCKDB_MAGIC = b"DUCK"
+_HEADER_BYTES = 3 * 4096
 
 
-def _refuse_other_files(path: Path) -> None:
-    """DuckDB opens a CSV, JSON or Parquet file given as the database as an in-memory
-    database over that file: everything written would vanish at exit without a word."""
+def _header(path: Path) -> tuple[bytes, int] | None:
+    """The first bytes of the file at `path` and its size; None when there is no file."""
     try:
         with path.open("rb") as file:
-            header = file.read(12)
+            return file.read(12), os.fstat(file.fileno()).st_size
     except FileNotFoundError:
-        return  # created on first use
+        return None
     except IsADirectoryError:
         raise OutputError(f"{path}: is a directory, not a meterctl database file") from None
     except OSError as error:
-        raise OutputError(f"{path}: cannot open the database: {error.strerror}") from None
-    if header and header[8:12] != _DUCKDB_MAGIC:
-        raise OutputError(f"{path}: is not a meterctl database (a DuckDB file); give ", Param("db"),
-                          " a new or existing database path")
+        raise InputNotFoundError(f"{path}: cannot open the database: {error.strerror}") from None
+
+
+def _is_stub(header: bytes, size: int) -> bool:
+    """A store whose creation never completed (the disk filled up, the process was killed)
+    before DuckDB wrote its three header blocks: it holds nothing, and can be created anew."""
+    return size < _HEADER_BYTES and (header[8:12] == _DUCKDB_MAGIC or not header.strip(b"\0"))
+
+
+def _refuse_other_files(path: Path, header: bytes) -> None:
+    """DuckDB opens a CSV, JSON or Parquet file given as the database as an in-memory
+    database over that file: everything written would vanish at exit without a word."""
+    if header[8:12] != _DUCKDB_MAGIC:
+        raise InputNotFoundError(f"{path}: is not a meterctl database: no DuckDB header (another kind of file, or "
+                                 "a damaged store: see 'When the store is damaged' in the README); give ", Param("db"),
+                                 " a new or existing database path")
+
+
+def _create(path: Path) -> None:
+    """Create the store at `path` all at once: built and migrated beside it under a temporary
+    name, then linked into place. A full disk or a kill while it is built leaves nothing at
+    `path`; two processes creating it at once keep the first one's."""
+    temporary = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        con = _connect_once(temporary, read_only=False)
+        try:
+            migrate(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it meanwhile: that one stands
+        except OSError:
+            # A file system without hard links: a rename, which would replace a store
+            # created meanwhile, so only when there is still none.
+            if not path.exists():
+                os.replace(temporary, path)
+    except duckdb.Error as error:
+        raise translate(error, path, creating=True) or OutputError(f"{path}: cannot create the database: {error}") from None
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create the database: {error.strerror}") from None
+    finally:
+        for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
+            leftover.unlink(missing_ok=True)
 
 
 def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:
@@ -100,37 +146,57 @@ def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb
 
     Only a writing command creates the store: a read-only open of a path that does not
     exist is refused (a mistyped --db must not leave an empty database behind and report
-    that it holds nothing).
+    that it holds nothing). A store found damaged before is read whole again before a
+    writing command may go on (see health.py).
     """
-    if read_only and not path.exists():
-        raise InputNotFoundError(f"{path}: no database there yet (check ", Param("db"), " or METERCTL_DB; "
-                                 "'meterctl ingest' or 'meterctl customers import' creates it)")
-    _refuse_other_files(path)
-    if not read_only:
+    found = _header(path)
+    if found is not None and _is_stub(*found):
+        if read_only:
+            found = None  # nothing was ever stored there
+        else:
+            # Nothing was ever committed to it (see _is_stub), nor to a log beside it.
+            path.with_name(path.name + ".wal").unlink(missing_ok=True)
+            path.unlink()
+            found = None
+    if found is None:
+        if read_only:
+            raise InputNotFoundError(f"{path}: no database there yet (check ", Param("db"), " or METERCTL_DB; "
+                                     "'meterctl ingest' or 'meterctl customers import' creates it)")
         parent = path.resolve().parent
         if not parent.is_dir():
             raise OutputError(f"{path}: cannot create the database: directory {parent} does not exist")
+        _create(path)
+    else:
+        _refuse_other_files(path, found[0])
     deadline = time.monotonic() + max(wait, 0.0)
     delay = 0.05
     while True:
         try:
             con = _connect_once(path, read_only)
             break
-        except duckdb.IOException as error:
+        except duckdb.Error as error:
             if not is_lock_error(error):
-                raise OutputError(f"{path}: cannot open the database: {error}") from error
+                mapped = translate(error, path, read_only=read_only)
+                if isinstance(mapped, StoreDamagedError):
+                    health.remember(path, mapped)
+                raise mapped or OutputError(f"{path}: cannot open the database: {error}") from None
             if time.monotonic() >= deadline:
-                hint: tuple[str | Param, ...] = (f" (waited {wait:g}s)",) if wait > 0 else ("; use ", Param("wait"),
-                                                                                         " SECONDS to retry")
-                raise StoreLockedError(f"{path}: database is locked by another meterctl process", *hint) from None
+                raise locked(path, read_only=read_only, wait=wait) from None
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.01)))
             delay = min(delay * 2, 1.0)
-    if not read_only:
-        try:
+    try:
+        if not read_only:
+            health.check_before_writing(con, path)
             migrate(con)
-        except BaseException:
-            con.close()  # the lock goes with it
-            raise
+        elif pending(con):
+            # A store last written by an older meterctl: its first open after the upgrade
+            # brings it up to date, even for a reading command.
+            con.close()
+            connect(path, wait=wait).close()
+            return connect(path, read_only=True, wait=wait)
+    except BaseException:
+        con.close()  # the lock goes with it
+        raise
     return con
 
 
@@ -146,6 +212,11 @@ def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     if not exists:
         return set()
     return {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def pending(con: duckdb.DuckDBPyConnection) -> bool:
+    """Migrations this meterctl ships that the store has not had yet."""
+    return bool({m.version for m in migrations()} - applied_versions(con))
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:

@@ -99,15 +99,24 @@ CREATE OR REPLACE TEMP MACRO mc_quantity_as_written(line, q) AS
              OR contains(line, '"quantity":"' || q || '"'))
         AND strlen(line) - strlen(replace(line, '"quantity"', '')) = 10);
 
--- An RFC 3339 date-time (or one without offset, taken as UTC) as TIMESTAMPTZ. The shape test
--- keeps out what DuckDB's cast would also take (a bare date, a time zone name).
+-- An RFC 3339 date-time (or one without offset, taken as UTC) as TIMESTAMPTZ. The shape is
+-- checked first, field by field: DuckDB's cast would also take a bare date, a time zone
+-- name, hour 24, or an offset of +25:00 or +05:30:15 (and move the instant by it).
 CREATE OR REPLACE TEMP MACRO mc_rfc3339(s) AS
     CASE
-        WHEN length(s) BETWEEN 16 AND 40
-             AND regexp_full_match(s[1:16], '[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}')
-             AND NOT regexp_matches(s[17:], '[A-Ya-y]')
+        WHEN length(s) BETWEEN 16 AND 40 AND regexp_full_match(s, mc_rfc3339_shape())
             THEN TRY_CAST(upper(s) AS TIMESTAMPTZ)
     END;
+
+-- Date, hours 00-23, minutes and seconds 00-59 (seconds and their fraction optional), then
+-- Z, an offset within ±23:59 (+05:30; also +0530 or +05), or nothing (UTC).
+CREATE OR REPLACE TEMP MACRO mc_rfc3339_shape() AS
+    '[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?';
+
+-- A date-time whose offset is beyond ±23:59 (RFC 3339 allows no more), for its own reason.
+CREATE OR REPLACE TEMP MACRO mc_offset_out_of_range(s) AS
+    coalesce(regexp_full_match(s, '[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?[+-][0-9]{2}(:?[0-9]{2})?')
+             AND NOT regexp_matches(s, '[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?$'), false);
 
 -- Epoch seconds, or milliseconds from 1e11 on (1e11 seconds is the year 5138).
 CREATE OR REPLACE TEMP MACRO mc_epoch(n) AS

@@ -52,10 +52,10 @@ fields AS (
 valued AS (
     SELECT
         *,
-        -- mc_rfc3339 for the common shapes only: the pattern implies its shape test and leaves
-        -- no lower-case letter, so upper() would not change the text. A number never matches.
-        CASE WHEN strlen(ts_text) BETWEEN 16 AND 40
-                  AND regexp_full_match(ts_text, '[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+Z -]*')
+        -- mc_rfc3339 for its upper-case spellings (upper() would not change the text). A
+        -- number never matches.
+        CASE WHEN strlen(ts_text) BETWEEN 16 AND 40 AND NOT regexp_matches(ts_text, '[tz]')
+                  AND regexp_full_match(ts_text, mc_rfc3339_shape())
              THEN TRY_CAST(ts_text AS TIMESTAMPTZ)
         END AS ts,
         -- A plain decimal shorter than 20 characters without exponent always fits. A number

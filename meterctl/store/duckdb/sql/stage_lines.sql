@@ -157,6 +157,9 @@ judged AS (
                      || mc_string_problem(j_name, CASE WHEN is_ce THEN 'type' ELSE 'event_name' END)
             WHEN mc_absent(j_ts)
                 THEN 'missing required field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''''
+            WHEN ts IS NULL AND starts_with(j_ts, '"') AND mc_offset_out_of_range(j_ts ->> '$')
+                THEN 'field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''' value '
+                     || CAST(j_ts AS VARCHAR) || ' has a UTC offset beyond ±23:59, which RFC 3339 does not allow'
             WHEN ts IS NULL AND (starts_with(j_ts, '"') OR json_type(j_ts) IN ('BIGINT', 'UBIGINT', 'DOUBLE'))
                 THEN 'field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''' value '
                      || CAST(j_ts AS VARCHAR) || ' is not an RFC 3339 date-time or epoch seconds/milliseconds'
