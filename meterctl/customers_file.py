@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from meterctl.store.ports import Ledger
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# As for the customer_id of an event (a longer one is a dead letter).
+MAX_ID_LENGTH = 256
 
 
 class SubscriptionModel(BaseModel):
@@ -51,6 +53,18 @@ class CustomerModel(BaseModel):
     timezone: StrictStr
     billing: Literal["calendar", "anniversary"] = "calendar"
     subscriptions: tuple[SubscriptionModel, ...] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        # Events name their customer by this id exactly: "cus_1 " would bill nobody's events.
+        if value != value.strip():
+            raise ValueError(f"'{value}' has spaces around it (events name their customer by the id exactly)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not hold control characters (tabs, line breaks)")
+        if len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}")
+        return value
 
     @field_validator("currency")
     @classmethod

@@ -469,7 +469,9 @@ def parse_period_month(text: str) -> tuple[date, date]:
     year, month = int(match[1]), int(match[2])
     if not 1 <= month <= 12:
         raise ValueError(f"invalid month {text!r}: month must be 01 to 12")
-    if not 1 <= year <= 9999 or (year, month) == (9999, 12):
+    # A period ending in the month may have begun a year before it, and the month after it
+    # must exist: years 2 to 9999, but for 9999-12.
+    if not 2 <= year <= 9999 or (year, month) == (9999, 12):
         raise ValueError(f"invalid month {text!r}: year out of range")
     start = date(year, month, 1)
     end = date(year + month // 12, month % 12 + 1, 1)

@@ -51,6 +51,18 @@ class DataError(MeterctlError):
     exit_code = 65
 
 
+class UsageOverflowError(DataError):
+    """A sum of usage beyond what a quantity holds (10^20), for these (customer_id, meter)."""
+
+    def __init__(self, overflowing: tuple[tuple[str, str], ...]) -> None:
+        self.overflowing = overflowing
+        shown = ", ".join(f"{customer} / {meter}" for customer, meter in overflowing[:3])
+        more = f" and {len(overflowing) - 3} more" if len(overflowing) > 3 else ""
+        super().__init__(f"usage cannot be totalled: the sum reaches 10^20 or more, beyond DECIMAL(38, 18), for "
+                         f"{shown}{more}; find the events with huge values (e.g. meterctl usage --customer ID "
+                         "--meter NAME --window day) and correct them at the source")
+
+
 class InputNotFoundError(MeterctlError):
     """An input file or the store does not exist or cannot be read."""
 

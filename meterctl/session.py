@@ -395,10 +395,13 @@ class Session:
 
             # Whole billing periods of each customer that overlap the range, split at plan changes.
             catalog = self.catalog() if cycle is None else None
-            found = billing_segments(
-                select_customers(ledger.latest_customers(), customers),
-                cycle=cycle if cycle is not None else (lambda c: customer_cycle(c, catalog)),  # type: ignore[arg-type]
-                start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
+            try:
+                found = billing_segments(
+                    select_customers(ledger.latest_customers(), customers),
+                    cycle=cycle if cycle is not None else (lambda c: customer_cycle(c, catalog)),  # type: ignore[arg-type]
+                    start=begin.date() - timedelta(days=1), end=finish.date() + timedelta(days=1))
+            except (OverflowError, ValueError) as error:  # periods before the year 1 or past 9999
+                raise UsageError(Param("start"), "/", Param("end"), f": {error}") from None
             periods = [BillingWindow(cid, s.start_at, s.end_at) for cid, s in found
                        if s.start_at < finish and s.end_at > begin]
             if periods:

@@ -132,6 +132,13 @@ def visible(text: str) -> str:
     return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def short(text: str, width: int = 64) -> str:
+    """An identifier or value from input, visible and cut to `width` characters in a message:
+    a warning names it, it does not reproduce a 300 KB id."""
+    text = visible(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _plain(cell: Any) -> str | None:
     """A cell as one line of text, or None for a renderable that only Rich can draw."""
     if isinstance(cell, Text):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from meterctl.config_yaml import Problem
 from meterctl.customers import imported, select_customers
 from meterctl.cycles import month_bounds
 from meterctl.errors import DataError, MeterctlError
@@ -62,8 +63,9 @@ class RatingResult:
     # Events in the month (UTC) of imported customers at times no subscription covers
     # (before the first one starts, after the last one ends, in a gap): not billed either.
     outside_subscriptions: tuple[tuple[str, int], ...] = ()
-    # Customers whose usage could not be priced (customer_id, why): no lines, so no bill,
-    # until their events are corrected; everyone else was rated.
+    # Customers who could not be priced (customer_id, why): their usage (a value beyond what
+    # a total can hold) or their subscriptions (a plan no pricebook defines): no lines, so
+    # no bill, until that is corrected; everyone else was rated.
     unpriceable: tuple[tuple[str, str], ...] = ()
 
     def total_minor(self, customer_id: str | None = None) -> dict[str, int]:
@@ -83,7 +85,7 @@ class RatingResult:
             shown = "; ".join(why for _, why in self.unpriceable[:3])
             more = f" (and {len(self.unpriceable) - 3} more)" if len(self.unpriceable) > 3 else ""
             return DataError(f"{len(self.unpriceable)} customer(s) could not be priced and have no lines, so no bill, "
-                             f"until their events are corrected; everyone else was rated. {shown}{more}")
+                             f"until what stops them is corrected; everyone else was rated. {shown}{more}")
         if not produced:
             chosen = " for the chosen customers" if self.customers else ""
             return DataError(f"no billing period ends in {self.period}{chosen}: {nothing}")
@@ -115,7 +117,11 @@ def price_month(
     # The unbilled-event checks read the events in the background while Python prices.
     pending = events.count_unbilled(unbilled_query(period, meters, latest, customers))
     try:
-        jobs = plan_jobs(chosen, catalog, period, candidate)
+        # A customer whose subscriptions cannot be priced (a plan name no pricebook defines,
+        # a plan in another currency) is set aside like one whose usage cannot be: the
+        # others are rated all the same.
+        unplanned: dict[str, list[Problem]] = {}
+        jobs = plan_jobs(chosen, catalog, period, candidate, set_aside=unplanned)
         used = pricebooks_of(jobs)
         check_frozen(catalog, ledger.frozen_versions(), {v.plan for v in used if v is not candidate})
         as_of_batch = events.last_batch()
@@ -125,8 +131,10 @@ def price_month(
             run, lines = reused
             digest, notes, recorded = run.run_hash, run.notes or RunNotes(), run.run_id
         else:
-            failed: list[tuple[str, str]] = []
+            failed = [(customer_id, "; ".join(str(problem) for problem in problems))
+                      for customer_id, problems in sorted(unplanned.items())]
             lines, found = price_jobs(events, jobs, meters, unpriceable=failed)
+            failed.sort()
             digest, notes, recorded = run_hash(period, customers, lines), _notes(found, failed), None
         unbilled: UnbilledCounts = pending.result()
     except BaseException:

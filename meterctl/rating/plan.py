@@ -67,15 +67,22 @@ def full_period_days(segment: cycles.Segment, cycle: Cycle, alignment: str) -> i
     return whole.days
 
 
+def _day_before(day: date) -> date:
+    return day - timedelta(days=1) if day > date.min else day  # no day before 0001-01-01
+
+
 def plan_jobs(
     customers: Sequence[CustomerVersion],
     catalog: Catalog,
     month: str,
     candidate: PricebookVersion | None = None,
+    *,
+    set_aside: dict[str, list[Problem]] | None = None,
 ) -> tuple[Job, ...]:
     """Every segment of every billing period of these customers ending in `month`, with its
     pricebook version; every problem (a plan with no version in force, another currency)
-    at once.
+    at once: raised as ConfigProblems, or, given `set_aside`, noted there per customer, whose
+    segments are then left out (no partial bill) while the others' are planned.
 
     With a candidate, segments on the candidate's plan are priced by it instead of the
     version in force (a simulation).
@@ -83,18 +90,20 @@ def plan_jobs(
     month_start, month_end = month_bounds(month)
     # A period ending in the month began at most one cycle before the month; looking back
     # that far also finds the last period of a subscription that ended early.
-    year_back = date(month_start.year - 1, month_start.month, 1) - timedelta(days=1)
+    year_back = _day_before(date(month_start.year - 1, month_start.month, 1))
     jobs: list[Job] = []
-    problems: list[Problem] = []
     full_days: dict[tuple[cycles.Period, Cycle, str], int] = {}
+    by_customer: dict[str, list[Problem]] = {}
     for customer in customers:
+        problems = by_customer.setdefault(customer.customer_id, [])
+        planned = len(jobs)
         try:
             if candidate and any(s.plan == candidate.plan for s in customer.subscriptions):
                 cycle = candidate.book.billing_cycle
             else:
                 cycle = customer_cycle(customer, catalog, since=year_back)
             back = month_start.month - 1 - cycle.months
-            lookback = date(month_start.year + back // 12, back % 12 + 1, 1) - timedelta(days=1)
+            lookback = _day_before(date(month_start.year + back // 12, back % 12 + 1, 1))
             found = cycles.periods_for_customer(subscriptions=customer.subscriptions, cycle=cycle,
                                                 alignment=customer.billing, tz=customer.timezone,
                                                 start=lookback, end=month_end)
@@ -133,8 +142,13 @@ def plan_jobs(
             if full not in full_days:  # customers on one calendar share their periods: work each out once
                 full_days[full] = full_period_days(segment, cycle, customer.billing)
             jobs.append(Job.of(customer, segment, full_days[full], book))
-    if problems:
-        raise ConfigProblems(problems)
+        if problems:
+            del jobs[planned:]
+    refused = {customer_id: problems for customer_id, problems in by_customer.items() if problems}
+    if refused and set_aside is None:
+        raise ConfigProblems([problem for problems in refused.values() for problem in problems])
+    if set_aside is not None:
+        set_aside.update(refused)
     return tuple(jobs)
 
 

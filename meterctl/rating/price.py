@@ -30,7 +30,7 @@ from typing import Any
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Problem
-from meterctl.errors import DataError
+from meterctl.errors import DataError, UsageOverflowError
 from meterctl.metering import usage
 from meterctl.meters import Meter
 from meterctl.pricebook import Charge
@@ -145,6 +145,27 @@ class _Builder:
                          Decimal(rounded - total), prorated)
 
 
+# What the ledger keeps: quantities, prices and amounts as DECIMAL(38, 18), so below 10^20;
+# amounts and invoice totals in minor units as BIGINT.
+_MAX_DECIMAL = Decimal(10) ** 20
+_MAX_MINOR = 2**63 - 1
+
+
+def _within_limits(customer_id: str, lines: Sequence[RatedLine]) -> None:
+    """A customer whose lines the ledger could not keep is refused before anything is
+    written (DataError: set aside, and the others' lines are recorded)."""
+    totals: dict[tuple[str, object], int] = {}
+    for line in lines:
+        if abs(line.quantity) >= _MAX_DECIMAL or abs(line.amount) >= _MAX_DECIMAL or abs(line.amount_minor) > _MAX_MINOR:
+            raise DataError(f"customer {customer_id}, {line.name}: quantity {line.quantity} or amount {line.amount} "
+                            "is beyond what an invoice line holds (10^20); correct the events or the price")
+        key = (line.currency, line.period_start)
+        totals[key] = totals.get(key, 0) + line.amount_minor
+        if abs(totals[key]) > _MAX_MINOR:
+            raise DataError(f"customer {customer_id}: the invoice for the period from {line.period_start} would total "
+                            f"more than {_MAX_MINOR} minor units of {line.currency}; correct the events or the prices")
+
+
 def variant_name(charge: Charge) -> str:
     """The usage a charge prices: its meter, whole or by the dimension it prices by."""
     return f"{charge.meter}#{charge.dimension or ''}"
@@ -199,11 +220,26 @@ def price_jobs(events: EventStore, jobs: Sequence[Job], meters: Sequence[Meter],
     derived = _derivable(variants)
     rows: UsageRows = {}
     found = None
-    if jobs and variants:
+    while jobs and variants:
         windows = [job.window for job in jobs]
-        found = usage(events, [v for v in variants if v.name not in derived], window="period",
-                      start=min(w.start for w in windows), end=max(w.end for w in windows),
-                      periods=windows, as_of_batch=as_of_batch)  # the windows already name the customers
+        try:
+            found = usage(events, [v for v in variants if v.name not in derived], window="period",
+                          start=min(w.start for w in windows), end=max(w.end for w in windows),
+                          periods=windows, as_of_batch=as_of_batch)  # the windows already name the customers
+            break
+        except UsageOverflowError as error:
+            overflowing = {customer for customer, _ in error.overflowing}
+            if unpriceable is None or not overflowing:
+                raise
+            # One customer's absurd value must not stop everyone's bill: set it aside, look again.
+            for customer in sorted(overflowing):
+                named = sorted({meter_of(m) for c, m in error.overflowing if c == customer})
+                unpriceable.append((customer, f"customer {customer}: the usage of meter {', '.join(named)} sums to "
+                                              "10^20 or more, beyond what a quantity holds; find the events with huge "
+                                              "values (meterctl usage --customer ID --meter NAME --window day) and "
+                                              "correct them at the source"))
+            jobs = [job for job in jobs if job.customer.customer_id not in overflowing]
+    if found is not None:
         sums: dict[tuple[str, str, datetime], list[Any]] = {}
         source_of = {split: whole for whole, split in derived.items()}
         for row in found.rows:
@@ -228,6 +264,7 @@ def price_jobs(events: EventStore, jobs: Sequence[Job], meters: Sequence[Meter],
                 for charge in job.book.book.charges:
                     builder.charge(charge)
                 priced.extend(builder.lines)
+            _within_limits(customer_id, priced)
         except DataError as error:
             if unpriceable is None:
                 raise

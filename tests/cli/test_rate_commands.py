@@ -51,3 +51,27 @@ def test_a_malformed_month_is_said_before_anything_about_customers(cli, db, conf
         result = cli(command, "--period", "2026-13", "--db", db, "--pricebooks", config, *customers, *extra)
         assert result.exit_code == 2, result.output
         assert result.stderr == "meterctl: --period: invalid month '2026-13': month must be 01 to 12\n"
+
+
+@pytest.mark.parametrize("command", ["rate", "invoice", "simulate"])
+def test_a_month_too_early_to_have_a_billing_period_is_a_usage_error(cli, db, config, command):
+    open_store(db).close()
+    extra = ["--pricebook", config / "pro" / "v1.yaml"] if command == "simulate" else []
+    early = cli(command, "--period", "0001-01", "--db", db, "--pricebooks", config, *extra)
+    assert early.exit_code == 2, early.output
+    assert "invalid month '0001-01': year out of range" in early.stderr
+    # The first month that has one before it: nothing ends in it, which is no bug either.
+    second_year = cli(command, "--period", "0002-01", "--db", db, "--pricebooks", config, *extra)
+    assert second_year.exit_code in (0, 65) and "internal error" not in second_year.stderr
+
+
+def test_a_plan_name_typo_in_the_customers_file_bills_everyone_else(cli, db, config, acme, write):
+    # Imported with a note; then only that customer is set aside, and the month exits 65 at the end.
+    acme(event("c1", customer_id="cus_2"), customers=ACME_ON_PRO.replace("plan: pro", "plan: prro") + SECOND_CUSTOMER)
+    invoiced = cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert invoiced.exit_code == 65
+    document = json.loads(invoiced.stdout)
+    assert [i["customer_id"] for i in document["invoices"]] == ["cus_2"]
+    [set_aside] = document["unpriceable"]
+    assert set_aside["customer_id"] == "cus_1" and "plan 'prro' has no version in force" in set_aside["reason"]
+    assert "warning: cus_1 not rated" in invoiced.stderr

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from meterctl.config_yaml import ConfigProblems
-from meterctl.errors import DataError
 from meterctl.instants import iso
 from meterctl.invoicing import build_invoices
 from meterctl.meters import load_meters
@@ -174,14 +173,26 @@ def test_stored_lines_match_the_result(store, con, config, acme):
     assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 2
 
 
-def test_an_amount_too_large_for_the_store_is_refused_and_nothing_is_recorded(store, con, config, acme):
+# A second customer, on pro all month: whatever stops cus_1 must not stop her bill.
+BETA = """  - id: cus_2
+    name: Beta
+    currency: USD
+    timezone: UTC
+    subscriptions:
+      - {plan: pro, start: 2026-01-01}
+"""
+
+
+def test_an_amount_too_large_for_the_store_sets_the_customer_aside_and_rates_the_others(store, con, config, acme):
     (config / "pro" / "v1.yaml").write_text(PRO.replace("price_by: {model: {big: 0.01}}", "price_by: {model: {big: 100000000000000}}"))
-    acme(event("t1", event_name="llm_tokens", quantity="10000000", properties={"model": "big"}))
-    with pytest.raises(DataError, match="does not fit the store's columns"):
-        run(store, config)
-    assert scalar(con, "SELECT count(*) FROM rating_runs") == 0
-    assert scalar(con, "SELECT count(*) FROM rated_lines") == 0
-    assert scalar(con, "SELECT count(*) FROM pricebook_versions") == 0
+    acme(event("t1", event_name="llm_tokens", quantity="10000000", properties={"model": "big"}),
+         event("b1", customer_id="cus_2"), customers=ACME_CUSTOMERS + BETA)
+    result = run(store, config)
+    [(customer, why)] = result.unpriceable
+    assert customer == "cus_1" and "beyond what an invoice line holds" in why
+    assert {line.customer_id for line in result.lines} == {"cus_2"}
+    assert scalar(con, "SELECT count(DISTINCT customer_id) FROM rated_lines") == 1
+    assert result.refusal(len(result.lines), "nothing rated").exit_code == 65
 
 
 def test_a_run_of_many_lines_is_recorded_within_a_small_memory_limit(store, con, config, acme):
@@ -194,16 +205,36 @@ def test_a_run_of_many_lines_is_recorded_within_a_small_memory_limit(store, con,
     assert scalar(con, "SELECT count(*) FROM rated_lines WHERE run_id = ?", [result.run_id]) == len(result.lines)
 
 
-def test_an_invoice_total_too_large_for_the_store_is_refused_and_no_invoice_is_written(store, con, config, acme):
+def test_one_customers_usage_beyond_what_a_total_holds_does_not_stop_the_others(store, con, config, acme):
+    # One event of the largest quantity an event may carry: with any other, the month's sum of
+    # the customer's tokens no longer fits a DECIMAL(38, 18).
+    acme(event("t1", event_name="llm_tokens", quantity="99999999999999999999.999999999999999999", properties={"model": "big"}),
+         event("t2", event_name="llm_tokens", quantity="5", properties={"model": "big"}),
+         event("b1", customer_id="cus_2", event_name="llm_tokens", quantity="1000", properties={"model": "big"}),
+         customers=ACME_CUSTOMERS + BETA)
+    result = run(store, config)
+    [(customer, why)] = result.unpriceable
+    assert customer == "cus_1" and "the usage of meter tokens sums to 10^20 or more" in why
+    beta_tokens = [line for line in result.lines if line.customer_id == "cus_2" and line.meter == "tokens"]
+    assert [(line.quantity, line.amount) for line in beta_tokens] == [(Decimal(1000), Decimal("10.00"))]
+    assert {line.customer_id for line in result.lines} == {"cus_2"}
+    refusal = result.refusal(len(result.lines), "nothing rated")
+    assert refusal is not None and refusal.exit_code == 65 and "cus_1" in str(refusal)
+
+
+def test_an_invoice_total_too_large_for_the_store_sets_the_customer_aside(store, con, config, acme):
     # Each line fits the store (about 6.1e18 cents); their sum does not fit 64 bits.
     (config / "pro" / "v1.yaml").write_text(PRO.replace("unit_price: 0.001", "unit_price: 999999999999999").replace(
         "price_by: {model: {big: 0.01}}", "price_by: {model: {big: 999999999999999}}"))
     acme(event("t1", event_name="llm_tokens", quantity="61", properties={"model": "big"}),
-           event("t2", event_name="llm_tokens", quantity="61", properties={"model": "small"}))
+         event("t2", event_name="llm_tokens", quantity="61", properties={"model": "small"}),
+         customers=ACME_CUSTOMERS + BETA)
     meters = load_meters(config)
-    with pytest.raises(DataError, match="invoice total does not fit"):
-        build_invoices(store.events, store.ledger, load_catalog(config, meters), meters, "2026-10")
-    assert scalar(con, "SELECT count(*) FROM invoices") == 0 and scalar(con, "SELECT count(*) FROM invoice_lines") == 0
+    invoiced = build_invoices(store.events, store.ledger, load_catalog(config, meters), meters, "2026-10")
+    [(customer, why)] = invoiced.rating.unpriceable
+    assert customer == "cus_1" and "would total more than 9223372036854775807 minor units of USD" in why
+    assert [o.customer_id for o in invoiced.outcomes] == ["cus_2"]
+    assert scalar(con, "SELECT count(*) FROM invoices WHERE customer_id = 'cus_1'") == 0
 
 
 def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(store, con, config, acme):
@@ -221,17 +252,34 @@ def test_an_edited_frozen_pricebook_stops_rating_and_names_the_file(store, con, 
     assert run(store, config).lines
 
 
-def test_customer_currency_must_match_the_pricebook(store, con, config, acme):
-    acme(customers=ACME_CUSTOMERS.replace("currency: USD", "currency: EUR"))
-    with pytest.raises(ConfigProblems, match="pro@1 prices in USD but customer cus_1 is billed in EUR") as caught:
-        run(store, config)
-    assert str(caught.value.problems[0]).startswith(f"{config / 'pro' / 'v1.yaml'}:4 currency: ")
+def test_a_customer_in_another_currency_than_the_plan_is_set_aside_naming_the_pricebook(store, con, config, acme):
+    acme(event("b1", customer_id="cus_2"), customers=ACME_CUSTOMERS.replace("currency: USD", "currency: EUR") + BETA)
+    result = run(store, config)
+    [(customer, why)] = result.unpriceable
+    assert customer == "cus_1"
+    assert why.startswith(f"{config / 'pro' / 'v1.yaml'}:4 currency: pro@1 prices in USD but customer cus_1 is billed in EUR")
+    assert {line.customer_id for line in result.lines} == {"cus_2"}
 
 
-def test_a_plan_without_a_pricebook_is_a_configuration_error(store, con, config, acme):
+def test_a_plan_name_no_pricebook_defines_sets_the_customer_aside(store, con, config, acme):
+    # A typo in the customers file: that customer has no bill, the others do, and the run says why.
+    acme(event("b1", customer_id="cus_2"), customers=ACME_CUSTOMERS.replace("plan: scale", "plan: enterprise") + BETA)
+    result = run(store, config)
+    [(customer, why)] = result.unpriceable
+    assert customer == "cus_1" and "plan 'enterprise' has no version in force on 2026-10-20" in why
+    assert {line.customer_id for line in result.lines} == {"cus_2"}
+    assert scalar(con, "SELECT count(DISTINCT customer_id) FROM rated_lines") == 1
+
+
+def test_simulate_still_refuses_a_plan_no_pricebook_defines(store, con, config, acme):
+    # A comparison with a customer left out would show a difference that is not there.
+    from meterctl.simulate import simulate
+
     acme(customers=ACME_CUSTOMERS.replace("plan: scale", "plan: enterprise"))
+    meters = load_meters(config)
+    catalog = load_catalog(config, meters)
     with pytest.raises(ConfigProblems, match="plan 'enterprise' has no version in force on 2026-10-20"):
-        run(store, config)
+        simulate(store.events, store.ledger, catalog, meters, catalog.get("pro", 1), "2026-10")
 
 
 def test_unmeterable_events_are_reported_and_not_billed(store, con, config, acme):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from meterctl.errors import DataError
+from meterctl.errors import UsageOverflowError
 from meterctl.instants import iso
 from meterctl.metering import usage
 from meterctl.meters import Meter
@@ -171,8 +171,9 @@ def test_a_start_to_stop_session_of_any_length_is_split_at_the_edges_of_the_rang
 
 def test_a_sum_beyond_decimal_38_18_is_a_clear_error_not_an_internal_one(write, run_ingest, store):
     load(write, run_ingest, event("a", quantity="99999999999999999999"), event("b", quantity="99999999999999999999"))
-    with pytest.raises(DataError, match="a sum of meter m reaches 10\\^20 or more"):
+    with pytest.raises(UsageOverflowError, match="the sum reaches 10\\^20 or more, beyond DECIMAL\\(38, 18\\), for cus_1 / m") as caught:
         usage(store.events, [meter(aggregation="sum", value="quantity")], window="month", start=OCT, end=NOV)
+    assert caught.value.overflowing == (("cus_1", "m"),) and caught.value.exit_code == 65
 
 
 def test_duration_hours_on_a_dst_fall_back_day_add_up_to_the_day(write, run_ingest, store):

@@ -46,6 +46,16 @@ def ingest_one(write, run_ingest, line: dict | str):
         (event("e1", timestamp="yesterday"), "is not an RFC 3339 date-time"),
         (event("e1", timestamp="2026-10-05T10:00:00 Europe/Paris"), "is not an RFC 3339 date-time"),
         (event("e1", timestamp=True), "must be an RFC 3339 string or an epoch number"),
+        (event("e1", timestamp="2026-10-01T00:00:00+25:00"), "has a UTC offset beyond ±23:59"),
+        (event("e1", timestamp="2026-10-01T00:00:00-99:00"), "has a UTC offset beyond ±23:59"),
+        (event("e1", timestamp="2026-10-01T00:00:00+23:60"), "has a UTC offset beyond ±23:59"),
+        (event("e1", timestamp="2026-10-01T00:00:00+2400"), "has a UTC offset beyond ±23:59"),
+        (event("e1", timestamp="2026-10-01T00:00:00+05:30:15"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp="2026-10-01T24:00:00Z"), "is not an RFC 3339 date-time"),
+        (event("e1", timestamp="2026-10-01T12:60:00Z"), "is not an RFC 3339 date-time"),
+        (event("e1", customer_id="c" * 257), "field 'customer_id' is 257 characters long; at most 256"),
+        (event("e" * 300_000), "field 'event_id' is 300000 characters long; at most 256 are allowed (eeee"),
+        (event("e1", event_name="n" * 257), "field 'event_name' is 257 characters long"),
         (event("e1", timestamp="2099-01-01T00:00:00Z"), "after the ingest time"),
         (event("e1", quantity="lots"), "is not a finite decimal number"),
         (event("e1", quantity="1_000"), "is not a finite decimal number"),
@@ -85,6 +95,8 @@ def test_a_bad_record_is_dead_lettered_with_its_reason_and_raw_text(write, run_i
         ("2026-10-05 10:00:00Z", "2026-10-05 10:00:00"),
         ("2026-10-05t10:00:00z", "2026-10-05 10:00:00"),
         ("2026-10-05T10:00:00.123456Z", "2026-10-05 10:00:00.123456"),
+        ("2026-10-05T10:00:00+23:59", "2026-10-04 10:01:00"),  # the widest offset RFC 3339 allows
+        ("2026-10-05T10:00:00-23:59", "2026-10-06 09:59:00"),
         (1791194400, "2026-10-05 10:00:00"),  # epoch seconds
         (1791194400123, "2026-10-05 10:00:00.123"),  # epoch milliseconds
         (1791194400.5, "2026-10-05 10:00:00.5"),
@@ -165,6 +177,14 @@ def test_quantities_that_differ_beyond_double_precision_are_a_conflict_not_a_dup
     path = write("two.jsonl", _raw_event("e1", "12345678901234567.4") + "\n" + _raw_event("e1", "12345678901234567.6") + "\n")
     result = run_ingest(path)
     assert (result.accepted, result.duplicates, result.conflicts) == (1, 0, 1)
+
+
+def test_identifiers_of_256_characters_are_accepted_and_a_long_one_is_shown_shortened(write, run_ingest, con):
+    outcome = ingest_one(write, run_ingest, event("e" * 256, customer_id="c" * 256, event_name="n" * 256))
+    assert outcome.accepted == 1
+    ingest_one(write, run_ingest, event("e2", timestamp="9" * 100_000))
+    [(_, reason, _)] = dead_letters(con)
+    assert len(reason) < 200 and "…" in reason
 
 
 def test_a_timestamp_just_inside_the_future_bound_is_accepted(write, run_ingest, con):

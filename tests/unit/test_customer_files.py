@@ -25,6 +25,10 @@ def test_csv_with_the_same_columns(con, write):
         (ACME.replace("start: 2026-10-20", "start: 2026-09-14"), ":2 customers[0]: subscriptions overlap"),
         (ACME.replace("{plan: pro, start: 2026-09-14}", "{plan: pro, start: 2026-09-14, end: 2026-09-01}"),
          ":8 customers[0].subscriptions[0]: end must be after start"),
+        (ACME.replace("id: cus_1", 'id: "cus_1 "'), ":2 customers[0].id: 'cus_1 ' has spaces around it"),
+        (ACME.replace("id: cus_1", 'id: "\\tcus_1"'), ":2 customers[0].id: '\tcus_1' has spaces around it"),
+        (ACME.replace("id: cus_1", 'id: "cus\\n1"'), ":2 customers[0].id: must not hold control characters"),
+        (ACME.replace("id: cus_1", "id: " + "c" * 257), ":2 customers[0].id: is 257 characters long; ids are at most 256"),
         (ACME.replace("start: 2026-09-14", "start: 2026-02-30"),
          ":8 customers[0].subscriptions[0].start: 2026-02-30 is not a valid date (day is out of range for month)"),
     ],
@@ -69,3 +73,13 @@ def test_csv_rows_of_one_customer_must_agree_on_its_columns(write):
         (3, "customers[0].currency", "'EUR' differs from line 2 ('USD') for customer c1"),
         (4, "", "1 more field(s) than the header has columns"),
     ]
+
+
+def test_a_csv_id_with_spaces_around_it_is_refused_at_its_line(write):
+    # Spreadsheets pad cells: " cus_000001" would import a customer no event names.
+    crm = "id,name,currency,timezone,plan,start\ncus_1,One,USD,UTC,pro,2026-01-01\ncus_2 ,Two,USD,UTC,pro,2026-01-01\n"
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(write("crm.csv", crm))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.key) == (3, "customers[1].id")
+    assert "'cus_2 ' has spaces around it" in problem.message

@@ -21,6 +21,7 @@ from meterctl.cli.common import (
     print_json,
     print_table,
     session,
+    short,
     stderr_console,
     stdout_console,
 )
@@ -63,22 +64,24 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict[str, An
 
 
 def _listed(pairs: tuple[tuple[str, int], ...]) -> str:
-    shown = ", ".join(f"{customer} ({count})" for customer, count in pairs[:5])
+    shown = ", ".join(f"{short(customer)} ({count})" for customer, count in pairs[:5])
     return shown + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
 
 
 def warn_unbilled(console: Console, result: RatingResult) -> None:
     """Everything metered that no line will carry: said on stderr, never dropped in silence."""
     for u in result.unmeterable:
-        console.print(f"warning: {u.events} unmeterable event(s) for {u.customer_id} / {u.meter} not billed: {u.reason}", style="yellow")
+        console.print(f"warning: {u.events} unmeterable event(s) for {short(u.customer_id)} / {u.meter} not billed: "
+                      f"{u.reason}", style="yellow")
     for s in result.open_sessions:
-        console.print(f"note: open session {s.session} of {s.customer_id} / {s.meter}, last seen {iso(s.last_event_at)}")
+        console.print(f"note: open session {short(s.session)} of {short(s.customer_id)} / {s.meter}, "
+                      f"last seen {iso(s.last_event_at)}")
     if result.outside_subscriptions:
         total = sum(n for _, n in result.outside_subscriptions)
         console.print(f"warning: {total} event(s) in {result.period} fall outside their customer's subscriptions, so are "
                       f"not billed: {_listed(result.outside_subscriptions)} (see 'meterctl customers show ID')", style="yellow")
     for customer_id, why in result.unpriceable:
-        console.print(f"warning: {customer_id} not rated: {why}", style="yellow")
+        console.print(f"warning: {short(customer_id)} not rated: {why}", style="yellow")
     if result.unknown_customers:
         total = sum(n for _, n in result.unknown_customers)
         console.print(f"warning: {total} event(s) in {result.period} from customers that are not imported, so not billed: "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from meterctl.errors import DataError, NotFoundError
+from meterctl.errors import NotFoundError, UsageOverflowError
 from meterctl.instants import EpochCache
 from meterctl.pricing import text
 from meterctl.store.duckdb import sqlfiles, usage_sql
@@ -95,12 +95,23 @@ class DuckDBEventStore:
         try:
             found, opened = self._aggregate(query, params)
         except duckdb.OutOfRangeException:
-            summed = ", ".join(m.name for m in query.meters if m.aggregation == "sum") or "?"
-            raise DataError(f"usage cannot be totalled: a sum of meter {summed} reaches 10^20 or more, beyond DECIMAL(38, 18); "
-                            "find the events with huge values (e.g. meterctl usage --meter NAME --window day) "
-                            "and correct them at the source") from None
+            raise UsageOverflowError(self._overflowing(query, params)) from None
         found.sort(key=lambda row: row[0])  # stable: keeps the SQL order inside each meter
         return found, opened
+
+    def _overflowing(self, query: UsageQuery, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """(customer_id, meter) of each sum that does not fit: a second look, after a failure
+        only, so that the customers at fault can be named and set aside."""
+        found: set[tuple[str, str]] = set()
+        for index, meter in enumerate(query.meters):
+            if meter.aggregation != "sum":
+                continue
+            statement = ("SELECT DISTINCT customer_id FROM ("
+                         + usage_sql.plain_meter(meter, index, query.window, params, overflow_check=True)
+                         + ") WHERE value > 0")
+            rows = self.con.execute(statement, sqlfiles.bind(statement, params)).fetchall()
+            found.update((customer, meter.name) for (customer,) in rows)
+        return tuple(sorted(found))
 
     def _aggregate(self, query: UsageQuery, params: dict[str, Any]) -> tuple[list[AggregateRow], list[OpenSessionRow]]:
         """(rows, open sessions) of every meter, each row led by the meter's index."""

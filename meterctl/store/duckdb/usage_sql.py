@@ -149,13 +149,27 @@ def _aliases(dims: list[str]) -> tuple[str, str, str]:
     return columns, "".join(f", {n}" for n in names), ", ".join(names)
 
 
-def plain_meter(meter: Meter, index: int, window: str, params: dict[str, Any]) -> str:
-    """One SELECT giving (meter_index, customer_id, window_start, window_end, dims, value, unmeterable)."""
+# 1 where a sum of DECIMAL(38, 18) values would reach 10^20 (beyond the type), else 0: the
+# whole and fractional parts summed apart cannot overflow (each whole part is below 10^20,
+# a HUGEINT holds 10^38).
+_SUM_OVERFLOWS = (
+    "CASE WHEN sum(CAST(trunc(v) AS HUGEINT)) + CAST(floor(sum(v - trunc(v))) AS HUGEINT) "
+    ">= CAST('100000000000000000000' AS HUGEINT) "
+    "OR sum(CAST(trunc(v) AS HUGEINT)) + CAST(ceil(sum(v - trunc(v))) AS HUGEINT) "
+    "<= CAST('-100000000000000000000' AS HUGEINT) THEN 1 ELSE 0 END"
+)
+
+
+def plain_meter(meter: Meter, index: int, window: str, params: dict[str, Any], *,
+                overflow_check: bool = False) -> str:
+    """One SELECT giving (meter_index, customer_id, window_start, window_end, dims, value, unmeterable).
+
+    With `overflow_check` (a sum meter), the value is 1 where the sum would not fit, else 0."""
     p = f"m{index}_"
     params[f"{p}event_name"] = meter.event_name
     where, dims = selection(meter, params, p, f"event_name = ${p}event_name")
     counted = meter.aggregation == "count"
-    aggregate = _AGGREGATE[meter.aggregation]
+    aggregate = _SUM_OVERFLOWS if overflow_check else _AGGREGATE[meter.aggregation]
     if not counted:
         aggregate = f"CASE WHEN count(v) > 0 THEN {aggregate} END"
     w_start, w_end, join = windows(window, "e")

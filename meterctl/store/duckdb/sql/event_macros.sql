@@ -5,13 +5,23 @@
 -- Is the JSON value absent or null?
 CREATE OR REPLACE TEMP MACRO mc_absent(j) AS j IS NULL OR j = 'null';
 
--- Why a required string field is unusable, or NULL when it is fine.
+-- Why a required string field is unusable, or NULL when it is fine. Identifiers (ids, names)
+-- are at most mc_max_id_length() characters: a key is not a payload.
 CREATE OR REPLACE TEMP MACRO mc_string_problem(j, field) AS
     CASE
         WHEN mc_absent(j) THEN 'missing required field ''' || field || ''''
         WHEN NOT starts_with(j, '"') THEN 'field ''' || field || ''' must be a string, got ' || json_type(j)
         WHEN mc_blank(j ->> '$') THEN 'field ''' || field || ''' must not be empty'
+        WHEN length(j ->> '$') > mc_max_id_length()
+            THEN 'field ''' || field || ''' is ' || length(j ->> '$') || ' characters long; at most '
+                 || mc_max_id_length() || ' are allowed (' || mc_shown(j ->> '$') || ')'
     END;
+
+CREATE OR REPLACE TEMP MACRO mc_max_id_length() AS 256;
+
+-- A value quoted in a reason: its first characters when it is long.
+CREATE OR REPLACE TEMP MACRO mc_shown(t) AS
+    CASE WHEN length(t) > 64 THEN left(t, 60) || '…' ELSE t END;
 
 -- Empty or only whitespace (spaces, tabs, line breaks, form feeds), however long.
 CREATE OR REPLACE TEMP MACRO mc_blank(v) AS trim(v, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) = '';
@@ -157,7 +167,7 @@ CREATE OR REPLACE TEMP MACRO mc_payload_hash(customer_id, event_name, ts, quanti
 -- faster than comparing the string against eleven ranges. (Both sides of AND are computed
 -- for every row, so the shift stays in 0..63 whatever the first character.)
 CREATE OR REPLACE TEMP MACRO mc_fast_text(v) AS
-    v IS NOT NULL
+    v IS NOT NULL AND strlen(v) <= mc_max_id_length()
     AND CASE
         WHEN unicode(v) BETWEEN 64 AND 127
              AND ((571884303721414078 >> ((unicode(v) - 64) & 63)) & 1) = 1

@@ -159,23 +159,23 @@ judged AS (
                 THEN 'missing required field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''''
             WHEN ts IS NULL AND starts_with(j_ts, '"') AND mc_offset_out_of_range(j_ts ->> '$')
                 THEN 'field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''' value '
-                     || CAST(j_ts AS VARCHAR) || ' has a UTC offset beyond ±23:59, which RFC 3339 does not allow'
+                     || mc_shown(CAST(j_ts AS VARCHAR)) || ' has a UTC offset beyond ±23:59, which RFC 3339 does not allow'
             WHEN ts IS NULL AND (starts_with(j_ts, '"') OR json_type(j_ts) IN ('BIGINT', 'UBIGINT', 'DOUBLE'))
                 THEN 'field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END || ''' value '
-                     || CAST(j_ts AS VARCHAR) || ' is not an RFC 3339 date-time or epoch seconds/milliseconds'
+                     || mc_shown(CAST(j_ts AS VARCHAR)) || ' is not an RFC 3339 date-time or epoch seconds/milliseconds'
             WHEN ts IS NULL
                 THEN 'field ''' || CASE WHEN is_ce THEN 'time' ELSE 'timestamp' END
                      || ''' must be an RFC 3339 string or an epoch number, got ' || json_type(j_ts)
             WHEN ts > CAST($now AS TIMESTAMPTZ) + to_seconds(CAST($max_future_seconds AS BIGINT))
-                THEN 'timestamp ' || CAST(j_ts AS VARCHAR) || ' is more than '
+                THEN 'timestamp ' || mc_shown(CAST(j_ts AS VARCHAR)) || ' is more than '
                      || CAST($max_future_seconds AS VARCHAR) || ' s after the ingest time '
                      || strftime(CAST($now AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%SZ')
             WHEN $max_age_seconds IS NOT NULL
                  AND ts < CAST($now AS TIMESTAMPTZ) - to_seconds(CAST($max_age_seconds AS BIGINT))
-                THEN 'timestamp ' || CAST(j_ts AS VARCHAR) || ' is older than the maximum age of '
+                THEN 'timestamp ' || mc_shown(CAST(j_ts AS VARCHAR)) || ' is older than the maximum age of '
                      || CAST($max_age_seconds AS VARCHAR) || ' s'
             WHEN len(q_written) = 0
-                THEN 'quantity ' || CAST(j_quantity AS VARCHAR) || ' cannot be read exactly: the number was not found '
+                THEN 'quantity ' || mc_shown(CAST(j_quantity AS VARCHAR)) || ' cannot be read exactly: the number was not found '
                      || 'as written in the line (write the key "quantity" without escapes)'
             WHEN len(q_written) > 1
                 THEN 'quantity cannot be read exactly: the line has several "quantity" members whose numbers '
@@ -183,10 +183,10 @@ judged AS (
             WHEN NOT mc_absent(j_quantity) AND q_text IS NULL
                 THEN 'quantity must be a number or a numeric string, got ' || json_type(j_quantity)
             WHEN q_text IS NOT NULL AND mc_quantity(q_text, q_is_string) IS NULL
-                THEN 'quantity ' || CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END
+                THEN 'quantity ' || mc_shown(CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END)
                      || ' is not a finite decimal number that fits DECIMAL(38, 18)'
             WHEN q_text IS NOT NULL AND NOT mc_fits_decimal(q_text, mc_quantity(q_text, q_is_string))
-                THEN 'quantity ' || CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END
+                THEN 'quantity ' || mc_shown(CASE WHEN q_is_string THEN CAST(j_quantity AS VARCHAR) ELSE q_text END)
                      || ' would be rounded: DECIMAL(38, 18) keeps at most 20 integer and 18 fractional digits'
             WHEN NOT mc_absent(j_properties) AND NOT starts_with(j_properties, '{')
                 THEN CASE WHEN is_ce THEN 'CloudEvent: ' ELSE '' END || 'field '''
