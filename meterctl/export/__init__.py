@@ -9,9 +9,12 @@ exports from a store rebuilt from the same event files ingested in another order
 - CSV: one row per invoice line; money in major units at the currency's scale, with the
   currency code; the invoice's totals repeated on each of its rows.
 - Parquet: the same rows with decimal columns.
-- HTML: one self-contained, printable page per invoice.
+- HTML: one self-contained, printable page per invoice, in a directory that holds this
+  export's pages and no others.
 
-Every file is written to a temporary file and renamed (see io/files.py).
+Every file is written to a temporary file and renamed, and the HTML directory is built
+beside its place and renamed into it (see io/files.py): an export completes or leaves what
+was there before.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from meterctl.export.documents import invoice_document, to_json
 from meterctl.export.pages import to_html
 from meterctl.export.tables import to_csv, write_parquet
 from meterctl.invoices import Invoice
-from meterctl.io.files import write_bytes_atomically
+from meterctl.io.files import write_bytes_atomically, write_directory_atomically
 
 FORMATS = ("json", "csv", "parquet", "html")
 
@@ -77,18 +80,16 @@ def export(invoices: Sequence[Invoice], fmt: str, output: Path | str) -> ExportR
         raise UsageError(Param("format"), f" must be one of {', '.join(FORMATS)}, not '{fmt}'")
     wants_directory = isinstance(output, str) and output.endswith(("/", "\\"))
     output = Path(output)
-    if fmt == "html" or wants_directory:
+    if fmt == "html":
+        # All pages or none: built beside the directory and renamed into place.
+        pages = [(name, to_html(invoice)) for invoice, name in zip(invoices, _html_names(invoices), strict=True)]
+        written = write_directory_atomically(output, pages)
+        return ExportResult(fmt, tuple(str(output / path.name) for path in written), len(invoices))
+    if wants_directory:
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"{output}: cannot create the directory: {error}") from error
-    if fmt == "html":
-        written = []
-        for invoice, name in zip(invoices, _html_names(invoices), strict=True):
-            path = output / name
-            write_bytes_atomically(path, to_html(invoice))
-            written.append(str(path))
-        return ExportResult(fmt, tuple(written), len(invoices))
     path = output / f"invoices.{fmt}" if output.is_dir() else output
     if fmt == "json":
         write_bytes_atomically(path, to_json(invoices))

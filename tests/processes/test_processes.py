@@ -156,3 +156,34 @@ def test_kill_9_at_any_moment_then_rerun_reaches_the_same_totals(tmp_path):
         rerun = meterctl("ingest", "--db", db, *files)
         assert rerun.returncode == 0, rerun.stderr
         assert _snapshot(db) == reference, f"after kill at {share:.0%} of a run"
+    # A store killed while it was created was never in place, and the next run cleared it.
+    assert not list(tmp_path.glob(".*.new-*"))
+
+
+def test_kill_9_during_an_html_export_leaves_the_earlier_export_or_none(tmp_path):
+    from tests.conftest import REPO, SAMPLE
+
+    db = tmp_path / "sample.duckdb"
+    with Session(db, config=REPO / "pricebooks") as s:
+        s.import_customers(SAMPLE / "customers.yaml")
+        s.ingest([SAMPLE / "events-2026-10.jsonl"])
+        s.invoice("2026-10")
+    reference = tmp_path / "reference"
+    started = time.monotonic()
+    assert meterctl("invoice", "export", "--format", "html", "-o", reference, "--db", db).returncode == 0
+    took = time.monotonic() - started
+    pages = {p.name: p.read_bytes() for p in reference.iterdir()}
+    assert len(pages) == 50
+
+    out = tmp_path / "invoices"
+    for share in (0.3, 0.6, 0.8, 0.9, 0.97):
+        proc = start_meterctl("invoice", "export", "--format", "html", "-o", out, "--db", db)
+        time.sleep(took * share)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if out.exists():  # all 50 pages, or no directory at all: never a part of them
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == pages, f"after kill at {share:.0%}"
+    rerun = meterctl("invoice", "export", "--format", "html", "-o", out, "--db", db)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == pages
+    assert not [name for name in os.listdir(tmp_path) if name.endswith("-export")]  # no temporaries survive

@@ -8,6 +8,7 @@ store is created whole or not at all; a damaged one is named as such (exit 66).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import secrets
@@ -115,6 +116,7 @@ def _create(path: Path) -> None:
     """Create the store at `path` all at once: built and migrated beside it under a temporary
     name, then linked into place. A full disk or a kill while it is built leaves nothing at
     `path`; two processes creating it at once keep the first one's."""
+    _clear_abandoned(path)
     temporary = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         con = _connect_once(temporary, read_only=False)
@@ -139,6 +141,26 @@ def _create(path: Path) -> None:
     finally:
         for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
             leftover.unlink(missing_ok=True)
+
+
+def _clear_abandoned(path: Path) -> None:
+    """Stores that processes killed while creating them left beside `path` (named after
+    their process, which no longer runs)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
+        pid = leftover.name.removeprefix(f".{path.name}.new-").split("-")[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # running, as another user
+    return True
 
 
 def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb.DuckDBPyConnection:
