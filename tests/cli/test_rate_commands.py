@@ -75,3 +75,18 @@ def test_a_plan_name_typo_in_the_customers_file_bills_everyone_else(cli, db, con
     [set_aside] = document["unpriceable"]
     assert set_aside["customer_id"] == "cus_1" and "plan 'prro' has no version in force" in set_aside["reason"]
     assert "warning: cus_1 not rated" in invoiced.stderr
+
+
+def test_one_event_too_large_to_total_sets_its_customer_aside_and_invoices_the_others(cli, db, config, acme):
+    acme(event("t1", event_name="llm_tokens", quantity="99999999999999999999.999999999999999999"),
+         event("t2", event_name="llm_tokens", quantity="1"),
+         event("g1", customer_id="cus_2"), customers=ACME_ON_PRO + SECOND_CUSTOMER)
+    rated = cli("rate", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert rated.exit_code == 65, rated.stderr
+    document = json.loads(rated.stdout)
+    assert {l["customer_id"] for l in document["lines"]} == {"cus_2"}
+    assert [u["customer_id"] for u in document["unpriceable"]] == ["cus_1"]
+    assert "sums to 10^20 or more" in document["unpriceable"][0]["reason"]
+    invoiced = cli("invoice", "--period", "2026-10", "--db", db, "--pricebooks", config, "--json")
+    assert invoiced.exit_code == 65
+    assert [i["customer_id"] for i in json.loads(invoiced.stdout)["invoices"]] == ["cus_2"]

@@ -157,9 +157,20 @@ def _ingest_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(f"SET {name} = '{value}'")
     try:
         yield
-    finally:
-        for name, value in before.items():
-            con.execute(f"SET {name} = '{value}'")
+    except BaseException:
+        # The failure on its way is what to report: a connection it left unusable must
+        # not replace it with an error about a setting.
+        try:
+            _restore(con, before)
+        except duckdb.Error:
+            pass
+        raise
+    _restore(con, before)
+
+
+def _restore(con: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
+    for name, value in settings.items():
+        con.execute(f"SET {name} = '{value}'")
 
 
 def _setting_text(con: duckdb.DuckDBPyConnection, name: str) -> str:

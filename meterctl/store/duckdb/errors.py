@@ -35,6 +35,7 @@ _DAMAGE = (
     "not a valid DuckDB database file",
     "Failure while replaying WAL",
     "database file is corrupt",
+    "Input/output error",  # EIO: the disk could not read the block back
 )
 
 

@@ -354,8 +354,13 @@ def _unbilled(con: duckdb.DuckDBPyConnection, query: UnbilledQuery) -> UnbilledC
                 "WHERE e.event_name IN (SELECT unnest($names)) GROUP BY e.customer_id ORDER BY e.customer_id",
                 {"names": list(query.event_names)},
             ).fetchall()
-        finally:
-            con.execute("DROP TABLE IF EXISTS temp.uncovered")
+        except BaseException:
+            try:  # the failure is what to report, not a clean-up it made impossible
+                con.execute("DROP TABLE IF EXISTS temp.uncovered")
+            except duckdb.Error:
+                pass
+            raise
+        con.execute("DROP TABLE IF EXISTS temp.uncovered")
         outside = tuple((customer, count) for customer, count in rows)
     return UnbilledCounts(unknown, outside)
 
