@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -154,11 +155,17 @@ def _fsync_directory(directory: Path) -> None:
         os.close(handle)
 
 
+# How write_bytes_atomically names its temporary file for a page (mkstemp's prefix).
+_PAGE_TEMPORARY = re.compile(r"^\..+\.html\.[A-Za-z0-9_]+$")
+
+
 def _hidden_files(path: Path, directory: Path) -> list[Path]:
     """The hidden files of a directory an export may replace; OutputError when it holds
     anything else than those and pages."""
     hidden, other = [], []
     for entry in sorted(directory.iterdir()):
+        if _PAGE_TEMPORARY.match(entry.name):
+            continue  # a page an earlier version was writing when it was killed: dropped
         if entry.name.startswith(".") and entry.is_file() and not entry.is_symlink():
             hidden.append(entry)
         elif not (entry.suffix.lower() == ".html" and entry.is_file()):

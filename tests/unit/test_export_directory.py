@@ -41,6 +41,15 @@ def test_a_failure_while_building_leaves_the_earlier_export_as_it_was(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["invoices"]
 
 
+def test_a_page_temporary_a_killed_earlier_version_left_inside_is_not_kept(tmp_path):
+    out = tmp_path / "invoices"
+    out.mkdir()
+    (out / "INV-2026-000001.html").write_bytes(b"old")
+    (out / ".INV-2026-000002.html.k3j_x9a1").write_bytes(b"half a page")
+    write_directory_atomically(out, [("INV-2026-000001.html", b"new")])
+    assert listing(out) == {"INV-2026-000001.html": b"new"}
+
+
 def test_what_a_killed_export_left_beside_the_directory_is_cleared(tmp_path):
     out = tmp_path / "invoices"
     partial = tmp_path / ".invoices.4242-0badcafe-export"
