@@ -123,8 +123,10 @@ def _create(path: Path) -> None:
         try:
             migrate(con)
             con.execute("CHECKPOINT")
-        finally:
-            con.close()
+        except BaseException:
+            _close_quietly(con)
+            raise
+        con.close()
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -217,9 +219,17 @@ def connect(path: Path, *, read_only: bool = False, wait: float = 0.0) -> duckdb
             connect(path, wait=wait).close()
             return connect(path, read_only=True, wait=wait)
     except BaseException:
-        con.close()  # the lock goes with it
+        _close_quietly(con)  # the lock goes with it
         raise
     return con
+
+
+def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Close after a failure that is being raised: a close that fails too must not take its place."""
+    try:
+        con.close()
+    except duckdb.Error:
+        pass
 
 
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
