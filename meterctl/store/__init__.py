@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meterctl.errors import MeterctlError
+from meterctl.errors import MeterctlError, StoreDamagedError
 
 if TYPE_CHECKING:
     from meterctl.store.ports import Store
@@ -50,10 +50,8 @@ def faults(path: Path, *, read_only: bool = False) -> Iterator[None]:
         mapped = translate(error, path, read_only=read_only)
         if mapped is None:
             raise
-        from meterctl.errors import StoreDamagedError
-
         if isinstance(mapped, StoreDamagedError):
             from meterctl.store.duckdb.health import remember
 
             remember(path, mapped)
-        raise mapped from None
+        raise mapped from error

@@ -89,6 +89,6 @@ def _detail(text: str) -> str:
     """DuckDB's message, on one line, without its class prefix."""
     first = " ".join(text.split())
     for prefix in ("TransactionContext Error: ", "IO Error: ", "Error: "):
-        first = first.replace(prefix, "")
+        first = first.removeprefix(prefix)
     return first[:300]
 
