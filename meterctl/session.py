@@ -22,6 +22,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
@@ -32,6 +33,7 @@ from meterctl.store import faults, open_store
 
 if TYPE_CHECKING:
     from meterctl.audit import Explanation, Verification
+    from meterctl.credits import Balance
     from meterctl.customers import BillingPeriods, CustomerVersion, ImportResult
     from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from meterctl.simulate import SimulationResult
     from meterctl.store.ports import FrozenVersion, Ledger, Store
     from meterctl.usage import UsageResult
+    from meterctl.wallets import GrantOutcome, LedgerLine, VoidOutcome
 
 # The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
 # them: a cron job's `meterctl ingest` should not pay for rating at start-up.
@@ -551,6 +554,70 @@ class Session:
         data, count = events_jsonl(explanation)
         write_bytes_atomically(Path(output), data)
         return EventsExport(str(output), count)
+
+    # ------------------------------------------------------------ wallets
+
+    def _customer_latest(self, customer_id: str) -> CustomerVersion | None:
+        history = self.store.ledger.customer_history(customer_id)
+        return history[0] if history else None
+
+    def _meter_names(self) -> tuple[str, ...] | None:
+        """The meters a grant may name, when the configuration directory is there to tell."""
+        if not self._config_named and not self.config_dir.is_dir():
+            return None
+        return tuple(m.name for m in self.meters())
+
+    @_guarded
+    def grant(self, customer_id: str, *, amount: str | Decimal | None = None, credits: str | Decimal | None = None,
+              rate: str | Decimal | None = None, currency: str | None = None, name: str | None = None,
+              priority: int | None = None, effective: str | datetime | None = None,
+              expires: str | datetime | None = None, applies_to: Sequence[str] = (), reason: str | None = None,
+              key: str | None = None, now: datetime | None = None) -> GrantOutcome:
+        """Add money to a customer's wallet: `amount`, or `credits` × `rate` (money per credit).
+        A time is RFC 3339, or a date (midnight in the customer's time zone); `effective`
+        defaults to now. With `key`, asking again for the same grant returns the first one."""
+        from meterctl.wallets import GrantAsked, make_grant
+
+        asked = GrantAsked(customer_id, amount, credits, rate, currency, name, priority, effective, expires,
+                           tuple(applies_to), reason, key)
+        ledger = self._for_writing("grant credits").ledger
+        return make_grant(ledger, asked, self._customer_latest(customer_id), self._meter_names(), _now(now))
+
+    @_guarded
+    def void_grant(self, grant_id: str, *, at: str | datetime | None = None, now: datetime | None = None) -> VoidOutcome:
+        """What remains of a grant is no longer available from `at` (default now)."""
+        from meterctl.wallets import void_grant
+
+        ledger = self._for_writing("void a grant").ledger
+        found = ledger.wallet_grant(grant_id)
+        customer = self._customer_latest(found.customer_id) if found else None
+        return void_grant(ledger, grant_id, at, customer.timezone if customer else None, _now(now))
+
+    @_guarded
+    def wallet_balance(self, customers: str | Sequence[str] | None = None,
+                       at: str | datetime | None = None) -> tuple[Balance, ...]:
+        """Each customer's wallet at `at` (default now): the available balance and every grant."""
+        from meterctl.customers import select_customers
+        from meterctl.wallets import balances
+
+        chosen = select_customers(self.store.ledger.latest_customers(), _names(customers))
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        return balances(self.store.ledger, chosen, when)
+
+    @_guarded
+    def wallet_ledger(self, customer_id: str, now: datetime | None = None) -> tuple[LedgerLine, ...]:
+        """Every entry of the customer's wallet, oldest first, with the running balance."""
+        from meterctl.wallets import ledger_lines
+
+        if self._customer_latest(customer_id) is None:
+            raise NotFoundError(Param("customer"), f": no customer '{customer_id}' (see 'meterctl customers list')")
+        return ledger_lines(self.store.ledger, customer_id, _now(now))
+
+
+def _now(given: datetime | None) -> datetime:
+    from datetime import UTC
+
+    return given if given is not None else datetime.now(UTC)
 
 
 NO_INVOICES_YET = "no invoices yet: run 'meterctl invoice --period YYYY-MM' first"

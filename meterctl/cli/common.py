@@ -47,6 +47,8 @@ FLAGS = {
     "period": "--period", "window": "--window", "start": "--from", "end": "--to", "tz": "--tz",
     "customer": "--customer", "meter": "--meter", "cycle": "--cycle", "line": "--line", "format": "--format",
     "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict", "finalize": "--finalize",
+    "amount": "--amount", "credits": "--credits", "rate": "--rate", "currency": "--currency", "effective": "--effective",
+    "expires": "--expires", "applies_to": "--applies-to", "at": "--at",
 }
 
 

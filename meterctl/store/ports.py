@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from meterctl.credits import Grant, GrantRequest, NewEntry, WalletEntry
     from meterctl.customers import CustomerRecord, CustomerVersion
     from meterctl.events import Conflict, ContractRules, DeadLetter, StoreStatus
     from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
@@ -308,6 +309,24 @@ class Ledger(Protocol):
     def invoices(self, where: InvoiceFilter) -> tuple[Invoice, ...]: ...
 
     def invoice(self, reference: str) -> Invoice | None: ...
+
+    # wallets
+    def wallet_grants(self, customer_ids: Sequence[str] | None = None) -> tuple[Grant, ...]:
+        """Grants (of these customers), in the order they were made, each with when it was voided."""
+        ...
+
+    def wallet_grant(self, grant_id: str) -> Grant | None: ...
+
+    def wallet_entries(self, customer_ids: Sequence[str] | None = None) -> tuple[WalletEntry, ...]:
+        """Ledger entries (of these customers), by when they take effect, then as written."""
+        ...
+
+    def record_grant(self, request: GrantRequest, request_sha256: str, now: datetime) -> tuple[Grant, bool]:
+        """Write a grant and its entry, or return the one made with the same idempotency key and
+        request (created: False); the same key with another request is a DataError."""
+        ...
+
+    def add_wallet_entries(self, entries: Sequence[NewEntry], now: datetime) -> None: ...
 
     def with_lines(self, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]: ...
 

@@ -30,13 +30,13 @@ VALUES = (
     "meterctl.errors", "meterctl.instants", "meterctl.cycles", "meterctl.meters", "meterctl.pricing",
     "meterctl.canonical_json", "meterctl.events", "meterctl.usage", "meterctl.customers", "meterctl.invoices",
     "meterctl.rating.lines", "meterctl.rating.notes", "meterctl.pricebook.catalog", "meterctl.settings",
-    "meterctl.config_yaml",
+    "meterctl.config_yaml", "meterctl.credits",
 )
 # The services built on the store, which the command line reaches only through the Session.
 SERVICES = (
     "meterctl.ingest", "meterctl.invoicing", "meterctl.audit", "meterctl.simulate", "meterctl.metering",
     "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month", "meterctl.rating.plan",
-    "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled",
+    "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled", "meterctl.wallets",
 )
 COMMAND_LINE = ("typer", "rich", "click")
 

@@ -1,4 +1,5 @@
-"""The Ledger port over DuckDB: customer versions, pricebook snapshots, rating runs, invoices."""
+"""The Ledger port over DuckDB: customer versions, pricebook snapshots, rating runs, invoices,
+wallets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from meterctl.store.duckdb.connect import has_table
 from meterctl.store.duckdb.invoices import InvoiceRecords
 from meterctl.store.duckdb.runs import RunRecords
 from meterctl.store.duckdb.transaction import Transaction, transaction
+from meterctl.store.duckdb.wallets import WalletRecords
 
 _CUSTOMER_SELECT = """
     SELECT customer_id, version, name, currency, timezone, billing, CAST(subscriptions AS VARCHAR), source,
@@ -38,7 +40,7 @@ def _customer(row: tuple[Any, ...], instants: EpochCache) -> CustomerVersion:
         for s in json.loads(subscriptions)), source, instants[imported])
 
 
-class DuckDBLedger(RunRecords, InvoiceRecords):
+class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 

@@ -1,0 +1,226 @@
+"""Customers' wallets: grants made and voided, expiries recorded, balances and the ledger read.
+
+Every change is an entry appended to the wallet ledger (see credits.py); nothing is ever
+updated or deleted. A grant is checked whole before anything is written: a customer that
+exists, its currency, a positive amount (or credits and a positive rate), an expiry after
+the time it takes effect, credits that pay known meters. The same idempotency key with the
+same request gives the first grant again and grants nothing more; with another request it
+is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation, localcontext
+
+from meterctl.credits import ALL, USAGE, Balance, Grant, GrantRequest, NewEntry, WalletEntry, balance, remaining
+from meterctl.customers import CustomerVersion
+from meterctl.errors import DataError, NotFoundError, Param, UsageError
+from meterctl.instants import local_instant, time_zone
+from meterctl.store.ports import Ledger
+
+_MAX = Decimal(10) ** 20  # what a DECIMAL(38, 18) holds
+_PLACES = 18
+
+
+@dataclass(frozen=True)
+class GrantAsked:
+    """A grant as a caller gives it: text and numbers as typed, before they are checked."""
+
+    customer_id: str
+    amount: str | Decimal | None = None
+    credits: str | Decimal | None = None
+    rate: str | Decimal | None = None
+    currency: str | None = None
+    name: str | None = None
+    priority: int | None = None
+    effective: str | datetime | None = None
+    expires: str | datetime | None = None
+    applies_to: tuple[str, ...] = ()
+    reason: str | None = None
+    key: str | None = None
+
+    def sha256(self) -> str:
+        """What an idempotency key stands for: the request as given (a default such as
+        'effective now' is not part of it, so a retry asks for the same)."""
+        document = {name: (value if value is None or isinstance(value, int | tuple) else str(value))
+                    for name, value in sorted(vars(self).items())}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    grant: Grant
+    created: bool  # False: the idempotency key's earlier grant, returned again
+
+
+@dataclass(frozen=True)
+class VoidOutcome:
+    grant: Grant
+    voided_at: datetime
+    released: Decimal  # what the grant held then, no longer available
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    entry: WalletEntry
+    grant_name: str
+    balance: Decimal  # the wallet's running balance after this entry
+    recorded: bool  # False: an expiry that is due but not written yet (the next write records it)
+
+
+def _decimal(value: str | Decimal | None, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise UsageError(Param(name), f": '{value}' is not a decimal number") from None
+    if not number.is_finite():
+        raise UsageError(Param(name), f": '{value}' is not a finite number")
+    return number
+
+
+def _fits(value: Decimal, name: str) -> Decimal:
+    """The value, when the ledger keeps it exactly (below 10^20, at most 18 decimals)."""
+    plain = format(value, "f")
+    places = len(plain.partition(".")[2].rstrip("0"))
+    if abs(value) >= _MAX or places > _PLACES:
+        raise UsageError(Param(name), f": {plain} cannot be kept exactly (below 10^20, at most 18 decimals)")
+    return value
+
+
+def _instant(given: str | datetime, zone_name: str, name: str) -> datetime:
+    return local_instant(given, time_zone(zone_name), name)
+
+
+def check_grant(asked: GrantAsked, customer: CustomerVersion | None, meters: Sequence[str] | None, now: datetime,
+                source: str = "command") -> GrantRequest:
+    """The request, checked whole; UsageError (or NotFoundError for an unknown customer) names
+    what to fix, and nothing is written."""
+    if customer is None:
+        raise NotFoundError(Param("customer"), f": no customer '{asked.customer_id}' (see 'meterctl customers list')")
+    amount, credits, rate = (_decimal(asked.amount, "amount"), _decimal(asked.credits, "credits"),
+                             _decimal(asked.rate, "rate"))
+    if amount is not None and (credits is not None or rate is not None):
+        raise UsageError("give ", Param("amount"), " or ", Param("credits"), " with ", Param("rate"), ", not both")
+    if amount is None:
+        if credits is None or rate is None:
+            raise UsageError("give ", Param("amount"), ", or ", Param("credits"), " with ", Param("rate"),
+                             " (money per credit)")
+        if credits <= 0:
+            raise UsageError(Param("credits"), f": {credits} must be more than zero")
+        if rate <= 0:
+            raise UsageError(Param("rate"), f": {rate} must be more than zero (money per credit)")
+        with localcontext() as exact:
+            exact.prec = 80  # two DECIMAL(38, 18) multiplied, exactly
+            amount = _fits(credits * rate, "credits")
+    if amount <= 0:
+        raise UsageError(Param("amount"), f": {amount} must be more than zero")
+    _fits(amount, "amount")
+    currency = asked.currency or customer.currency
+    if currency != customer.currency:
+        raise UsageError(Param("currency"), f": {customer.customer_id} is billed in {customer.currency}, not {currency}; "
+                         "a wallet holds the customer's currency")
+    effective = _instant(asked.effective, customer.timezone, "effective") if asked.effective is not None else now
+    expires = _instant(asked.expires, customer.timezone, "expires") if asked.expires is not None else None
+    if expires is not None and expires <= effective:
+        raise UsageError(Param("expires"), f": {expires.isoformat()} must be after the grant takes effect "
+                         f"({effective.isoformat()})")
+    applies_to = tuple(dict.fromkeys(asked.applies_to)) or (USAGE,)
+    scopes = {USAGE, ALL} & set(applies_to)
+    if scopes and len(applies_to) > 1:
+        raise UsageError(Param("applies_to"), f": '{next(iter(scopes))}' stands alone (usage: every usage line; all: "
+                         "fees too), or name meters")
+    if not scopes and meters is not None:
+        unknown = sorted(set(applies_to) - set(meters))
+        if unknown:
+            raise UsageError(Param("applies_to"), f": unknown meter(s) {', '.join(unknown)} (meters: "
+                             f"{', '.join(meters)}; or usage, all)")
+    name = asked.name or ("Prepaid credits" if credits is not None else "Prepaid balance")
+    return GrantRequest(customer.customer_id, currency, name, amount, credits, rate, asked.priority, effective, expires,
+                        applies_to, asked.reason, asked.key, source)
+
+
+def make_grant(ledger: Ledger, asked: GrantAsked, customer: CustomerVersion | None, meters: Sequence[str] | None,
+               now: datetime, source: str = "command") -> GrantOutcome:
+    request = check_grant(asked, customer, meters, now, source)
+    with ledger.transaction():
+        record_expiries(ledger, [request.customer_id], now)
+        made, created = ledger.record_grant(request, asked.sha256(), now)
+    return GrantOutcome(made, created)
+
+
+def void_grant(ledger: Ledger, grant_id: str, at: str | datetime | None, timezone: str | None,
+               now: datetime) -> VoidOutcome:
+    """What remains of the grant is no longer available from `at` (default now); what it
+    already paid stays paid."""
+    with ledger.transaction():
+        found = ledger.wallet_grant(grant_id)
+        if found is None:
+            raise NotFoundError(f"no grant '{grant_id}' (see 'meterctl wallet balance')")
+        if found.voided_at is not None:
+            raise DataError(f"grant {grant_id} was voided already, at {found.voided_at.isoformat()}")
+        when = _instant(at, timezone or "UTC", "at") if at is not None else now
+        if found.expires_at is not None and found.expires_at <= when:
+            raise DataError(f"grant {grant_id} expired at {found.expires_at.isoformat()}: nothing is left to void then")
+        record_expiries(ledger, [found.customer_id], now)
+        held = remaining(e for e in ledger.wallet_entries([found.customer_id])
+                         if e.grant_id == grant_id and e.at <= when).get(grant_id, Decimal(0))
+        if found.effective_at > when:
+            held = found.amount  # voided before it took effect: all of it
+        ledger.add_wallet_entries([NewEntry(found.customer_id, grant_id, "void", -held, when, None)], now)
+    voided = ledger.wallet_grant(grant_id)
+    assert voided is not None
+    return VoidOutcome(voided, when, held)
+
+
+def due_expiries(grants: Sequence[Grant], entries: Sequence[WalletEntry], now: datetime) -> list[NewEntry]:
+    """An expiry entry for each grant whose expiry has come and that has none yet: what it
+    held then, taken out."""
+    expired = {e.grant_id for e in entries if e.kind in ("expiry", "void")}
+    due = []
+    for grant in grants:
+        if grant.expires_at is None or grant.expires_at > now or grant.grant_id in expired:
+            continue
+        held = remaining(e for e in entries if e.grant_id == grant.grant_id and e.at <= grant.expires_at)
+        due.append(NewEntry(grant.customer_id, grant.grant_id, "expiry", -held.get(grant.grant_id, Decimal(0)),
+                            grant.expires_at, None))
+    return due
+
+
+def record_expiries(ledger: Ledger, customer_ids: Sequence[str] | None, now: datetime) -> int:
+    """Write the expiries that have come (inside the caller's transaction)."""
+    due = due_expiries(ledger.wallet_grants(customer_ids), ledger.wallet_entries(customer_ids), now)
+    ledger.add_wallet_entries(due, now)
+    return len(due)
+
+
+def balances(ledger: Ledger, customers: Sequence[CustomerVersion], at: datetime) -> tuple[Balance, ...]:
+    """Each customer's wallet at `at` (customers without grants included, at zero)."""
+    ids = [c.customer_id for c in customers]
+    grants, entries = ledger.wallet_grants(ids), ledger.wallet_entries(ids)
+    return tuple(balance(c.customer_id, c.currency, [g for g in grants if g.customer_id == c.customer_id],
+                         [e for e in entries if e.customer_id == c.customer_id], at) for c in customers)
+
+
+def ledger_lines(ledger: Ledger, customer_id: str, now: datetime) -> tuple[LedgerLine, ...]:
+    """Every entry of the customer's wallet, oldest first, with the running balance; expiries
+    that have come but are not written yet are shown where they belong."""
+    grants = ledger.wallet_grants([customer_id])
+    entries = list(ledger.wallet_entries([customer_id]))
+    pending = due_expiries(grants, entries, now)
+    names = {g.grant_id: g.name for g in grants}
+    shown = [(e, True) for e in entries] + [
+        (WalletEntry(0, p.customer_id, p.grant_id, p.kind, p.amount, p.at, None, now), False) for p in pending]
+    shown.sort(key=lambda item: (item[0].at, not item[1], item[0].entry_id))
+    running = Decimal(0)
+    lines = []
+    for entry, recorded in shown:
+        running += entry.amount
+        lines.append(LedgerLine(entry, names.get(entry.grant_id, ""), running, recorded))
+    return tuple(lines)
