@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from meterctl import pricing
 from meterctl.canonical_json import compact, json_object
+from meterctl.credits import NewEntry
 from meterctl.rating.lines import RatedLine
 
 # Line fields that identify a line's content (not where or when it was computed).
@@ -79,6 +80,7 @@ class Invoice:
     finalized_at: datetime | None
     supersedes_number: str | None = None  # the number of the finalized invoice this one replaces
     lines: tuple[InvoiceLine, ...] = ()
+    credits: tuple[InvoiceCredit, ...] = ()  # which grant paid which line (read with the lines)
 
     @property
     def minor_units(self) -> int:
@@ -109,6 +111,15 @@ def invoice_id(customer_id: str, period_start: date, revision: int) -> str:
     return f"{customer_id}-{period_start:%Y%m%d}-r{revision}"
 
 
+class InvoiceCredit(NamedTuple):
+    """Credits of one grant paying one line of an invoice."""
+
+    grant_id: str
+    name: str
+    line_no: int
+    applied_minor: int
+
+
 class Totals(NamedTuple):
     subtotal_minor: int
     credits_minor: int
@@ -120,17 +131,22 @@ class Totals(NamedTuple):
                 "tax_minor": self.tax_minor, "total_minor": self.total_minor}
 
 
-def invoice_totals(lines: Sequence[RatedLine]) -> Totals:
+def invoice_totals(lines: Sequence[RatedLine], credits: Sequence[InvoiceCredit] = ()) -> Totals:
+    """subtotal = Σ rounded lines; total = subtotal − credits + tax, never below zero."""
     subtotal = sum(line.amount_minor for line in lines)
-    credits = 0
+    applied = sum(credit.applied_minor for credit in credits)
     tax = 0
-    return Totals(subtotal, credits, tax, max(subtotal - credits, 0) + tax)
+    return Totals(subtotal, applied, tax, max(subtotal - applied, 0) + tax)
 
 
-def content_hash(lines: Sequence[RatedLine], totals: Totals) -> str:
-    """sha256 of {"lines": [each line's canonical JSON without CONTENT_SKIP], **totals}, sorted keys."""
+def content_hash(lines: Sequence[RatedLine], totals: Totals, credits: Sequence[InvoiceCredit] = ()) -> str:
+    """sha256 of {"lines": [each line's canonical JSON without CONTENT_SKIP], **totals}, sorted keys
+    (and "credits", which grant paid which line, when any did)."""
+    fields = {key: compact(value) for key, value in totals.document().items()}
+    if credits:
+        fields["credits"] = compact([list(credit) for credit in credits])
     document = json_object({"lines": "[" + ",".join([line.canonical_json(CONTENT_SKIP) for line in lines]) + "]",
-                            **{key: compact(value) for key, value in totals.document().items()}})
+                            **fields})
     return hashlib.sha256(document.encode()).hexdigest()
 
 
@@ -168,6 +184,7 @@ class NewInvoice(NamedTuple):
     content_hash: str
     billed_until: date  # end of the last billed day: the period's end, or the end of a subscription that stopped inside it
     totals: Totals
+    credits: tuple[InvoiceCredit, ...] = ()
 
 
 class Numbered(NamedTuple):
@@ -187,3 +204,4 @@ class InvoiceChanges:
     invoices: list[NewInvoice] = field(default_factory=list)
     lines: list[tuple[str, int]] = field(default_factory=list)  # (invoice_id, rated line_no in the run)
     finalized: list[Numbered] = field(default_factory=list)
+    wallet_entries: list[NewEntry] = field(default_factory=list)  # debits and reversals of finalized revisions

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from meterctl.credits import PayableLine
 from meterctl.cycles import month_bounds
 from meterctl.errors import DataError, MeterctlError, NotFoundError, Param
 from meterctl.invoices import (
@@ -35,6 +37,7 @@ from meterctl.invoices import (
     invoice_id,
     invoice_totals,
 )
+from meterctl.pricing import minor_units
 from meterctl.store.ports import InvoiceFilter
 
 if TYPE_CHECKING:
@@ -103,6 +106,7 @@ def build_invoices(
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
     from meterctl.rating.month import price_month
     from meterctl.rating.record import record_month
+    from meterctl.wallets import InvoiceCrediting
 
     now = now or datetime.now(UTC)
     # A run that `meterctl rate` (or an earlier invoice run) recorded from the very same
@@ -121,14 +125,22 @@ def build_invoices(
     changes = InvoiceChanges()
     with ledger.transaction():
         stored_all = ledger.stored_invoices([customer for customer, _ in groups])
+        wallets = InvoiceCrediting(ledger, sorted({customer for customer, _ in groups}), now)
         # Numbers are handed out in customer order, inside the transaction: gap-free.
         last_seq = ledger.last_invoice_number(year)
         for (customer_id, period_start), numbered in sorted(groups.items()):
             lines = [line for _, line in numbered]
             first = lines[0]
-            totals = invoice_totals(lines)
-            digest = content_hash(lines, totals)
             latest_final, draft = _in_force(stored_all.get(customer_id, []), period_start, first.period_end)
+            # Credits by where the wallet stands at the period's end (local midnight).
+            period_end_at = datetime.combine(first.period_end, time(), ZoneInfo(first.timezone))
+            minor = minor_units(first.currency)
+            payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
+                       for n, line in enumerate(lines, 1)]
+            replaces = latest_final.invoice_id if latest_final else None
+            credits = wallets.apply(customer_id, first.currency, minor, period_end_at, payable, replaces)
+            totals = invoice_totals(lines, credits)
+            digest = content_hash(lines, totals, credits)
             if latest_final is not None and latest_final.content_hash == digest and latest_final.period_start == period_start:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
                     changes.drafts_to_delete.append(draft.invoice_id)
@@ -155,6 +167,7 @@ def build_invoices(
                     period_start=first.period_start, period_end=first.period_end, revision=revision,
                     supersedes=latest_final.invoice_id if latest_final else None, delta_minor=delta,
                     content_hash=digest, billed_until=max(line.segment_end for line in lines), totals=totals,
+                    credits=credits,
                 ))
                 changes.lines.extend((new_id, number) for number, _ in numbered)
                 action = "regenerated" if draft is not None else ("revised" if latest_final else "created")
@@ -163,6 +176,8 @@ def build_invoices(
                 last_seq += 1
                 number_text = f"INV-{year}-{last_seq:06d}"
                 changes.finalized.append(Numbered(new_id, number_text, year, last_seq))
+                # The wallet's debits land with the number, in this transaction.
+                changes.wallet_entries += wallets.finalized(new_id, customer_id, minor, period_end_at, credits, replaces)
                 # "revised" says a finalized invoice was replaced by this run's new content;
                 # finalizing a revision drafted earlier is just "finalized".
                 status, action = "finalized", ("revised" if latest_final and action != "unchanged" else "finalized")

@@ -17,10 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation, localcontext
 
-from meterctl.credits import ALL, USAGE, Balance, Grant, GrantRequest, NewEntry, WalletEntry, balance, remaining
+from meterctl.credits import (
+    ALL,
+    USAGE,
+    Balance,
+    Grant,
+    GrantRequest,
+    NewEntry,
+    PayableLine,
+    WalletEntry,
+    apply_credits,
+    balance,
+    burn_order,
+    remaining,
+)
 from meterctl.customers import CustomerVersion
 from meterctl.errors import DataError, NotFoundError, Param, UsageError
 from meterctl.instants import local_instant, time_zone
+from meterctl.invoices import InvoiceCredit
 from meterctl.store.ports import Ledger
 
 _MAX = Decimal(10) ** 20  # what a DECIMAL(38, 18) holds
@@ -224,3 +238,65 @@ def ledger_lines(ledger: Ledger, customer_id: str, now: datetime) -> tuple[Ledge
         running += entry.amount
         lines.append(LedgerLine(entry, names.get(entry.grant_id, ""), running, recorded))
     return tuple(lines)
+
+
+class InvoiceCrediting:
+    """The credits of one invoice run's invoices, worked out in the run's order.
+
+    What a grant can still pay is its entries' sum, leaving out a void or expiry: such a
+    grant is eligible only for periods that ended by then, and what it pays them after the
+    fact is given back from that entry (so that it still holds nothing from then on). A
+    revision gets the debits of the revision it supersedes back first, then takes afresh.
+    Drafts only take in memory (later invoices of the run see it); a finalized revision's
+    reversals, debits and give-backs are the entries returned by `finalized`.
+    """
+
+    def __init__(self, ledger: Ledger, customer_ids: Sequence[str], now: datetime) -> None:
+        record_expiries(ledger, customer_ids, now)
+        grants = ledger.wallet_grants(customer_ids)
+        entries = ledger.wallet_entries(customer_ids)
+        self._grants: dict[str, list[Grant]] = {}
+        for grant in burn_order(grants):
+            self._grants.setdefault(grant.customer_id, []).append(grant)
+        self._by_id = {grant.grant_id: grant for grant in grants}
+        self._can_pay = remaining(e for e in entries if e.kind not in ("void", "expiry"))
+        self._closed = {e.grant_id: e.kind for e in entries if e.kind in ("void", "expiry")}
+        self._debited: dict[str, dict[str, Decimal]] = {}  # invoice revision → grant → net debit
+        for e in entries:
+            if e.invoice_id is not None and e.kind in ("debit", "reversal"):
+                held = self._debited.setdefault(e.invoice_id, {})
+                held[e.grant_id] = held.get(e.grant_id, Decimal(0)) - e.amount
+
+    def apply(self, customer_id: str, currency: str, minor_units: int, period_end: datetime,
+              lines: Sequence[PayableLine], replaces: str | None) -> tuple[InvoiceCredit, ...]:
+        for grant_id, amount in self._debited.get(replaces or "", {}).items():
+            self._can_pay[grant_id] = self._can_pay.get(grant_id, Decimal(0)) + amount
+        eligible = [g for g in self._grants.get(customer_id, ()) if g.eligible(currency, period_end)]
+        applied = apply_credits(lines, eligible, self._can_pay, minor_units)
+        for application in applied:
+            self._can_pay[application.grant_id] -= Decimal(application.applied_minor).scaleb(-minor_units)
+        return tuple(InvoiceCredit(a.grant_id, a.name, a.line_no, a.applied_minor) for a in applied)
+
+    def finalized(self, invoice_id: str, customer_id: str, minor_units: int, period_end: datetime,
+                  credits: Sequence[InvoiceCredit], replaces: str | None) -> list[NewEntry]:
+        """The entries of a revision finalized with these credits."""
+        returned = self._debited.get(replaces or "", {})
+        taken: dict[str, Decimal] = {}
+        for credit in credits:
+            taken[credit.grant_id] = taken.get(credit.grant_id, Decimal(0)) + Decimal(credit.applied_minor).scaleb(
+                -minor_units)
+        entries = [NewEntry(customer_id, grant_id, "reversal", amount, period_end, replaces)
+                   for grant_id, amount in sorted(returned.items()) if amount]
+        entries += [NewEntry(customer_id, grant_id, "debit", -amount, period_end, invoice_id)
+                    for grant_id, amount in sorted(taken.items())]
+        for grant_id in sorted(set(returned) | set(taken)):
+            kind = self._closed.get(grant_id)
+            change = taken.get(grant_id, Decimal(0)) - returned.get(grant_id, Decimal(0))
+            if kind is not None and change:
+                grant = self._by_id[grant_id]
+                closed_at = grant.expires_at if kind == "expiry" and grant.expires_at else period_end
+                entries.append(NewEntry(customer_id, grant_id, kind, change, closed_at, invoice_id))
+        self._debited[invoice_id] = taken
+        if replaces:
+            self._debited[replaces] = {}
+        return entries

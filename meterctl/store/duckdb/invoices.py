@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,8 @@ from meterctl.store.duckdb.connect import has_table
 from meterctl.store.ports import InvoiceFilter
 
 if TYPE_CHECKING:
-    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceLine, StoredInvoice
+    from meterctl.credits import NewEntry
+    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceCredit, InvoiceLine, StoredInvoice
 
 # The invoice records (meterctl.invoices) are imported by the functions that make them: a
 # frozen dataclass costs a millisecond to define, and `rate` never reads an invoice.
@@ -82,6 +83,7 @@ class InvoiceRecords:
     """The Ledger's invoices."""
 
     con: duckdb.DuckDBPyConnection
+    add_wallet_entries: Callable[[Sequence[NewEntry], datetime], None]  # WalletRecords'
 
     def has_invoices(self) -> bool:
         return has_table(self.con, "invoices")
@@ -121,6 +123,8 @@ class InvoiceRecords:
         con = self.con
         if changes.drafts_to_delete:
             params = {"ids": changes.drafts_to_delete}
+            con.execute("DELETE FROM invoice_credits WHERE list_contains($ids, invoice_id) AND invoice_id IN "
+                        "(SELECT invoice_id FROM invoices WHERE status = 'draft')", params)
             con.execute("DELETE FROM invoice_lines WHERE list_contains($ids, invoice_id)", params)
             con.execute("DELETE FROM invoices WHERE list_contains($ids, invoice_id) AND status = 'draft'", params)
         if changes.invoices:
@@ -145,6 +149,9 @@ class InvoiceRecords:
                 "FROM new_lines AS n JOIN rated_lines AS r ON r.run_id = $run AND r.line_no = n.rated_line_no",
                 {"run": run_id},
             )
+        credits = [(new.invoice_id, *credit) for new in changes.invoices for credit in new.credits]
+        if credits:
+            con.executemany("INSERT INTO invoice_credits VALUES (?, ?, ?, ?, ?)", [list(row) for row in credits])
         if changes.finalized:
             sqlfiles.temp_table(con, "finalizing", {
                 "invoice_id": ("VARCHAR", [f.invoice_id for f in changes.finalized]),
@@ -158,6 +165,7 @@ class InvoiceRecords:
                 "WHERE invoices.invoice_id = f.invoice_id AND invoices.status = 'draft'",
                 {"now": now},
             )
+        self.add_wallet_entries(changes.wallet_entries, now)
         con.execute("DROP TABLE IF EXISTS temp.new_invoices; DROP TABLE IF EXISTS temp.new_lines; "
                     "DROP TABLE IF EXISTS temp.finalizing")
 
@@ -193,7 +201,22 @@ class InvoiceRecords:
 
     def with_lines(self, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]:
         lines = self._lines(invoices) if invoices else {}
-        return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ()))) for i in invoices)
+        credits = self.invoice_credits([i.invoice_id for i in invoices]) if invoices else {}
+        return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ())),
+                                         credits=credits.get(i.invoice_id, ())) for i in invoices)
+
+    def invoice_credits(self, invoice_ids: Sequence[str]) -> dict[str, tuple[InvoiceCredit, ...]]:
+        """Which grant paid which line, per invoice."""
+        from meterctl.invoices import InvoiceCredit
+
+        if not has_table(self.con, "invoice_credits"):
+            return {}
+        found: dict[str, list[InvoiceCredit]] = {}
+        for invoice_id, grant_id, name, line_no, applied in self.con.execute(
+                "SELECT invoice_id, grant_id, name, line_no, applied_minor FROM invoice_credits "
+                "WHERE list_contains(?, invoice_id) ORDER BY invoice_id, line_no, grant_id", [list(invoice_ids)]).fetchall():
+            found.setdefault(invoice_id, []).append(InvoiceCredit(grant_id, name, line_no, applied))
+        return {invoice_id: tuple(rows) for invoice_id, rows in found.items()}
 
     def _lines(self, invoices: Sequence[Invoice]) -> dict[str, list[InvoiceLine]]:
         from meterctl.invoices import InvoiceLine

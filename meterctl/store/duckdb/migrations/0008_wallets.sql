@@ -31,3 +31,13 @@ CREATE TABLE wallet_entries (
     invoice_id        VARCHAR,                  -- debit, reversal: the invoice revision
     created_at        TIMESTAMPTZ NOT NULL
 );
+
+-- What credits each invoice revision takes, line by line: written with the invoice (a
+-- draft's go with it when it is regenerated); a finalized revision's match its debits.
+CREATE TABLE invoice_credits (
+    invoice_id        VARCHAR NOT NULL,
+    grant_id          VARCHAR NOT NULL,
+    name              VARCHAR NOT NULL,         -- the grant's name, as the invoice shows it
+    line_no           INTEGER NOT NULL,         -- the invoice line it pays
+    applied_minor     BIGINT NOT NULL
+);

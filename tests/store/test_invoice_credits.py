@@ -1,0 +1,108 @@
+"""Credits on invoices: what a draft would take, debits written with the number, revisions
+that give back and take afresh, eligibility at the period end.
+
+Acme is on pro all October (New York). Its month: a 31.00 platform fee (line 1), 12 API calls
+(2 free, then 0.10 each and a 1.00 flat fee: 2.00, line 2) and 3,000 tokens at 0.001 (3.00,
+line 3): 36.00, of which 5.00 is usage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from meterctl.pricing import text
+from meterctl.session import Session
+from tests.conftest import event, jsonl
+from tests.tenants import ACME_ON_PRO
+
+AFTER = datetime(2026, 11, 20, tzinfo=UTC)  # the invoice runs: October is over
+
+
+@pytest.fixture
+def acme_month(db, config, write):
+    with Session(db, config) as s:
+        s.import_customers(write("customers.yaml", ACME_ON_PRO))
+        s.ingest([write("october.jsonl", jsonl(
+            *[event(f"c{i}", timestamp="2026-10-10T12:00:00Z") for i in range(12)],
+            event("t1", event_name="llm_tokens", quantity=3000, timestamp="2026-10-11T12:00:00Z")))])
+    return Session(db, config)
+
+
+def invoice_of(s: Session, **options):
+    [outcome] = s.invoice("2026-10", now=AFTER, **options).invoices
+    return s.get_invoice(outcome.invoice_id)
+
+
+def entries(s: Session) -> list[tuple[str, str, str, str | None]]:
+    return [(line.entry.kind, line.entry.grant_id, text(line.entry.amount), line.entry.invoice_id)
+            for line in s.wallet_ledger("cus_1", now=AFTER)]
+
+
+def test_usage_credits_pay_the_usage_lines_in_order_and_a_draft_debits_nothing(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="4", effective="2026-10-01", now=AFTER)
+        draft = invoice_of(s)
+        assert (draft.subtotal_minor, draft.credits_minor, draft.total_minor) == (3600, 400, 3200)
+        assert [(c.grant_id, c.line_no, c.applied_minor) for c in draft.credits] == [("cus_1-g1", 2, 200),
+                                                                                   ("cus_1-g1", 3, 200)]
+        assert [kind for kind, *_ in entries(s)] == ["grant"]  # a draft only shows what it would take
+        assert s.wallet_balance("cus_1", at=AFTER)[0].available == Decimal(4)
+
+
+def test_finalizing_writes_the_debits_with_the_number(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="100", effective="2026-10-01", applies_to=["all"], now=AFTER)
+        final = invoice_of(s, finalize=True)
+        assert (final.number, final.credits_minor, final.total_minor) == ("INV-2026-000001", 3600, 0)
+        assert entries(s)[-1] == ("debit", "cus_1-g1", "-36", final.invoice_id)
+        assert s.wallet_balance("cus_1", at=AFTER)[0].available == Decimal(64)
+        again = s.invoice("2026-10", now=AFTER, finalize=True).invoices[0]
+        assert again.action == "unchanged" and len(entries(s)) == 2  # nothing spent twice
+
+
+def test_a_revision_gives_back_its_predecessors_debits_and_takes_afresh(acme_month, write):
+    with acme_month as s:
+        s.grant("cus_1", amount="7", effective="2026-10-01", now=AFTER)
+        first = invoice_of(s, finalize=True)
+        assert first.credits_minor == 500  # all 5.00 of usage
+        # Late tokens: 3,000 more (3.00). The revision takes 7.00 of its 8.00 of usage.
+        s.ingest([write("late.jsonl", jsonl(event("t2", event_name="llm_tokens", quantity=3000,
+                                                   timestamp="2026-10-20T12:00:00Z")))])
+        revised = invoice_of(s, finalize=True)
+        assert (revised.revision, revised.supersedes, revised.credits_minor) == (2, first.invoice_id, 700)
+        assert entries(s) == [
+            ("grant", "cus_1-g1", "7", None),
+            ("debit", "cus_1-g1", "-5", first.invoice_id),
+            ("reversal", "cus_1-g1", "5", first.invoice_id),
+            ("debit", "cus_1-g1", "-7", revised.invoice_id),
+        ]
+        assert s.wallet_balance("cus_1", at=AFTER)[0].available == Decimal(0)
+
+
+def test_a_grant_effective_at_the_period_end_waits_for_the_next_period(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="10", effective="2026-11-01", now=AFTER)  # midnight in New York: the end
+        assert invoice_of(s).credits_minor == 0
+
+
+def test_a_grant_expiring_at_the_period_end_pays_it_even_when_invoiced_after_its_expiry(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="10", effective="2026-10-01", expires="2026-11-01", name="October promo", now=AFTER)
+        final = invoice_of(s, finalize=True)
+        assert final.credits_minor == 500
+        kinds = [(kind, amount) for kind, _, amount, _ in entries(s)]
+        # Expired with 10 left (recorded by the run, before it invoiced), then 5 of it paid
+        # October after the fact: given back from the expiry, so the grant still holds nothing.
+        assert sorted(kinds) == sorted([("grant", "10"), ("expiry", "-10"), ("debit", "-5"), ("expiry", "5")])
+        assert s.wallet_balance("cus_1", at=AFTER)[0].available == Decimal(0)
+        assert sum(Decimal(amount) for _, amount in kinds) == 0
+
+
+def test_a_grant_in_force_all_period_but_voided_before_its_end_pays_nothing(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="10", effective="2026-10-01", now=AFTER)
+        s.void_grant("cus_1-g1", at="2026-10-31T00:00:00Z", now=AFTER)
+        assert invoice_of(s).credits_minor == 0
