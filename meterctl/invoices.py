@@ -81,6 +81,23 @@ class Invoice:
     supersedes_number: str | None = None  # the number of the finalized invoice this one replaces
     lines: tuple[InvoiceLine, ...] = ()
     credits: tuple[InvoiceCredit, ...] = ()  # which grant paid which line (read with the lines)
+    grants_left: Mapping[str, Decimal] = field(default_factory=dict)  # what each grant held after it
+
+    def credits_by_grant(self) -> list[tuple[str, str, int]]:
+        """(grant_id, name, applied_minor) per grant, in the order the grants first paid."""
+        names: dict[str, str] = {}
+        applied: dict[str, int] = {}
+        for credit in self.credits:
+            names.setdefault(credit.grant_id, credit.name)
+            applied[credit.grant_id] = applied.get(credit.grant_id, 0) + credit.applied_minor
+        return [(grant_id, names[grant_id], applied[grant_id]) for grant_id in names]
+
+    def line_credits(self) -> dict[int, int]:
+        """Credits applied to each line, by line number."""
+        paid: dict[int, int] = {}
+        for credit in self.credits:
+            paid[credit.line_no] = paid.get(credit.line_no, 0) + credit.applied_minor
+        return paid
 
     @property
     def minor_units(self) -> int:
@@ -185,6 +202,7 @@ class NewInvoice(NamedTuple):
     billed_until: date  # end of the last billed day: the period's end, or the end of a subscription that stopped inside it
     totals: Totals
     credits: tuple[InvoiceCredit, ...] = ()
+    grants_left: Mapping[str, Decimal] = {}  # what each grant used held after this invoice (not content)
 
 
 class Numbered(NamedTuple):

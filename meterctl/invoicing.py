@@ -167,7 +167,7 @@ def build_invoices(
                     period_start=first.period_start, period_end=first.period_end, revision=revision,
                     supersedes=latest_final.invoice_id if latest_final else None, delta_minor=delta,
                     content_hash=digest, billed_until=max(line.segment_end for line in lines), totals=totals,
-                    credits=credits,
+                    credits=credits, grants_left=wallets.left(credits),
                 ))
                 changes.lines.extend((new_id, number) for number, _ in numbered)
                 action = "regenerated" if draft is not None else ("revised" if latest_final else "created")

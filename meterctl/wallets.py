@@ -277,6 +277,10 @@ class InvoiceCrediting:
             self._can_pay[application.grant_id] -= Decimal(application.applied_minor).scaleb(-minor_units)
         return tuple(InvoiceCredit(a.grant_id, a.name, a.line_no, a.applied_minor) for a in applied)
 
+    def left(self, credits: Sequence[InvoiceCredit]) -> dict[str, Decimal]:
+        """What each grant these credits came from holds now."""
+        return {credit.grant_id: self._can_pay.get(credit.grant_id, Decimal(0)) for credit in credits}
+
     def finalized(self, invoice_id: str, customer_id: str, minor_units: int, period_end: datetime,
                   credits: Sequence[InvoiceCredit], replaces: str | None) -> list[NewEntry]:
         """The entries of a revision finalized with these credits."""

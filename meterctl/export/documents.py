@@ -54,6 +54,8 @@ def invoice_document(invoice: Invoice, shown: IsoCache | None = None) -> dict[st
         "lines": [_line_document(line, shown) for line in invoice.lines],
         "subtotal_minor": invoice.subtotal_minor,
         "credits_minor": invoice.credits_minor,
+        "credits": [{"grant_id": grant_id, "name": name, "applied_minor": applied}
+                    for grant_id, name, applied in invoice.credits_by_grant()],
         "tax_minor": invoice.tax_minor,
         "total_minor": invoice.total_minor,
         "delta_minor": invoice.delta_minor,

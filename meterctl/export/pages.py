@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal
 
 from meterctl.invoices import Invoice
 from meterctl.pricing import major, text
@@ -19,6 +21,23 @@ tfoot td { border: none; } tfoot tr.total td { font-weight: bold; font-size: 1.1
 footer { margin-top: 2em; font-size: 0.8em; color: #5b6475; }
 @media print { body { margin: 0; } th { background: none; } }
 """
+
+
+def _credits_section(invoice: Invoice, money: Callable[[int], str]) -> str:
+    """Each grant the credits came from, what it paid, and what it holds after this invoice."""
+    used = invoice.credits_by_grant()
+    if not used:
+        return ""
+    e = html.escape
+    places = invoice.minor_units
+    left = {grant_id: format(amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR), "f")
+            for grant_id, amount in invoice.grants_left.items()}
+    rows = "\n".join(
+        f"<tr><td>{e(name)}</td><td>{e(grant_id)}</td><td class=\"num\">{e(money(applied))}</td>"
+        f"<td class=\"num\">{e(left.get(grant_id, '0'))} {e(invoice.currency)}</td></tr>"
+        for grant_id, name, applied in used)
+    return (f"<h2>Credits applied</h2>\n<table>\n<thead><tr><th>Credit</th><th>Grant</th><th class=\"num\">Applied</th>"
+            f"<th class=\"num\">Balance left</th></tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n")
 
 
 def to_html(invoice: Invoice) -> bytes:
@@ -73,7 +92,7 @@ def to_html(invoice: Invoice) -> bytes:
 <tr class="total"><td colspan="5" class="num">Total</td><td class="num">{e(money(invoice.total_minor))}</td></tr>
 </tfoot>
 </table>
-<footer>Priced with {", ".join(e(p) for p in invoice.pricebooks)}; pricebook hashes {", ".join(sorted({e(line.pricebook_hash[:12]) for line in invoice.lines}))}.
+{_credits_section(invoice, money)}<footer>Priced with {", ".join(e(p) for p in invoice.pricebooks)}; pricebook hashes {", ".join(sorted({e(line.pricebook_hash[:12]) for line in invoice.lines}))}.
 Every line traces to its events: <code>meterctl explain {e(invoice.number or invoice.invoice_id)} --line N --events</code>.
 Content hash {e(invoice.content_hash)}.</footer>
 </body>

@@ -1,6 +1,6 @@
 """Invoices as CSV (one row per invoice line; money in major units at the currency's scale,
-with the currency code; the invoice's totals repeated on each of its rows) and as Parquet
-(the same rows with decimal columns)."""
+with the currency code; the credits that paid the line in `line_credits`; the invoice's
+totals repeated on each of its rows) and as Parquet (the same rows with decimal columns)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from meterctl.pricing import major, text
 _CSV_COLUMNS = (
     "invoice_id", "number", "status", "revision", "customer_id", "customer_name", "period_start", "period_end",
     "currency", "line_no", "kind", "name", "meter", "dimensions", "segment_start", "segment_end", "quantity",
-    "unit_price", "amount", "pricebook", "pricebook_hash", "subtotal", "credits", "tax", "total",
+    "unit_price", "amount", "line_credits", "pricebook", "pricebook_hash", "subtotal", "credits", "tax", "total",
 )
 
 
@@ -26,6 +26,7 @@ def _rows(invoices: Sequence[Invoice]) -> list[dict[str, Any]]:
     rows = []
     for invoice in invoices:
         places = invoice.minor_units
+        paid = invoice.line_credits()
         for line in invoice.lines:
             rows.append({
                 "invoice_id": invoice.invoice_id, "number": invoice.number or "", "status": invoice.status,
@@ -36,6 +37,7 @@ def _rows(invoices: Sequence[Invoice]) -> list[dict[str, Any]]:
                 "segment_start": line.segment_start, "segment_end": line.segment_end,
                 "quantity": line.quantity, "unit_price": line.unit_price,
                 "amount": major(line.amount_minor, places), "amount_minor": line.amount_minor,
+                "line_credits": major(paid.get(line.line_no, 0), places),
                 "pricebook": line.pricebook, "pricebook_hash": line.pricebook_hash,
                 "subtotal": major(invoice.subtotal_minor, places), "credits": major(invoice.credits_minor, places),
                 "tax": major(invoice.tax_minor, places), "total": major(invoice.total_minor, places),
@@ -79,6 +81,7 @@ def write_parquet(invoices: Sequence[Invoice], path: Path) -> None:
         "segment_start": column("segment_start", pa.date32()), "segment_end": column("segment_end", pa.date32()),
         "quantity": column("quantity", exact), "unit_price": column("unit_price", exact),
         "amount": column("amount", money, Decimal), "amount_minor": column("amount_minor", pa.int64()),
+        "line_credits": column("line_credits", money, Decimal),
         "pricebook": column("pricebook"), "pricebook_hash": column("pricebook_hash"),
         "subtotal": column("subtotal", money, Decimal), "credits": column("credits", money, Decimal),
         "tax": column("tax", money, Decimal), "total": column("total", money, Decimal),

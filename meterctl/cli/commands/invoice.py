@@ -155,6 +155,8 @@ def _render_invoice(invoice: Invoice) -> None:
                       "" if line.unit_price is None else text(line.unit_price),
                       _money(line.amount_minor, invoice.currency), line.pricebook)
     print_table(console, table)
+    for grant_id, name, applied in invoice.credits_by_grant():
+        console.print(f"credit  {name} ({grant_id}): {_money(applied, invoice.currency)} {invoice.currency}")
     console.print(f"subtotal {_money(invoice.subtotal_minor, invoice.currency)}  credits {_money(invoice.credits_minor, invoice.currency)}  "
                   f"tax {_money(invoice.tax_minor, invoice.currency)}  total {_money(invoice.total_minor, invoice.currency)} "
                   f"{invoice.currency}" + (f"  (change {_money(invoice.delta_minor, invoice.currency, signed=True)})"

@@ -149,9 +149,10 @@ class InvoiceRecords:
                 "FROM new_lines AS n JOIN rated_lines AS r ON r.run_id = $run AND r.line_no = n.rated_line_no",
                 {"run": run_id},
             )
-        credits = [(new.invoice_id, *credit) for new in changes.invoices for credit in new.credits]
+        credits = [[new.invoice_id, *credit, new.grants_left.get(credit.grant_id, Decimal(0))]
+                   for new in changes.invoices for credit in new.credits]
         if credits:
-            con.executemany("INSERT INTO invoice_credits VALUES (?, ?, ?, ?, ?)", [list(row) for row in credits])
+            con.executemany("INSERT INTO invoice_credits VALUES (?, ?, ?, ?, ?, ?)", credits)
         if changes.finalized:
             sqlfiles.temp_table(con, "finalizing", {
                 "invoice_id": ("VARCHAR", [f.invoice_id for f in changes.finalized]),
@@ -201,22 +202,23 @@ class InvoiceRecords:
 
     def with_lines(self, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]:
         lines = self._lines(invoices) if invoices else {}
-        credits = self.invoice_credits([i.invoice_id for i in invoices]) if invoices else {}
+        credits = self._credits([i.invoice_id for i in invoices]) if invoices else {}
         return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ())),
-                                         credits=credits.get(i.invoice_id, ())) for i in invoices)
+                                         credits=tuple(credits.get(i.invoice_id, ({}, []))[1]),
+                                         grants_left=credits.get(i.invoice_id, ({}, []))[0]) for i in invoices)
 
-    def invoice_credits(self, invoice_ids: Sequence[str]) -> dict[str, tuple[InvoiceCredit, ...]]:
-        """Which grant paid which line, per invoice."""
+    def _credits(self, invoice_ids: Sequence[str]) -> dict[str, tuple[dict[str, Decimal], list[InvoiceCredit]]]:
+        """Per invoice: what each grant held after it, and which grant paid which line."""
         from meterctl.invoices import InvoiceCredit
 
-        if not has_table(self.con, "invoice_credits"):
-            return {}
-        found: dict[str, list[InvoiceCredit]] = {}
-        for invoice_id, grant_id, name, line_no, applied in self.con.execute(
-                "SELECT invoice_id, grant_id, name, line_no, applied_minor FROM invoice_credits "
-                "WHERE list_contains(?, invoice_id) ORDER BY invoice_id, line_no, grant_id", [list(invoice_ids)]).fetchall():
-            found.setdefault(invoice_id, []).append(InvoiceCredit(grant_id, name, line_no, applied))
-        return {invoice_id: tuple(rows) for invoice_id, rows in found.items()}
+        found: dict[str, tuple[dict[str, Decimal], list[InvoiceCredit]]] = {}
+        for invoice_id, grant_id, name, line_no, applied, left in self.con.execute(
+                "SELECT invoice_id, grant_id, name, line_no, applied_minor, grant_left FROM invoice_credits "
+                "WHERE list_contains(?, invoice_id) ORDER BY invoice_id, line_no, rowid", [list(invoice_ids)]).fetchall():
+            left_after, paid = found.setdefault(invoice_id, ({}, []))
+            left_after[grant_id] = left
+            paid.append(InvoiceCredit(grant_id, name, line_no, applied))
+        return found
 
     def _lines(self, invoices: Sequence[Invoice]) -> dict[str, list[InvoiceLine]]:
         from meterctl.invoices import InvoiceLine

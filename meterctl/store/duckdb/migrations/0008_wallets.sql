@@ -39,5 +39,6 @@ CREATE TABLE invoice_credits (
     grant_id          VARCHAR NOT NULL,
     name              VARCHAR NOT NULL,         -- the grant's name, as the invoice shows it
     line_no           INTEGER NOT NULL,         -- the invoice line it pays
-    applied_minor     BIGINT NOT NULL
+    applied_minor     BIGINT NOT NULL,
+    grant_left        DECIMAL(38, 18) NOT NULL  -- what the grant held after this invoice took from it
 );
