@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from meterctl.errors import DataError, NotFoundError, OutputError, Param, UsageError
+from meterctl.errors import DataError, InputNotFoundError, NotFoundError, OutputError, Param, UsageError
 from meterctl.instants import local_instant, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
 from meterctl.store import faults, open_store
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from meterctl.store.ports import FrozenVersion, Ledger, Store
     from meterctl.usage import UsageResult
     from meterctl.wallets import GrantOutcome, LedgerLine, VoidOutcome
+    from meterctl.wallets_file import GrantImport
 
 # The heavy modules (pydantic models, pyarrow, rating) are imported by the methods that need
 # them: a cron job's `meterctl ingest` should not pay for rating at start-up.
@@ -582,6 +583,19 @@ class Session:
                            tuple(applies_to), reason, key)
         ledger = self._for_writing("grant credits").ledger
         return make_grant(ledger, asked, self._customer_latest(customer_id), self._meter_names(), _now(now))
+
+    @_guarded
+    def import_grants(self, path: Path | str, now: datetime | None = None) -> GrantImport:
+        """Grants from a YAML or CSV file, each with its idempotency key: importing the file
+        again grants nothing more. Checked whole first; written all together or not at all."""
+        from meterctl.wallets_file import import_grants
+
+        path = Path(path)
+        if not path.exists():
+            raise InputNotFoundError(f"{path}: no such file")
+        ledger = self._for_writing("import grants").ledger
+        customers = {c.customer_id: c for c in ledger.latest_customers()}
+        return import_grants(ledger, path, customers, self._meter_names(), _now(now))
 
     @_guarded
     def void_grant(self, grant_id: str, *, at: str | datetime | None = None, now: datetime | None = None) -> VoidOutcome:

@@ -109,3 +109,49 @@ def test_the_ledger_lists_every_entry_with_the_running_balance_and_records_expir
         ("expiry", "Promo", "-10", "25", True),  # written by the second grant, the first write after it
     ]
     assert [g["status"] for g in granted(wallets("balance", "cus_2", "--json"))[0]["grants"]] == ["expired", "active"]
+
+
+GRANTS_YAML = """grants:
+  - {customer: cus_1, key: pi_1, amount: 50, name: Top-up, effective: 2026-10-01}
+  - {customer: cus_2, key: promo-oct, credits: 1000, rate: 0.01, expires: 2026-12-31, priority: 1}
+"""
+
+
+def test_a_grants_file_is_imported_once_whatever_the_reruns(wallets, write):
+    path = write("grants.yaml", GRANTS_YAML)
+    first = granted(wallets("import", path, "--json"))
+    assert (first["grants"], first["created"]) == (2, 2)
+    again = granted(wallets("import", path, "--json"))
+    assert (again["grants"], again["created"]) == (2, 0)
+    assert (available(wallets, "cus_1"), available(wallets, "cus_2")) == ("50", "10")
+
+
+def test_a_grants_csv_reads_like_the_yaml(wallets, write):
+    path = write("grants.csv", "customer,key,amount,credits,rate,name,applies_to\n"
+                               "cus_1,pi_1,50,,,Top-up,usage\ncus_2,promo,,1000,0.01,Promo,all\n")
+    assert granted(wallets("import", path, "--json"))["created"] == 2
+    shown = granted(wallets("balance", "cus_2", "--json"))[0]["grants"]
+    assert [(g["name"], g["remaining"]) for g in shown] == [("Promo", "10")]
+
+
+def test_a_bad_grants_file_names_every_problem_and_grants_nothing(wallets, write):
+    path = write("grants.yaml", "grants:\n"
+                                "  - {customer: cus_1, key: a, amount: -5}\n"
+                                "  - {customer: cus_404, key: b, amount: 5}\n"
+                                "  - {customer: cus_2, amount: 5}\n"
+                                "  - {customer: cus_2, key: c, amount: 5, colour: blue}\n")
+    refused = wallets("import", path)
+    assert refused.exit_code == 78
+    assert f"{path}:2 grants[0]: amount: -5 must be more than zero" in refused.stderr
+    assert f"{path}:3 grants[1]: customer: no customer 'cus_404'" in refused.stderr
+    assert f"{path}:4 grants[2].key: missing" in refused.stderr
+    assert f"{path}:5 grants[3].colour: unknown key" in refused.stderr
+    assert available(wallets, "cus_1") == "0" and available(wallets, "cus_2") == "0"
+
+
+def test_a_key_reused_with_other_parameters_stops_the_whole_file(wallets, write):
+    ok(wallets("grant", "cus_1", "--amount", "50", "--key", "pi_1"))
+    path = write("grants.yaml", GRANTS_YAML)  # pi_1 there says effective 2026-10-01 and a name
+    refused = wallets("import", path)
+    assert refused.exit_code == 65 and f"{path}:2:" in refused.stderr and "nothing of the file was granted" in refused.stderr
+    assert available(wallets, "cus_2") == "0"

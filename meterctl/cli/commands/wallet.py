@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -80,6 +81,26 @@ def _grant_json(g: Grant) -> dict:
             "effective": iso(g.effective_at), "expires": iso(g.expires_at) if g.expires_at else None,
             "applies_to": list(g.applies_to), "reason": g.reason, "key": g.key, "source": g.source,
             "voided_at": iso(g.voided_at) if g.voided_at else None}
+
+
+@wallet_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="grants.yaml or .csv (customer,key,amount,credits,rate,currency,name,"
+                                               "priority,effective,expires,applies_to,reason).")],
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Grants from a CRM or payment-system export, each with its idempotency key: importing
+    the file again grants nothing more."""
+    with session(db, pricebooks=pricebooks, wait=wait) as s:
+        result = s.import_grants(file)
+    if as_json:
+        print_json(result)
+        return
+    stderr_console().print(f"{result.source}: {result.grants} grant(s): {result.created} granted, "
+                           f"{result.grants - result.created} granted before with the same key")
 
 
 @wallet_app.command("void")
