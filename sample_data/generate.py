@@ -7,6 +7,7 @@ Writes, next to this script (or into --out):
   events-2026-10.expected.json   expected ingest counts, every dirty line, per-customer totals
   cloudevents-2026-10.jsonl      ~200 CloudEvents-shaped records, all valid
   customers.yaml                 the 50 customers, their currencies, time zones and plans
+  grants.yaml                    prepaid credits for a few of them (meterctl wallet import)
   README.md                      what all of this is, with the exact expected counts
 
 Standard library + pyarrow only. Fully deterministic: the same seed gives the same bytes.
@@ -36,6 +37,26 @@ EXPECTED_FILE = "events-2026-10.expected.json"
 CLOUDEVENTS_FILE = "cloudevents-2026-10.jsonl"
 CUSTOMERS_FILE = "customers.yaml"
 README_FILE = "README.md"
+GRANTS_FILE = "grants.yaml"
+# A few prepaid credits, written as they are: hand-picked to show each kind on an invoice.
+GRANTS_YAML = """# Prepaid credits for the sample month, as a payment system or CRM would export them
+# (meterctl wallet import sample_data/grants.yaml). Each grant has its idempotency key, so
+# importing the file again grants nothing more.
+grants:
+  # A purchased top-up: pays usage lines, never expires.
+  - {customer: cus_000001, key: pi_sample_000001, amount: 10, name: Top-up, effective: 2026-09-20,
+     reason: card payment pi_sample_000001}
+  # An October promotion, 1,000 credits at 0.05 USD, that pays fees too and burns first;
+  # beside it a 100 USD top-up, which pays what the promotion leaves of the usage lines.
+  - {customer: cus_000002, key: promo_2026_10_000002, credits: 1000, rate: 0.05, name: October promotion,
+     effective: 2026-10-01, expires: 2026-11-01, priority: 1, applies_to: [all]}
+  - {customer: cus_000002, key: pi_sample_000002, amount: 100, name: Top-up, effective: 2026-09-01}
+  # Token credits: 500,000 credits at 0.000002 USD for the tokens meter only.
+  - {customer: cus_000017, key: tokens_000017, credits: 500000, rate: 0.000002, name: Token credits,
+     effective: 2026-10-01, applies_to: [tokens]}
+  # A top-up in yen, paid in whole yen.
+  - {customer: cus_000026, key: pi_sample_000026, amount: 500, name: Top-up, effective: 2026-10-01}
+"""
 
 US = 1_000_000                      # microseconds per second
 MIN = 60 * US
@@ -793,6 +814,8 @@ def readme(seed: int, expected: dict, placed: list[Placed], clean: list[Event], 
     w(f"| `{CLOUDEVENTS_FILE}` | {ce_info['records']} CloudEvents-shaped records, all valid | {sizes[CLOUDEVENTS_FILE]:,} B |")
     w(f"| `{CUSTOMERS_FILE}` | the 50 customers: name, currency, time zone, billing cycle, subscriptions | "
       f"{sizes[CUSTOMERS_FILE]:,} B |")
+    w(f"| `{GRANTS_FILE}` | prepaid credits of four customers: a top-up, an expiring promotion that pays fees too, "
+      f"token credits at a rate, a top-up in yen (`meterctl wallet import`) | {sizes[GRANTS_FILE]:,} B |")
     w("")
     w(f"## Expected outcome: ingesting `{EVENTS_FILE}` into an empty store")
     w("")
@@ -979,6 +1002,7 @@ def generate(out: Path, seed: int) -> dict:
     write_parquet(out / PARQUET_FILE, clean)
     (out / CLOUDEVENTS_FILE).write_text("".join(x + "\n" for x in ce_lines), encoding="utf-8", newline="\n")
     (out / CUSTOMERS_FILE).write_text(customers_yaml(customers, seed), encoding="utf-8", newline="\n")
+    (out / GRANTS_FILE).write_text(GRANTS_YAML, encoding="utf-8", newline="\n")
 
     expected = summarize(clean, placed)
     first_line = {p.original: p.line_no for p in placed if p.kind == "clean"}
@@ -1037,7 +1061,7 @@ def generate(out: Path, seed: int) -> dict:
     }
     (out / EXPECTED_FILE).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8", newline="\n")
     sizes = {f: (out / f).stat().st_size for f in [EVENTS_FILE, PARQUET_FILE, EXPECTED_FILE, CLOUDEVENTS_FILE,
-                                                     CUSTOMERS_FILE]}
+                                                     CUSTOMERS_FILE, GRANTS_FILE]}
     (out / README_FILE).write_text(readme(seed, expected, placed, clean, customers, ce_info, sizes, stats),
                                    encoding="utf-8", newline="\n")
     sizes[README_FILE] = (out / README_FILE).stat().st_size

@@ -66,3 +66,25 @@ def test_yen_invoices_have_no_minor_unit(october):
     for invoice in yen:
         assert all(line.amount == line.amount_minor for line in invoice.lines)
         assert next(l for l in invoice.lines if l.kind == "fee").amount_minor == 2900
+
+
+def test_the_sample_grants_show_on_their_customers_invoices(october):
+    october.import_grants(SAMPLE / "grants.yaml")
+    october.invoice("2026-10")
+    by_customer = {i.customer_id: october.get_invoice(i.invoice_id) for i in october.invoices()}
+    acme = by_customer["cus_000001"]  # a 10.00 top-up for usage: its usage lines come to more
+    assert sum(l.amount_minor for l in acme.lines if l.meter) > 1000
+    assert (acme.credits_minor, acme.total_minor) == (1000, acme.subtotal_minor - 1000)
+    globex = by_customer["cus_000002"]
+    # The promotion (1,000 credits × 0.05 = 50.00, fees too, priority 1) takes its 50.00 from
+    # the first line, the platform fee; the 100.00 top-up then pays usage lines.
+    assert globex.credits_by_grant() == [("cus_000002-g1", "October promotion", 5000), ("cus_000002-g2", "Top-up", 10000)]
+    assert globex.credits[0].line_no == 1 and globex.lines[0].kind == "fee"
+    tokens_only = by_customer["cus_000017"]  # 1.00 of token credits: pays its token lines, nothing else
+    token_lines = sum(l.amount_minor for l in tokens_only.lines if l.meter == "tokens")
+    assert tokens_only.credits_minor == min(100, token_lines)
+    assert {tokens_only.lines[c.line_no - 1].meter for c in tokens_only.credits} == {"tokens"}
+    yen = by_customer["cus_000026"]  # 500 yen, whole yen
+    assert (yen.credits_minor, yen.currency) == (500, "JPY")
+    untouched = [i for c, i in by_customer.items() if c not in ("cus_000001", "cus_000002", "cus_000017", "cus_000026")]
+    assert all(i.credits_minor == 0 for i in untouched)
