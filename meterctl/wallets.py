@@ -289,10 +289,10 @@ class InvoiceCrediting:
         for credit in credits:
             taken[credit.grant_id] = taken.get(credit.grant_id, Decimal(0)) + Decimal(credit.applied_minor).scaleb(
                 -minor_units)
+        # Reversals, then what closed grants give back, then debits: in the order they are
+        # written no grant ever holds less than nothing.
         entries = [NewEntry(customer_id, grant_id, "reversal", amount, period_end, replaces)
                    for grant_id, amount in sorted(returned.items()) if amount]
-        entries += [NewEntry(customer_id, grant_id, "debit", -amount, period_end, invoice_id)
-                    for grant_id, amount in sorted(taken.items())]
         for grant_id in sorted(set(returned) | set(taken)):
             kind = self._closed.get(grant_id)
             change = taken.get(grant_id, Decimal(0)) - returned.get(grant_id, Decimal(0))
@@ -300,6 +300,8 @@ class InvoiceCrediting:
                 grant = self._by_id[grant_id]
                 closed_at = grant.expires_at if kind == "expiry" and grant.expires_at else period_end
                 entries.append(NewEntry(customer_id, grant_id, kind, change, closed_at, invoice_id))
+        entries += [NewEntry(customer_id, grant_id, "debit", -amount, period_end, invoice_id)
+                    for grant_id, amount in sorted(taken.items())]
         self._debited[invoice_id] = taken
         if replaces:
             self._debited[replaces] = {}
