@@ -187,3 +187,47 @@ def test_kill_9_during_an_html_export_leaves_the_earlier_export_or_none(tmp_path
     assert rerun.returncode == 0, rerun.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == pages
     assert not [name for name in os.listdir(tmp_path) if name.endswith("-export")]  # no temporaries survive
+
+
+def _finalized_and_debited(db: Path) -> tuple[int, int, int]:
+    """(finalized invoices, their credits in minor units, debits in the wallet ledger in cents)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        numbered, credited = con.execute(
+            "SELECT count(*), coalesce(sum(credits_minor), 0) FROM invoices WHERE status = 'finalized'").fetchall()[0]
+        debited = con.execute("SELECT coalesce(CAST(-sum(amount) * 100 AS BIGINT), 0) FROM wallet_entries "
+                              "WHERE kind = 'debit' AND grant_id NOT LIKE 'cus_000026%'").fetchall()[0][0]
+        yen = con.execute("SELECT coalesce(CAST(-sum(amount) AS BIGINT), 0) FROM wallet_entries "
+                          "WHERE kind = 'debit' AND grant_id LIKE 'cus_000026%'").fetchall()[0][0]
+        return numbered, credited, debited + yen
+    finally:
+        con.close()
+
+
+def test_kill_9_during_finalize_with_credits_leaves_all_debits_and_numbers_or_none(tmp_path):
+    from tests.conftest import REPO, SAMPLE
+
+    reference = tmp_path / "reference.duckdb"
+    with Session(reference, config=REPO / "pricebooks") as s:
+        s.import_customers(SAMPLE / "customers.yaml")
+        s.import_grants(SAMPLE / "grants.yaml")
+        s.ingest([SAMPLE / "events-2026-10.jsonl"])
+    started = time.monotonic()
+    ready = tmp_path / "ready.duckdb"
+    ready.write_bytes(reference.read_bytes())
+    assert meterctl("invoice", "--period", "2026-10", "--finalize", "--db", ready).returncode == 0
+    took = time.monotonic() - started
+    numbered, credited, debited = _finalized_and_debited(ready)
+    assert numbered == 50 and credited == debited > 0
+
+    for share in (0.3, 0.5, 0.7, 0.85, 0.95):
+        db = tmp_path / f"killed-{share}.duckdb"
+        db.write_bytes(reference.read_bytes())
+        proc = start_meterctl("invoice", "--period", "2026-10", "--finalize", "--db", db)
+        time.sleep(took * share)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _finalized_and_debited(db) in ((0, 0, 0), (numbered, credited, debited)), f"after kill at {share:.0%}"
+        rerun = meterctl("invoice", "--period", "2026-10", "--finalize", "--db", db)
+        assert rerun.returncode == 0, rerun.stderr
+        assert _finalized_and_debited(db) == (numbered, credited, debited)
