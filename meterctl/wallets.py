@@ -197,13 +197,15 @@ def due_expiries(grants: Sequence[Grant], entries: Sequence[WalletEntry], now: d
     """An expiry entry for each grant whose expiry has come and that has none yet: what it
     held then, taken out."""
     expired = {e.grant_id for e in entries if e.kind in ("expiry", "void")}
+    by_grant: dict[str, list[WalletEntry]] = {}
+    for entry in entries:
+        by_grant.setdefault(entry.grant_id, []).append(entry)
     due = []
     for grant in grants:
         if grant.expires_at is None or grant.expires_at > now or grant.grant_id in expired:
             continue
-        held = remaining(e for e in entries if e.grant_id == grant.grant_id and e.at <= grant.expires_at)
-        due.append(NewEntry(grant.customer_id, grant.grant_id, "expiry", -held.get(grant.grant_id, Decimal(0)),
-                            grant.expires_at, None))
+        held = sum((e.amount for e in by_grant.get(grant.grant_id, ()) if e.at <= grant.expires_at), Decimal(0))
+        due.append(NewEntry(grant.customer_id, grant.grant_id, "expiry", -held, grant.expires_at, None))
     return due
 
 
@@ -252,9 +254,12 @@ class InvoiceCrediting:
     """
 
     def __init__(self, ledger: Ledger, customer_ids: Sequence[str], now: datetime) -> None:
-        record_expiries(ledger, customer_ids, now)
         grants = ledger.wallet_grants(customer_ids)
-        entries = ledger.wallet_entries(customer_ids)
+        entries = list(ledger.wallet_entries(customer_ids))
+        expiries = due_expiries(grants, entries, now)
+        ledger.add_wallet_entries(expiries, now)
+        entries += [WalletEntry(0, e.customer_id, e.grant_id, e.kind, e.amount, e.at, e.invoice_id, now)
+                    for e in expiries]
         self._grants: dict[str, list[Grant]] = {}
         for grant in burn_order(grants):
             self._grants.setdefault(grant.customer_id, []).append(grant)

@@ -149,10 +149,18 @@ class InvoiceRecords:
                 "FROM new_lines AS n JOIN rated_lines AS r ON r.run_id = $run AND r.line_no = n.rated_line_no",
                 {"run": run_id},
             )
-        credits = [[new.invoice_id, *credit, new.grants_left.get(credit.grant_id, Decimal(0))]
+        credits = [(new.invoice_id, credit, new.grants_left.get(credit.grant_id, Decimal(0)))
                    for new in changes.invoices for credit in new.credits]
         if credits:
-            con.executemany("INSERT INTO invoice_credits VALUES (?, ?, ?, ?, ?, ?)", credits)
+            sqlfiles.temp_table(con, "new_credits", {
+                "invoice_id": ("VARCHAR", [invoice for invoice, _, _ in credits]),
+                "grant_id": ("VARCHAR", [credit.grant_id for _, credit, _ in credits]),
+                "name": ("VARCHAR", [credit.name for _, credit, _ in credits]),
+                "line_no": ("INTEGER", [credit.line_no for _, credit, _ in credits]),
+                "applied_minor": ("BIGINT", [credit.applied_minor for _, credit, _ in credits]),
+                "grant_left": ("DECIMAL(38, 18)", [left for _, _, left in credits]),
+            })
+            con.execute("INSERT INTO invoice_credits SELECT * FROM new_credits; DROP TABLE temp.new_credits")
         if changes.finalized:
             sqlfiles.temp_table(con, "finalizing", {
                 "invoice_id": ("VARCHAR", [f.invoice_id for f in changes.finalized]),

@@ -11,13 +11,15 @@ import duckdb
 from meterctl.credits import Grant, GrantRequest, NewEntry, WalletEntry
 from meterctl.errors import DataError
 from meterctl.instants import EpochCache
+from meterctl.store.duckdb import sqlfiles
 
 _GRANT_SELECT = """
     SELECT g.grant_id, g.customer_id, g.currency, g.name, g.amount, g.credits, g.rate, g.priority,
            epoch_us(g.effective_at), epoch_us(g.expires_at), g.applies_to, g.reason, g.idempotency_key, g.source,
-           g.sequence, epoch_us(g.created_at),
-           (SELECT epoch_us(min(e.effective_at)) FROM wallet_entries AS e WHERE e.grant_id = g.grant_id AND e.kind = 'void')
+           g.sequence, epoch_us(g.created_at), epoch_us(v.voided_at)
     FROM wallet_grants AS g
+    LEFT JOIN (SELECT grant_id, min(effective_at) AS voided_at FROM wallet_entries WHERE kind = 'void' GROUP BY grant_id)
+        AS v ON v.grant_id = g.grant_id
 """
 
 
@@ -99,7 +101,14 @@ class WalletRecords:
         if not entries:
             return
         first = con.execute("SELECT coalesce(max(entry_id), 0) + 1 FROM wallet_entries").fetchall()[0][0]
-        con.executemany(
-            "INSERT INTO wallet_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[first + i, e.customer_id, e.grant_id, e.kind, e.amount, e.at, e.invoice_id, now]
-             for i, e in enumerate(entries)])
+        sqlfiles.temp_table(con, "new_entries", {
+            "entry_id": ("BIGINT", [first + i for i in range(len(entries))]),
+            "customer_id": ("VARCHAR", [e.customer_id for e in entries]),
+            "grant_id": ("VARCHAR", [e.grant_id for e in entries]),
+            "kind": ("VARCHAR", [e.kind for e in entries]),
+            "amount": ("DECIMAL(38, 18)", [e.amount for e in entries]),
+            "effective_at": ("TIMESTAMPTZ", [e.at for e in entries]),
+            "invoice_id": ("VARCHAR", [e.invoice_id for e in entries]),
+        })
+        con.execute("INSERT INTO wallet_entries SELECT *, $now FROM new_entries", {"now": now})
+        con.execute("DROP TABLE temp.new_entries")

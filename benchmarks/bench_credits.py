@@ -1,0 +1,102 @@
+"""Prepaid credits benchmark (issue #18): what wallets add to `meterctl invoice`.
+
+The store of bench_rate.py (2M events of generate_events.py, 1000 customers on three plans)
+is built once. Two copies are invoiced in turn, round after round: one without grants, and
+one where every customer has three (a top-up for usage, a promotion that pays fees too and
+expires mid-November, token credits for one meter), imported with `meterctl wallet import`.
+Both run `meterctl invoice --period 2026-10` as a subprocess (start-up included), then
+`--finalize` (the debits are written with the numbers). The ratio with grants to without
+is the median over the rounds (target: at most 1.1).
+
+    .venv/bin/python benchmarks/bench_credits.py [--events 2000000] [--data-dir bench-data] [--repeat 3]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_rate import METERS, PLANS, customers_yaml, meterctl  # noqa: E402
+from generate_events import generate  # noqa: E402
+from warm_start import use_compiled_bytecode  # noqa: E402
+
+
+def grants_yaml(count: int = 1000) -> str:
+    lines = ["grants:"]
+    for i in range(count):
+        customer = f"cus_{i:06d}"
+        lines += [
+            f"  - {{customer: {customer}, key: topup-{i}, amount: {5 + i % 40}, name: Top-up, effective: 2025-12-01}}",
+            f"  - {{customer: {customer}, key: promo-{i}, credits: 1000, rate: 0.01, name: Promotion, priority: 1, "
+            f"applies_to: [all], effective: 2026-09-01, expires: 2026-11-15}}",
+            f"  - {{customer: {customer}, key: tokens-{i}, credits: 250000, rate: 0.00001, name: Token credits, "
+            f"applies_to: [tokens], effective: 2026-01-01}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    use_compiled_bytecode()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    events = args.data_dir / f"events-{args.events}.jsonl"
+    if not events.exists():
+        generate(events, args.events)
+    work = args.data_dir / "credits-work"
+    shutil.rmtree(work, ignore_errors=True)
+    config = work / "pricebooks"
+    config.mkdir(parents=True)
+    (config / "meters.yaml").write_text(METERS)
+    for plan, text in PLANS.items():
+        (config / plan).mkdir()
+        (config / plan / "v1.yaml").write_text(text)
+    (work / "customers.yaml").write_text(customers_yaml())
+    (work / "grants.yaml").write_text(grants_yaml())
+
+    plain, granted = work / "plain.duckdb", work / "granted.duckdb"
+    meterctl("ingest", "--db", str(plain), str(events))
+    meterctl("customers", "import", "--db", str(plain), str(work / "customers.yaml"))
+    shutil.copyfile(plain, granted)
+    meterctl("wallet", "import", "--db", str(granted), "--pricebooks", str(config), str(work / "grants.yaml"))
+
+    times: dict[str, list[float]] = {name: [] for name in ("plain", "granted", "plain_final", "granted_final")}
+    for _ in range(args.repeat):
+        for name, source in (("plain", plain), ("granted", granted)):
+            copy = work / f"{name}-round.duckdb"
+            shutil.copyfile(source, copy)
+            times[name].append(meterctl("invoice", "--db", str(copy), "--pricebooks", str(config), "--period", "2026-10"))
+            times[f"{name}_final"].append(meterctl("invoice", "--db", str(copy), "--pricebooks", str(config), "--period",
+                                                   "2026-10", "--finalize"))
+
+    def ratio(a: str, b: str) -> dict:
+        each = [x / y for x, y in zip(times[a], times[b], strict=True)]
+        return {"median": round(statistics.median(each), 3), "each": [round(r, 3) for r in each]}
+
+    draft, final = ratio("granted", "plain"), ratio("granted_final", "plain_final")
+    print(json.dumps({
+        "events": args.events, "customers": 1000, "grants_per_customer": 3,
+        "invoice_plain_seconds": round(min(times["plain"]), 3),
+        "invoice_granted_seconds": round(min(times["granted"]), 3),
+        "invoice_granted_vs_plain": draft["median"], "invoice_granted_vs_plain_each": draft["each"],
+        "finalize_plain_seconds": round(min(times["plain_final"]), 3),
+        "finalize_granted_seconds": round(min(times["granted_final"]), 3),
+        "finalize_granted_vs_plain": final["median"], "finalize_granted_vs_plain_each": final["each"],
+        "target": 1.1,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
