@@ -13,16 +13,20 @@ later are counted and reported, not mixed in: they are what a new revision is fo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from meterctl.credits import PayableLine, apply_credits, burn_order
 from meterctl.customers import history
 from meterctl.errors import DataError, Param, UsageError
-from meterctl.invoices import Invoice, InvoiceLine, content_hash, invoice_totals
+from meterctl.invoices import Invoice, InvoiceCredit, InvoiceLine, content_hash, invoice_totals
 from meterctl.invoicing import get_invoice
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, PricebookVersion, pricebook_from_text
 from meterctl.pricing import text
+from meterctl.rating.lines import RatedLine
 from meterctl.rating.plan import plan_jobs
 from meterctl.rating.price import price_jobs
 from meterctl.rating.unbilled import event_names
@@ -139,6 +143,26 @@ def _key(kind: str, name: str, meter: str | None, dims: dict[str, str | None], s
     return " ".join(part for part in (kind, name if kind == "fee" else meter or name, dims_text, str(segment_start)) if part)
 
 
+def _credits_again(ledger: Ledger, invoice: Invoice, derived: Sequence[RatedLine]) -> tuple[InvoiceCredit, ...]:
+    """The credits the invoice's grants, holding what they held when it was built (what they
+    paid it plus what they had left after), give the derived lines, by the same rules."""
+    if not invoice.credits:
+        return ()
+    used = {credit.grant_id for credit in invoice.credits}
+    grants = burn_order(g for g in ledger.wallet_grants([invoice.customer_id]) if g.grant_id in used)
+    unit = Decimal(1).scaleb(-invoice.minor_units)
+    held = {grant_id: left + sum(c.applied_minor for c in invoice.credits if c.grant_id == grant_id) * unit
+            for grant_id, left in invoice.grants_left.items()}
+    lines = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
+             for n, line in enumerate(derived, 1)]
+    return tuple(InvoiceCredit(a.grant_id, a.name, a.line_no, a.applied_minor)
+                 for a in apply_credits(lines, grants, held, invoice.minor_units))
+
+
+def _shown(credits: Sequence[InvoiceCredit]) -> str:
+    return "; ".join(f"{c.grant_id} line {c.line_no}: {c.applied_minor}" for c in credits) or "none"
+
+
 def verify(events: EventStore, ledger: Ledger, reference: str) -> Verification:
     invoice = get_invoice(ledger, reference)
     run = _run(ledger, invoice.rating_run_id)
@@ -153,9 +177,12 @@ def verify(events: EventStore, ledger: Ledger, reference: str) -> Verification:
     jobs = [job for job in plan_jobs([customer], catalog, run.period) if job.segment.period.start == invoice.period_start]
     # From the events the invoice's rating saw: the invoice as it was must come out again.
     derived, _ = price_jobs(events, jobs, meters, as_of_batch=run.as_of_batch)
-    totals = invoice_totals(derived)
-    digest = content_hash(derived, totals)
+    credits = _credits_again(ledger, invoice, derived)
+    totals = invoice_totals(derived, credits)
+    digest = content_hash(derived, totals, credits)
     differences: list[Difference] = []
+    if credits != invoice.credits:
+        differences.append(Difference("invoice", "credits", _shown(invoice.credits), _shown(credits)))
     stored = {_key(line.kind, line.name, line.meter, dict(line.dimensions), line.segment_start): line for line in invoice.lines}
     fresh = {_key(line.kind, line.name, line.meter, dict(line.dimensions), line.segment_start): line for line in derived}
     for key in sorted(set(stored) | set(fresh)):

@@ -106,3 +106,22 @@ def test_a_grant_in_force_all_period_but_voided_before_its_end_pays_nothing(acme
         s.grant("cus_1", amount="10", effective="2026-10-01", now=AFTER)
         s.void_grant("cus_1-g1", at="2026-10-31T00:00:00Z", now=AFTER)
         assert invoice_of(s).credits_minor == 0
+
+
+def test_verify_derives_the_credits_again(acme_month, db):
+    with acme_month as s:
+        s.grant("cus_1", amount="4", effective="2026-10-01", now=AFTER)
+        final = invoice_of(s, finalize=True)
+        checked = s.verify(final.number)
+        assert checked.identical, checked.differences
+    # The same invoice with its credits moved by hand to the fee, which a usage grant does
+    # not pay, no longer verifies.
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE invoice_credits SET line_no = 1 WHERE line_no = 3")
+    con.close()
+    with Session(db) as s:
+        checked = s.verify(final.number)
+        assert not checked.identical
+        assert [(d.line, d.field) for d in checked.differences] == [("invoice", "credits")]
