@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from meterctl.credits import PayableLine, apply_credits, burn_order
+from meterctl.credits import Grant, PayableLine, apply_credits, burn_order
 from meterctl.customers import history
 from meterctl.errors import DataError, Param, UsageError
 from meterctl.invoices import Invoice, InvoiceCredit, InvoiceLine, content_hash, invoice_totals
@@ -42,6 +42,7 @@ class ExplainedLine:
     event_count: int | None  # events selected by the meter in the window (None for fees)
     events: tuple[TracedEvent, ...] = ()
     later_events: int = 0  # selected now, but ingested after the line was rated (a later revision's)
+    credits: tuple[tuple[int, Grant], ...] = ()  # (applied minor units, the grant) that paid this line
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def explain(
             raise UsageError(Param("line"), f": invoice {reference} has lines 1 to {len(invoice.lines)}, not {line_no}")
     runs: dict[int, StoredRun] = {}
     explained = []
+    grants = {g.grant_id: g for g in ledger.wallet_grants([invoice.customer_id])} if invoice.credits else {}
     for line in lines:
         if line.rating_run_id not in runs:
             runs[line.rating_run_id] = _run(ledger, line.rating_run_id)
@@ -89,7 +91,10 @@ def explain(
                                    line.window_end, line.dimensions, run.as_of_batch)
             count, now, traced = events.line_events(query, limit=limit, with_events=with_events)
             later = now - count
-        explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, traced, later))
+        paid = tuple((c.applied_minor, grants[c.grant_id]) for c in invoice.credits
+                     if c.line_no == line.line_no and c.grant_id in grants)
+        explained.append(ExplainedLine(line, line.rating_run_id, line.rated_line_no, definition, count, traced, later,
+                                       paid))
     return Explanation(invoice, tuple(explained))
 
 

@@ -125,3 +125,13 @@ def test_verify_derives_the_credits_again(acme_month, db):
         checked = s.verify(final.number)
         assert not checked.identical
         assert [(d.line, d.field) for d in checked.differences] == [("invoice", "credits")]
+
+
+def test_explain_walks_a_credit_back_to_its_grant(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="4", effective="2026-10-01", key="pi_42", reason="card payment", now=AFTER)
+        final = invoice_of(s, finalize=True)
+        [line] = s.explain(final.invoice_id, line=3).lines
+        [(applied, grant)] = line.credits
+        assert (applied, grant.grant_id, grant.key, grant.reason) == (200, "cus_1-g1", "pi_42", "card payment")
+        assert s.explain(final.invoice_id, line=1).lines[0].credits == ()  # the fee: usage credits leave it

@@ -290,3 +290,9 @@ def explain_command(
                 console.print(f"    … {x.event_count - len(x.events)} more (use -o FILE to write them all)")
             if x.later_events:
                 console.print(f"  + {x.later_events} event(s) ingested after this line was rated (not on this invoice)")
+        for applied, grant in x.credits:
+            console.print(f"  credit: {_money(applied, result.invoice.currency)} {result.invoice.currency} from "
+                          f"{grant.name} ({grant.grant_id}): {text(grant.amount)} {grant.currency} granted by "
+                          f"{grant.source}, effective {iso(grant.effective_at)}"
+                          + (f", expires {iso(grant.expires_at)}" if grant.expires_at else "")
+                          + (f", key {grant.key}" if grant.key else "") + (f" ({grant.reason})" if grant.reason else ""))
