@@ -203,6 +203,10 @@ class Balance:
     at: datetime
     available: Decimal  # what the active grants hold
     grants: tuple[GrantBalance, ...]
+    # Available minus what the usage so far of the billing period open at `at` would take,
+    # rated now (None when no period is open then: no subscription).
+    ongoing: Decimal | None = None
+    open_period: tuple[datetime, datetime] | None = None
 
 
 def balance(customer_id: str, currency: str, grants: Sequence[Grant], entries: Sequence[WalletEntry],

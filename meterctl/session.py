@@ -21,12 +21,20 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from meterctl.errors import DataError, InputNotFoundError, NotFoundError, OutputError, Param, UsageError
+from meterctl.errors import (
+    DataError,
+    InputNotFoundError,
+    MeterctlError,
+    NotFoundError,
+    OutputError,
+    Param,
+    UsageError,
+)
 from meterctl.instants import local_instant, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
 from meterctl.store import faults, open_store
@@ -615,8 +623,40 @@ class Session:
         from meterctl.wallets import balances
 
         chosen = select_customers(self.store.ledger.latest_customers(), _names(customers))
-        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
-        return balances(self.store.ledger, chosen, when)
+        zone = time_zone(chosen[0].timezone if len(chosen) == 1 else "UTC")
+        when = _now(None) if at is None else local_instant(at, zone, "at")
+        found = balances(self.store.ledger, chosen, when)
+        return tuple(self._ongoing(b, c) for b, c in zip(found, chosen, strict=True))
+
+    def _ongoing(self, found: Balance, customer: CustomerVersion) -> Balance:
+        """The balance with the ongoing one: the customer's billing period open at its time,
+        rated from its events so far (that customer's, that period's: not the history)."""
+        from meterctl.credits import PayableLine
+        from meterctl.pricing import minor_units
+        from meterctl.rating.month import price_month
+        from meterctl.wallets import with_ongoing
+
+        if not any(g.status == "active" for g in found.grants):
+            return found
+        zone = time_zone(customer.timezone)
+        day = found.at.astimezone(zone).date()
+        try:
+            periods = self.periods(customer.customer_id, day, day + timedelta(days=1))
+            if not periods.segments:
+                return found
+            open_start, open_end = periods.segments[0].period_start, periods.segments[0].period_end
+            meters, catalog = self.configuration()
+            month = (open_end - timedelta(days=1)).strftime("%Y-%m")
+            priced = price_month(self.store.events, self.store.ledger, catalog, meters, month,
+                                 customers=[customer.customer_id])
+        except MeterctlError:
+            return found  # no pricebooks to rate with (or none for its plan): no ongoing balance to tell
+        lines = [line for line in priced.lines if line.period_start == open_start]
+        payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
+                   for n, line in enumerate(lines, 1)]
+        period = (datetime.combine(open_start, time(), zone), datetime.combine(open_end, time(), zone))
+        return with_ongoing(found, self.store.ledger.wallet_grants([customer.customer_id]), payable, period,
+                            minor_units(customer.currency))
 
     @_guarded
     def wallet_ledger(self, customer_id: str, now: datetime | None = None) -> tuple[LedgerLine, ...]:

@@ -10,6 +10,7 @@ is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -311,3 +312,13 @@ class InvoiceCrediting:
         if replaces:
             self._debited[replaces] = {}
         return entries
+
+
+def with_ongoing(found: Balance, grants: Sequence[Grant], lines: Sequence[PayableLine], period: tuple[datetime, datetime],
+                 minor_units: int) -> Balance:
+    """The balance with what the open period's usage so far would take: the active grants
+    (holding what they hold at `found.at`) paying these lines, by the invoice's rules."""
+    active = {g.grant_id: g.remaining for g in found.grants if g.status == "active"}
+    eligible = burn_order(g for g in grants if g.grant_id in active and g.eligible(found.currency, period[1]))
+    taken = sum(a.applied_minor for a in apply_credits(lines, eligible, active, minor_units))
+    return dataclasses.replace(found, ongoing=found.available - Decimal(taken).scaleb(-minor_units), open_period=period)

@@ -135,3 +135,14 @@ def test_explain_walks_a_credit_back_to_its_grant(acme_month):
         [(applied, grant)] = line.credits
         assert (applied, grant.grant_id, grant.key, grant.reason) == (200, "cus_1-g1", "pi_42", "card payment")
         assert s.explain(final.invoice_id, line=1).lines[0].credits == ()  # the fee: usage credits leave it
+
+
+def test_the_ongoing_balance_takes_off_what_the_open_period_so_far_would_take(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="100", effective="2026-09-01", applies_to=["all"], now=AFTER)
+        [during] = s.wallet_balance("cus_1", at="2026-10-20T00:00:00Z")
+        # October so far is 36.00 (fee and usage), all of which these credits would pay.
+        assert (during.available, during.ongoing) == (Decimal(100), Decimal(64))
+        assert during.open_period == (datetime(2026, 10, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 4, tzinfo=UTC))
+        [november] = s.wallet_balance("cus_1", at="2026-11-10T00:00:00Z")
+        assert november.ongoing == Decimal(100) - Decimal(31)  # no usage yet: the platform fee only

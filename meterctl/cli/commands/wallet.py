@@ -136,21 +136,25 @@ def balance_command(
     if as_json:
         print_json([{"customer_id": b.customer_id, "currency": b.currency, "at": iso(b.at),
                      "available": _money(b.available),
+                     "ongoing": _money(b.ongoing) if b.ongoing is not None else None,
+                     "open_period": [iso(b.open_period[0]), iso(b.open_period[1])] if b.open_period else None,
                      "grants": [{"grant_id": g.grant_id, "name": g.name, "remaining": _money(g.remaining),
                                  "priority": g.priority, "effective": iso(g.effective_at),
                                  "expires": iso(g.expires_at) if g.expires_at else None, "status": g.status}
                                 for g in b.grants]} for b in found])
         return
     table = Table()
-    for column in ("customer", "available", "currency", "grant", "name", "remaining", "priority", "effective",
-                   "expires", "status"):
-        table.add_column(column, justify="right" if column in ("available", "remaining", "priority") else "left")
+    for column in ("customer", "available", "ongoing", "currency", "grant", "name", "remaining", "priority",
+                   "effective", "expires", "status"):
+        table.add_column(column, justify="right" if column in ("available", "ongoing", "remaining", "priority") else "left")
     for b in found:
+        ongoing = _money(b.ongoing) if b.ongoing is not None else "-"
         if not b.grants:
-            table.add_row(short(b.customer_id), _money(b.available), b.currency, "", "", "", "", "", "", "")
+            table.add_row(short(b.customer_id), _money(b.available), ongoing, b.currency, "", "", "", "", "", "", "")
         for i, g in enumerate(b.grants):
             table.add_row(short(b.customer_id) if i == 0 else "", _money(b.available) if i == 0 else "",
-                          b.currency if i == 0 else "", g.grant_id, short(g.name), _money(g.remaining),
+                          ongoing if i == 0 else "", b.currency if i == 0 else "", g.grant_id, short(g.name),
+                          _money(g.remaining),
                           "" if g.priority is None else str(g.priority), iso(g.effective_at),
                           iso(g.expires_at) if g.expires_at else "never", g.status)
     print_table(stdout_console(), table)
