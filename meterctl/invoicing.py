@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.month import RatingResult
     from meterctl.store.ports import EventStore, Ledger
+    from meterctl.wallets import PlanSegment
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def build_invoices(
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
     from meterctl.rating.month import price_month
     from meterctl.rating.record import record_month
-    from meterctl.wallets import InvoiceCrediting
+    from meterctl.wallets import InvoiceCrediting, plan_grants
 
     now = now or datetime.now(UTC)
     # A run that `meterctl rate` (or an earlier invoice run) recorded from the very same
@@ -125,6 +126,7 @@ def build_invoices(
     changes = InvoiceChanges()
     with ledger.transaction():
         stored_all = ledger.stored_invoices([customer for customer, _ in groups])
+        plan_grants(ledger, _plan_segments(groups, catalog), now)  # what the plans include, once per period
         wallets = InvoiceCrediting(ledger, sorted({customer for customer, _ in groups}), now)
         # Numbers are handed out in customer order, inside the transaction: gap-free.
         last_seq = ledger.last_invoice_number(year)
@@ -187,6 +189,23 @@ def build_invoices(
         changes.drafts_to_delete.extend(_orphan_drafts(ledger, period, customers, set(groups)))
         ledger.apply_invoice_changes(changes, rating.run_id or 0, now)
     return InvoiceRun(period, rating, tuple(outcomes))
+
+
+def _plan_segments(groups: dict[tuple[str, date], list[tuple[int, RatedLine]]], catalog: Catalog) -> list[PlanSegment]:
+    """Each segment of the run's invoices on a plan version that includes credits."""
+    from meterctl.wallets import PlanSegment
+
+    found: dict[tuple[str, date, str, date], PlanSegment] = {}
+    for (customer_id, period_start), numbered in sorted(groups.items()):
+        for _, line in numbered:
+            key = (customer_id, period_start, line.pricebook, line.segment_start)
+            if key in found:
+                continue
+            book = catalog.get(line.plan, line.version)
+            if book.book.credits:
+                found[key] = PlanSegment(customer_id, line.currency, line.timezone, line.period_start, line.period_end,
+                                         line.segment_start, line.plan, book.ref, book.book.credits)
+    return list(found.values())
 
 
 def _orphan_drafts(ledger: Ledger, period: str, customers: Sequence[str] | None,

@@ -10,13 +10,15 @@ is refused.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
 
 from meterctl.credits import (
     ALL,
@@ -322,3 +324,52 @@ def with_ongoing(found: Balance, grants: Sequence[Grant], lines: Sequence[Payabl
     eligible = burn_order(g for g in grants if g.grant_id in active and g.eligible(found.currency, period[1]))
     taken = sum(a.applied_minor for a in apply_credits(lines, eligible, active, minor_units))
     return dataclasses.replace(found, ongoing=found.available - Decimal(taken).scaleb(-minor_units), open_period=period)
+
+
+@dataclass(frozen=True)
+class PlanSegment:
+    """A segment of a billing period on a plan version that grants credits."""
+
+    customer_id: str
+    currency: str
+    timezone: str
+    period_start: date
+    period_end: date
+    segment_start: date
+    plan: str
+    ref: str  # plan@version
+    credits: tuple[Any, ...]  # the version's PlanCredit entries
+
+
+def _add_months(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def plan_grants(ledger: Ledger, segments: Sequence[PlanSegment], now: datetime) -> int:
+    """The grants plans give, made once per billing period (or once ever) for each customer
+    on them, keyed so that an invoice run again makes none twice (inside the caller's
+    transaction). A credit takes effect when the segment on its plan starts, in the
+    customer's time zone, and expires at the period's end, never, or days or months later."""
+    made = 0
+    for segment in segments:
+        zone = time_zone(segment.timezone)
+        effective = datetime.combine(segment.segment_start, time(), zone)
+        for credit in segment.credits:
+            if credit.expires == "period_end":
+                expires: datetime | None = datetime.combine(segment.period_end, time(), zone)
+            elif credit.expires == "never":
+                expires = None
+            elif credit.expires.days is not None:
+                expires = datetime.combine(segment.segment_start + timedelta(days=credit.expires.days), time(), zone)
+            else:
+                expires = datetime.combine(_add_months(segment.segment_start, credit.expires.months), time(), zone)
+            key = (f"plan {segment.ref} {credit.name} {segment.customer_id} {segment.period_start}"
+                   if credit.every == "period" else f"plan {segment.plan} {credit.name} {segment.customer_id}")
+            request = GrantRequest(segment.customer_id, segment.currency, credit.name, credit.value, credit.credits,
+                                   credit.rate, credit.priority, effective, expires, tuple(credit.applies_to),
+                                   f"included in {segment.ref}", key, f"plan {segment.ref}")
+            _, created = ledger.record_grant(request, hashlib.sha256(key.encode()).hexdigest(), now)
+            made += created
+    return made

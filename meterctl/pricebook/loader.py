@@ -61,6 +61,17 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
                 problems.append(document.problem(
                     ("charges", index, "price_by", key),
                     f"meter '{meter.name}' does not group by '{key}' (its group_by: {list(meter.dimension_keys)})"))
+    granted = data.get("credits")
+    credits: list[Any] = granted if isinstance(granted, list) else []
+    problems += [document.problem(("credits", index, "name"), f"credit '{name}' is already named by credits[{first}]")
+                 for index, name, first in repeats(c.get("name") if isinstance(c, dict) else None for c in credits)]
+    for index, credit in enumerate(credits):
+        scopes = credit.get("applies_to") if isinstance(credit, dict) else None
+        for position, scope in enumerate(scopes if isinstance(scopes, list) and meters is not None else ()):
+            if isinstance(scope, str) and scope not in ("usage", "all") and scope not in meters:  # type: ignore[operator]
+                known = ", ".join(sorted(meters or ())) or "none"
+                problems.append(document.problem(("credits", index, "applies_to", position),
+                                                 f"unknown meter '{scope}' (meters.yaml defines: {known}; or usage, all)"))
     return problems
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -216,6 +216,57 @@ class Charge(_Strict):
                                round=self.round, free_units=self.free_units)
 
 
+class CreditExpiry(_Strict):
+    """An expiry some time after the credit takes effect: {days: N} or {months: N}."""
+
+    days: int | None = Field(default=None, strict=True, ge=1)
+    months: int | None = Field(default=None, strict=True, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> CreditExpiry:
+        if (self.days is None) == (self.months is None):
+            raise ValueError("give days or months (one of them)")
+        return self
+
+
+class PlanCredit(_Strict):
+    """Credits the plan grants each customer on it: every billing period, or once."""
+
+    name: StrictStr = Field(min_length=1)
+    amount: Amount | None = None  # money, in the plan's currency
+    credits: Amount | None = None  # or credits × rate (money per credit)
+    rate: Amount | None = None
+    every: Literal["period", "once"] = "period"
+    expires: Literal["period_end", "never"] | CreditExpiry = "period_end"
+    priority: int | None = Field(default=None, strict=True, ge=0)
+    applies_to: tuple[StrictStr, ...] = ("usage",)
+
+    @model_validator(mode="after")
+    def _value(self) -> PlanCredit:
+        if self.amount is not None:
+            if self.credits is not None or self.rate is not None:
+                raise ValueError("give amount, or credits with rate, not both")
+            if self.amount <= 0:
+                raise ValueError("amount must be more than zero")
+        elif self.credits is None or self.rate is None:
+            raise ValueError("give amount, or credits with rate (money per credit)")
+        elif self.credits <= 0 or self.rate <= 0:
+            raise ValueError("credits and rate must be more than zero")
+        scopes = {"usage", "all"} & set(self.applies_to)
+        if not self.applies_to or (scopes and len(self.applies_to) > 1):
+            raise ValueError("applies_to is [usage], [all], or meters")
+        return self
+
+    @property
+    def value(self) -> Decimal:
+        """The money granted each time."""
+        if self.amount is not None:
+            return self.amount
+        with localcontext() as exact:
+            exact.prec = 80
+            return self.credits * self.rate  # type: ignore[operator]
+
+
 class Pricebook(_Strict):
     plan: StrictStr
     version: int = Field(strict=True, ge=1)
@@ -226,6 +277,7 @@ class Pricebook(_Strict):
     description: StrictStr | None = None
     fees: tuple[Fee, ...] = ()
     charges: tuple[Charge, ...] = ()
+    credits: tuple[PlanCredit, ...] = ()
 
     @field_validator("plan")
     @classmethod

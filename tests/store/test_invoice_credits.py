@@ -15,7 +15,7 @@ import pytest
 
 from meterctl.pricing import text
 from meterctl.session import Session
-from tests.conftest import event, jsonl
+from tests.conftest import PRO, event, jsonl
 from tests.tenants import ACME_ON_PRO
 
 AFTER = datetime(2026, 11, 20, tzinfo=UTC)  # the invoice runs: October is over
@@ -146,3 +146,44 @@ def test_the_ongoing_balance_takes_off_what_the_open_period_so_far_would_take(ac
         assert during.open_period == (datetime(2026, 10, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 4, tzinfo=UTC))
         [november] = s.wallet_balance("cus_1", at="2026-11-10T00:00:00Z")
         assert november.ongoing == Decimal(100) - Decimal(31)  # no usage yet: the platform fee only
+
+
+PRO_INCLUDED = PRO + """credits:
+  - {name: Included credits, amount: 2, every: period, expires: period_end}
+  - {name: Welcome credit, credits: 100, rate: 0.01, every: once, expires: {months: 3}, applies_to: [all], priority: 0}
+"""
+
+
+def test_a_plan_grants_its_credits_once_per_period_and_once_ever(acme_month, config):
+    (config / "pro" / "v1.yaml").write_text(PRO_INCLUDED)
+    with acme_month as s:
+        october = invoice_of(s, finalize=True)
+        # The welcome credit (1.00, fees too, priority 0) pays the fee first; the included 2.00 pays usage.
+        assert october.credits_by_grant() == [("cus_1-g2", "Welcome credit", 100), ("cus_1-g1", "Included credits", 200)]
+        s.invoice("2026-10", now=AFTER, finalize=True)  # again: nothing granted twice
+        grants = s.store.ledger.wallet_grants(["cus_1"])
+        assert [(g.name, g.source, g.expires_at) for g in grants] == [
+            ("Included credits", "plan pro@1", datetime(2026, 11, 1, 4, tzinfo=UTC)),
+            ("Welcome credit", "plan pro@1", datetime(2027, 1, 1, 5, tzinfo=UTC)),
+        ]
+        november = s.invoice("2026-11", now=datetime(2026, 12, 5, tzinfo=UTC)).invoices[0]
+        names = [g.name for g in s.store.ledger.wallet_grants(["cus_1"])]
+        assert names.count("Included credits") == 2 and names.count("Welcome credit") == 1
+        assert s.get_invoice(november.invoice_id).credits_minor == 0  # no usage in November: fees only
+
+
+def test_plan_credits_are_checked_like_every_pricebook_key(config):
+    from meterctl.config_yaml import ConfigProblems
+    from meterctl.pricebook import load_configuration
+
+    (config / "pro" / "v1.yaml").write_text(PRO + """credits:
+  - {name: A, amount: 2, credits: 5, rate: 1}
+  - {name: B, amount: 2, applies_to: [telepathy]}
+  - {name: C, amount: 2, expires: {days: 0}}
+""")
+    with pytest.raises(ConfigProblems) as caught:
+        load_configuration(config)
+    found = "\\n".join(str(p) for p in caught.value.problems)
+    assert "credits[0]: Value error, give amount, or credits with rate, not both" in found or "not both" in found
+    assert "credits[1].applies_to[0]: unknown meter 'telepathy'" in found
+    assert "credits[2].expires" in found
