@@ -40,6 +40,7 @@ def diff(before: PricebookVersion, after: PricebookVersion) -> PricebookDiff:
         content = chosen.book.content()
         content["charges"] = {c["meter"]: c for c in content["charges"]}
         content["fees"] = {f["name"]: f for f in content["fees"]}
+        content["credits"] = {c["name"]: c for c in content.get("credits", [])}
         documents.append(content)
     changes = tuple(Change(key, old, new) for key, old, new in _changes(documents[0], documents[1]) if key != "version")
     return PricebookDiff(before.ref, after.ref, changes)

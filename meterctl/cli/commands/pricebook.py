@@ -122,6 +122,14 @@ def show_command(
         table.add_row(fee.name, "fee", f"{_money(fee.amount)} per period (prorated by day)")
     for charge in book.charges:
         table.add_row(charge.label, charge.model, _describe_charge(charge))
+    for credit in book.credits:
+        value = _money(credit.value) if credit.amount is not None else \
+            f"{_money(credit.credits or 0)} credits at {_money(credit.rate or 0)} = {_money(credit.value)}"
+        expires = credit.expires if isinstance(credit.expires, str) else (
+            f"{credit.expires.days} days" if credit.expires.days else f"{credit.expires.months} months")
+        table.add_row(credit.name, "credit", f"{value} {'every period' if credit.every == 'period' else 'once'}, "
+                      f"expires: {expires}, for {', '.join(credit.applies_to)}"
+                      + (f", priority {credit.priority}" if credit.priority is not None else ""))
     print_table(console, table)
 
 
