@@ -8,7 +8,13 @@ Both run `meterctl invoice --period 2026-10` as a subprocess (start-up included)
 `--finalize` (the debits are written with the numbers). The ratio with grants to without
 is the median over the rounds (target: at most 1.1).
 
-    .venv/bin/python benchmarks/bench_credits.py [--events 2000000] [--data-dir bench-data] [--repeat 3]
+Then `meterctl wallet balance CUSTOMER` with its ongoing balance (the customer's open
+October period rated from its events) on that store, and, with --history STORE (such as
+the 20M-event store bench_ingest.py builds), on a copy of that bigger store that also holds
+the same October: the ratio shows whether the balance reads the customer's open period or
+the whole history (it should stay near 1).
+
+    .venv/bin/python benchmarks/bench_credits.py [--events 2000000] [--data-dir bench-data] [--repeat 3] [--history STORE]
 
 Prints one JSON object.
 """
@@ -49,6 +55,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--history", type=Path, help="a bigger store of older events, to time wallet balance on")
     args = parser.parse_args()
     use_compiled_bytecode()
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +88,21 @@ def main() -> None:
             times[f"{name}_final"].append(meterctl("invoice", "--db", str(copy), "--pricebooks", str(config), "--period",
                                                    "2026-10", "--finalize"))
 
+    balance = ("wallet", "balance", "cus_000001", "--at", "2026-10-20T00:00:00Z", "--pricebooks", str(config))
+    times["balance"] = [meterctl(*balance, "--db", str(granted)) for _ in range(args.repeat)]
+    history_events = None
+    if args.history is not None:
+        big = work / "history.duckdb"
+        shutil.copyfile(args.history, big)
+        meterctl("ingest", "--db", str(big), str(events))
+        meterctl("customers", "import", "--db", str(big), str(work / "customers.yaml"))
+        meterctl("wallet", "import", "--db", str(big), "--pricebooks", str(config), str(work / "grants.yaml"))
+        times["balance_history"] = [meterctl(*balance, "--db", str(big)) for _ in range(args.repeat)]
+        import duckdb  # the stored history's size, for the report
+
+        with duckdb.connect(str(big), read_only=True) as con:
+            history_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+
     def ratio(a: str, b: str) -> dict:
         each = [x / y for x, y in zip(times[a], times[b], strict=True)]
         return {"median": round(statistics.median(each), 3), "each": [round(r, 3) for r in each]}
@@ -95,6 +117,10 @@ def main() -> None:
         "finalize_granted_seconds": round(min(times["granted_final"]), 3),
         "finalize_granted_vs_plain": final["median"], "finalize_granted_vs_plain_each": final["each"],
         "target": 1.1,
+        "balance_seconds": round(min(times["balance"]), 3),
+        **({"history_events": history_events, "balance_history_seconds": round(min(times["balance_history"]), 3),
+            "balance_history_vs_balance": round(min(times["balance_history"]) / min(times["balance"]), 3)}
+           if history_events is not None else {}),
     }, indent=2))
 
 

@@ -125,13 +125,16 @@ def void_command(
 @wallet_app.command("balance")
 def balance_command(
     customer: Annotated[list[str] | None, typer.Argument(help="Customers (default: all).")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="As of when (default now): RFC 3339, or a date (UTC).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="As of when (default now): RFC 3339, or a date (the customer's midnight; UTC for several).")] = None,
+    pricebooks: ConfigOption = None,
     db: DbOption = DEFAULT_DB_OPTION,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Each customer's available balance and grants."""
-    with session(db, wait=wait, read_only=True) as s:
+    """Each customer's available balance, its ongoing balance (less what the open billing
+    period's usage so far would take) and its grants."""
+    with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
         found = s.wallet_balance(customer or None, at=at)
     if as_json:
         print_json([{"customer_id": b.customer_id, "currency": b.currency, "at": iso(b.at),
