@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from meterctl.credits import Grant, PayableLine, apply_credits, burn_order
+from meterctl.credits import Grant, PayableLine, apply_credits, burn_order, exact
 from meterctl.customers import history
 from meterctl.errors import DataError, Param, UsageError
 from meterctl.invoices import Invoice, InvoiceCredit, InvoiceLine, content_hash, invoice_totals
@@ -148,6 +148,7 @@ def _key(kind: str, name: str, meter: str | None, dims: dict[str, str | None], s
     return " ".join(part for part in (kind, name if kind == "fee" else meter or name, dims_text, str(segment_start)) if part)
 
 
+@exact
 def _credits_again(ledger: Ledger, invoice: Invoice, derived: Sequence[RatedLine]) -> tuple[InvoiceCredit, ...]:
     """The credits the invoice's grants, holding what they held when it was built (what they
     paid it plus what they had left after), give the derived lines, by the same rules."""

@@ -21,14 +21,31 @@ The semantics of DESIGN.md "Credits", as pure functions over typed values:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
-from typing import Literal, NamedTuple
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from typing import Literal, NamedTuple, ParamSpec, TypeVar
 
 EntryKind = Literal["grant", "void", "debit", "reversal", "expiry"]
 USAGE, ALL = "usage", "all"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def exact(function: Callable[P, R]) -> Callable[P, R]:
+    """The function with its decimal arithmetic exact: wallet amounts are DECIMAL(38, 18), and
+    Python's default 28 digits would round a sum of them without a word."""
+
+    @functools.wraps(function)
+    def exactly(*args: P.args, **kwargs: P.kwargs) -> R:
+        with localcontext() as context:
+            context.prec = 80
+            return function(*args, **kwargs)
+
+    return exactly
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,7 @@ def burn_order(grants: Iterable[Grant]) -> list[Grant]:
     return sorted(grants, key=Grant.burn_key)
 
 
+@exact
 def remaining(entries: Iterable[WalletEntry]) -> dict[str, Decimal]:
     """What each grant holds after these entries."""
     held: dict[str, Decimal] = {}
@@ -163,6 +181,7 @@ def due_per_line(lines: Sequence[PayableLine]) -> list[int]:
     return due
 
 
+@exact
 def apply_credits(lines: Sequence[PayableLine], grants: Sequence[Grant], held: Mapping[str, Decimal],
                   minor_units: int) -> tuple[Application, ...]:
     """How `grants` (eligible, in burn order, holding `held`) pay these lines."""
@@ -209,6 +228,7 @@ class Balance:
     open_period: tuple[datetime, datetime] | None = None
 
 
+@exact
 def balance(customer_id: str, currency: str, grants: Sequence[Grant], entries: Sequence[WalletEntry],
             at: datetime) -> Balance:
     """The wallet at `at`: each grant with what it holds from its entries up to then; the

@@ -32,6 +32,7 @@ from meterctl.credits import (
     apply_credits,
     balance,
     burn_order,
+    exact,
     remaining,
 )
 from meterctl.customers import CustomerVersion
@@ -172,6 +173,7 @@ def make_grant(ledger: Ledger, asked: GrantAsked, customer: CustomerVersion | No
     return GrantOutcome(made, created)
 
 
+@exact
 def void_grant(ledger: Ledger, grant_id: str, at: str | datetime | None, timezone: str | None,
                now: datetime) -> VoidOutcome:
     """What remains of the grant is no longer available from `at` (default now); what it
@@ -196,6 +198,7 @@ def void_grant(ledger: Ledger, grant_id: str, at: str | datetime | None, timezon
     return VoidOutcome(voided, when, held)
 
 
+@exact
 def due_expiries(grants: Sequence[Grant], entries: Sequence[WalletEntry], now: datetime) -> list[NewEntry]:
     """An expiry entry for each grant whose expiry has come and that has none yet: what it
     held then, taken out."""
@@ -227,6 +230,7 @@ def balances(ledger: Ledger, customers: Sequence[CustomerVersion], at: datetime)
                          [e for e in entries if e.customer_id == c.customer_id], at) for c in customers)
 
 
+@exact
 def ledger_lines(ledger: Ledger, customer_id: str, now: datetime) -> tuple[LedgerLine, ...]:
     """Every entry of the customer's wallet, oldest first, with the running balance; expiries
     that have come but are not written yet are shown where they belong."""
@@ -256,6 +260,7 @@ class InvoiceCrediting:
     reversals, debits and give-backs are the entries returned by `finalized`.
     """
 
+    @exact
     def __init__(self, ledger: Ledger, customer_ids: Sequence[str], now: datetime) -> None:
         grants = ledger.wallet_grants(customer_ids)
         entries = list(ledger.wallet_entries(customer_ids))
@@ -275,6 +280,7 @@ class InvoiceCrediting:
                 held = self._debited.setdefault(e.invoice_id, {})
                 held[e.grant_id] = held.get(e.grant_id, Decimal(0)) - e.amount
 
+    @exact
     def apply(self, customer_id: str, currency: str, minor_units: int, period_end: datetime,
               lines: Sequence[PayableLine], replaces: str | None) -> tuple[InvoiceCredit, ...]:
         for grant_id, amount in self._debited.get(replaces or "", {}).items():
@@ -285,10 +291,12 @@ class InvoiceCrediting:
             self._can_pay[application.grant_id] -= Decimal(application.applied_minor).scaleb(-minor_units)
         return tuple(InvoiceCredit(a.grant_id, a.name, a.line_no, a.applied_minor) for a in applied)
 
+    @exact
     def left(self, credits: Sequence[InvoiceCredit]) -> dict[str, Decimal]:
         """What each grant these credits came from holds now."""
         return {credit.grant_id: self._can_pay.get(credit.grant_id, Decimal(0)) for credit in credits}
 
+    @exact
     def finalized(self, invoice_id: str, customer_id: str, minor_units: int, period_end: datetime,
                   credits: Sequence[InvoiceCredit], replaces: str | None) -> list[NewEntry]:
         """The entries of a revision finalized with these credits."""
@@ -316,6 +324,7 @@ class InvoiceCrediting:
         return entries
 
 
+@exact
 def with_ongoing(found: Balance, grants: Sequence[Grant], lines: Sequence[PayableLine], period: tuple[datetime, datetime],
                  minor_units: int) -> Balance:
     """The balance with what the open period's usage so far would take: the active grants

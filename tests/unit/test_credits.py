@@ -152,3 +152,12 @@ def test_the_available_balance_counts_active_grants_at_the_time_asked():
     november = balance("cus_1", "USD", [promo, topup, later], entries, datetime(2026, 11, 15, tzinfo=UTC))
     assert november.available == Decimal("37.5")  # the promotion expired, the top-up paid 12.50
     assert {g.grant_id: g.status for g in november.grants} == {"promo": "expired", "topup": "active", "later": "scheduled"}
+
+
+def test_amounts_of_38_digits_stay_exact():
+    # 29 significant digits: Python's default decimal context (28) would round the sum.
+    big = "12345678901.123456789012345678"
+    g = grant("g", big)
+    entries = [entry(1, "g", "grant", big, OCT_1), entry(2, "g", "debit", "-0.000000000000000001", OCT_1)]
+    assert balance("cus_1", "USD", [g], entries, NOV_1).available == Decimal("12345678901.123456789012345677")
+    assert paid(apply_credits([usage(1, 10**15)], [g], {"g": Decimal(big)}, 2)) == [("g", 1, 1234567890112)]
