@@ -188,10 +188,10 @@ def void_grant(ledger: Ledger, grant_id: str, at: str | datetime | None, timezon
         if found.expires_at is not None and found.expires_at <= when:
             raise DataError(f"grant {grant_id} expired at {found.expires_at.isoformat()}: nothing is left to void then")
         record_expiries(ledger, [found.customer_id], now)
+        # All it holds now, whenever the void takes effect: what it paid for periods that
+        # ended after that stays paid (a revision of one gives it back from the void).
         held = remaining(e for e in ledger.wallet_entries([found.customer_id])
-                         if e.grant_id == grant_id and e.at <= when).get(grant_id, Decimal(0))
-        if found.effective_at > when:
-            held = found.amount  # voided before it took effect: all of it
+                         if e.grant_id == grant_id).get(grant_id, Decimal(0))
         ledger.add_wallet_entries([NewEntry(found.customer_id, grant_id, "void", -held, when, None)], now)
     voided = ledger.wallet_grant(grant_id)
     assert voided is not None

@@ -187,3 +187,13 @@ def test_plan_credits_are_checked_like_every_pricebook_key(config):
     assert "credits[0]: Value error, give amount, or credits with rate, not both" in found or "not both" in found
     assert "credits[1].applies_to[0]: unknown meter 'telepathy'" in found
     assert "credits[2].expires" in found
+
+
+def test_a_void_back_in_time_keeps_what_the_grant_paid_and_never_goes_below_zero(acme_month):
+    with acme_month as s:
+        s.grant("cus_1", amount="10", effective="2026-10-01", now=AFTER)
+        invoice_of(s, finalize=True)  # October takes 5.00
+        s.void_grant("cus_1-g1", at="2026-10-15T00:00:00Z", now=AFTER)
+        kinds = [(kind, amount) for kind, _, amount, _ in entries(s)]
+        assert ("void", "-5") in kinds  # what was left: the 5.00 October took stays paid
+        assert sum(Decimal(amount) for _, amount in kinds) == 0
