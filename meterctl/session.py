@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from meterctl.customers import BillingPeriods, CustomerVersion, ImportResult
     from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
+    from meterctl.entitlements import CheckAnswer
     from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
     from meterctl.export import ExportResult
     from meterctl.export.events import EventsExport
@@ -666,6 +667,30 @@ class Session:
         if self._customer_latest(customer_id) is None:
             raise NotFoundError(Param("customer"), f": no customer '{customer_id}' (see 'meterctl customers list')")
         return ledger_lines(self.store.ledger, customer_id, _now(now))
+
+    # ------------------------------------------------------------ entitlements
+
+    @_guarded
+    def check(self, customer_id: str, feature: str, *, quantity: str | Decimal | int | None = None,
+              at: str | datetime | None = None) -> CheckAnswer:
+        """May the customer use `feature` at `at` (default now), `quantity` more of it? The
+        answer says why; anything that cannot be answered is denied (fail closed)."""
+        from meterctl.entitlements import check
+
+        meters, catalog = self.configuration()
+        customer = self._customer_latest(customer_id)
+        zone = time_zone(customer.timezone if customer else "UTC")
+        when = _now(None) if at is None else local_instant(at, zone, "at")
+        asked = None
+        if quantity is not None:
+            try:
+                asked = Decimal(str(quantity))
+            except ArithmeticError:
+                raise UsageError(Param("quantity"), f": '{quantity}' is not a number") from None
+            if not asked.is_finite() or asked < 0:
+                raise UsageError(Param("quantity"), f": '{quantity}' must be a number of zero or more")
+        return check(self.store.events, catalog, {m.name: m for m in meters}, customer, customer_id, feature, when,
+                     asked)
 
 
 def _now(given: datetime | None) -> datetime:

@@ -48,7 +48,7 @@ FLAGS = {
     "customer": "--customer", "meter": "--meter", "cycle": "--cycle", "line": "--line", "format": "--format",
     "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict", "finalize": "--finalize",
     "amount": "--amount", "credits": "--credits", "rate": "--rate", "currency": "--currency", "effective": "--effective",
-    "expires": "--expires", "applies_to": "--applies-to", "at": "--at",
+    "expires": "--expires", "applies_to": "--applies-to", "at": "--at", "quantity": "--quantity",
 }
 
 

@@ -61,6 +61,16 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
                 problems.append(document.problem(
                     ("charges", index, "price_by", key),
                     f"meter '{meter.name}' does not group by '{key}' (its group_by: {list(meter.dimension_keys)})"))
+    listed_features = data.get("features")
+    features: list[Any] = listed_features if isinstance(listed_features, list) else []
+    problems += [document.problem(("features", index, "key"), f"feature '{key}' is already listed by features[{first}]")
+                 for index, key, first in repeats(f.get("key") if isinstance(f, dict) else None for f in features)]
+    for index, feature in enumerate(features):
+        name = feature.get("meter") if isinstance(feature, dict) else None
+        if isinstance(name, str) and meters is not None and name not in meters:
+            known = ", ".join(sorted(meters)) or "none"
+            problems.append(document.problem(("features", index, "meter"),
+                                             f"unknown meter '{name}' (meters.yaml defines: {known})"))
     granted = data.get("credits")
     credits: list[Any] = granted if isinstance(granted, list) else []
     problems += [document.problem(("credits", index, "name"), f"credit '{name}' is already named by credits[{first}]")

@@ -267,6 +267,51 @@ class PlanCredit(_Strict):
             return self.credits * self.rate  # type: ignore[operator]
 
 
+_FEATURE_KEY = re.compile(r"^[a-z][a-z0-9_\-]*$")
+Reset = Literal["day", "week", "month", "period", "never"]
+
+
+class Feature(_Strict):
+    """What a plan entitles its customers to: a boolean feature ({key}), a static value
+    ({key, value}), or metered usage with a limit per reset window ({key, meter, limit,
+    reset, soft}; limit null: unlimited)."""
+
+    key: StrictStr
+    value: StrictStr | bool | int | Number | None = None
+    meter: StrictStr | None = None
+    limit: Amount | None = None
+    reset: Reset = "period"
+    soft: bool = Field(default=False, strict=True)
+    alerts: tuple[Number, ...] = ()
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        if not _FEATURE_KEY.match(key):
+            raise ValueError("must be lower case letters, digits, _ and - (starting with a letter)")
+        return key
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, alerts: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if any(not 0 < alert <= 10 for alert in alerts) or list(alerts) != sorted(set(alerts)):
+            raise ValueError("must be ascending fractions of the limit, such as [0.8, 1.0]")
+        return alerts
+
+    @model_validator(mode="after")
+    def _kind(self) -> Feature:
+        metered_only = {"limit", "reset", "soft", "alerts"} & self.model_fields_set
+        if self.meter is None and metered_only:
+            raise ValueError(f"{', '.join(sorted(metered_only))} belong to a metered feature: give its meter too")
+        if self.meter is not None and self.value is not None:
+            raise ValueError("a feature has a value (static) or a meter (metered), not both")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "metered" if self.meter is not None else "static" if self.value is not None else "boolean"
+
+
 class Pricebook(_Strict):
     plan: StrictStr
     version: int = Field(strict=True, ge=1)
@@ -278,6 +323,7 @@ class Pricebook(_Strict):
     fees: tuple[Fee, ...] = ()
     charges: tuple[Charge, ...] = ()
     credits: tuple[PlanCredit, ...] = ()
+    features: tuple[Feature, ...] = ()
 
     @field_validator("plan")
     @classmethod
