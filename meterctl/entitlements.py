@@ -18,6 +18,7 @@ plan lacks) is denied, with the reason: an API that gates on it fails closed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -82,36 +83,35 @@ def reset_window(reset: str, at: datetime, customer: CustomerVersion, catalog: C
     return _midnight(first, zone), None
 
 
+def _plan_in_force(customer: CustomerVersion, catalog: Catalog, at: datetime) -> tuple[Any, str | None]:
+    """(pricebook version in force for the customer at `at`, or None with why not)."""
+    day = at.astimezone(ZoneInfo(customer.timezone)).date()
+    running = [s for s in customer.subscriptions if s.start <= day and (s.end is None or day < s.end)]
+    if not running:
+        return None, f"no subscription in force on {day} ({customer.timezone})"
+    plan = max(running, key=lambda s: s.start).plan
+    book = catalog.in_force(plan, day)
+    if book is None:
+        return None, f"plan '{plan}' has no pricebook version in force on {day}"
+    return book, None
+
+
 @exact
 def check(events: Any, catalog: Catalog, meters: dict[str, Meter], customer: CustomerVersion | None,
           customer_id: str, key: str, at: datetime, quantity: Decimal | None = None) -> CheckAnswer:
     """The answer for `customer_id` using feature `key` at `at` (with `quantity` more)."""
     if customer is None:
         return _denied(customer_id, key, f"no customer '{customer_id}'")
-    zone = ZoneInfo(customer.timezone)
-    day = at.astimezone(zone).date()
-    running = [s for s in customer.subscriptions if s.start <= day and (s.end is None or day < s.end)]
-    if not running:
-        return _denied(customer_id, key, f"no subscription in force on {day} ({customer.timezone})")
-    plan = max(running, key=lambda s: s.start).plan
-    book = catalog.in_force(plan, day)
+    book, why = _plan_in_force(customer, catalog, at)
     if book is None:
-        return _denied(customer_id, key, f"plan '{plan}' has no pricebook version in force on {day}")
+        return _denied(customer_id, key, why or "")
     feature = next((f for f in book.book.features if f.key == key), None)
     if feature is None:
         listed = ", ".join(f.key for f in book.book.features) or "none"
         return CheckAnswer(customer_id, key, False, f"{book.ref} does not include feature '{key}' (it includes: {listed})",
                            pricebook=book.ref)
-    if feature.kind == "boolean":
-        return CheckAnswer(customer_id, key, True, f"included in {book.ref}", "boolean", pricebook=book.ref)
-    if feature.kind == "static":
-        return CheckAnswer(customer_id, key, True, f"included in {book.ref}", "static", feature.value,
-                           pricebook=book.ref)
-    return _metered(events, catalog, meters, customer, feature, book.ref, at, quantity)
-
-
-def _metered(events: Any, catalog: Catalog, meters: dict[str, Meter], customer: CustomerVersion, feature: Feature,
-             ref: str, at: datetime, quantity: Decimal | None) -> CheckAnswer:
+    if feature.kind != "metered":
+        return _answer(customer, feature, book.ref, None, None, quantity)
     start, end = reset_window(feature.reset, at, customer, catalog)
     used = Decimal(0)
     if start < at:
@@ -119,19 +119,99 @@ def _metered(events: Any, catalog: Catalog, meters: dict[str, Meter], customer: 
         found = usage(events, [meter], window="period", start=start, end=at, tz=customer.timezone,
                       customers=[customer.customer_id], periods=[BillingWindow(customer.customer_id, start, at)])
         used = sum((row.value for row in found.rows if row.value is not None), Decimal(0))
+    return _answer(customer, feature, book.ref, used, (start, end), quantity)
+
+
+def _answer(customer: CustomerVersion, feature: Feature, ref: str, used: Decimal | None,
+            window: tuple[datetime, datetime | None] | None, quantity: Decimal | None) -> CheckAnswer:
+    """The answer for a feature the plan includes (a metered one with its usage so far)."""
+    cid = customer.customer_id
+    if feature.kind == "boolean":
+        return CheckAnswer(cid, feature.key, True, f"included in {ref}", "boolean", pricebook=ref)
+    if feature.kind == "static":
+        return CheckAnswer(cid, feature.key, True, f"included in {ref}", "static", feature.value, pricebook=ref)
+    used = used if used is not None else Decimal(0)
     asked = quantity if quantity is not None else Decimal(0)
     common: dict[str, Any] = {"kind": "metered", "usage": used, "limit": feature.limit, "soft": feature.soft,
-                              "window": (start, end), "pricebook": ref}
+                              "window": window, "pricebook": ref}
     if feature.limit is None:
-        return CheckAnswer(customer.customer_id, feature.key, True, "unlimited", **common)
+        return CheckAnswer(cid, feature.key, True, "unlimited", **common)
     limit = feature.limit
     over = used + asked > limit if quantity is not None else used >= limit
     remaining = max(limit - used, Decimal(0))
     if not over:
-        return CheckAnswer(customer.customer_id, feature.key, True, "within the limit", remaining=remaining, **common)
+        return CheckAnswer(cid, feature.key, True, "within the limit", remaining=remaining, **common)
     if feature.soft:
-        return CheckAnswer(customer.customer_id, feature.key, True, "soft limit exceeded (allowed)", remaining=remaining,
-                           **common)
-    return CheckAnswer(customer.customer_id, feature.key, False, "limit reached" if quantity is None else
+        return CheckAnswer(cid, feature.key, True, "soft limit exceeded (allowed)", remaining=remaining, **common)
+    return CheckAnswer(cid, feature.key, False, "limit reached" if quantity is None else
                        f"the quantity asked ({text(quantity)}) exceeds what remains ({text(remaining)})",
                        remaining=remaining, **common)
+
+
+@dataclass(frozen=True)
+class EntitlementState:
+    """A customer × feature as a gateway needs it: the check answer, and where it stands."""
+
+    answer: CheckAnswer
+    state: str  # ok | warning | over_soft_limit | at_limit | not_entitled
+    percent: Decimal | None  # usage as a percentage of the limit
+    alert: Decimal | None  # the highest alert threshold crossed
+
+
+def _state(answer: CheckAnswer, feature: Feature | None) -> EntitlementState:
+    if feature is None or answer.kind is None:
+        return EntitlementState(answer, "not_entitled", None, None)
+    if answer.kind != "metered" or answer.limit is None or answer.usage is None:
+        return EntitlementState(answer, "ok", None, None)
+    limit, used = answer.limit, answer.usage
+    percent = (used * 100 / limit).quantize(Decimal("0.01")) if limit else None
+    crossed = [a for a in feature.alerts if used >= a * limit]
+    alert = max(crossed) if crossed else None
+    if used >= limit:
+        state = "over_soft_limit" if feature.soft else "at_limit"
+    else:
+        state = "warning" if crossed else "ok"
+    return EntitlementState(answer, state, percent, alert)
+
+
+@exact
+def states(events: Any, catalog: Catalog, meters: dict[str, Meter], customers: Sequence[CustomerVersion],
+           at: datetime, keys: Sequence[str] | None = None) -> tuple[EntitlementState, ...]:
+    """Every customer × feature of the plan in force at `at` (or the features `keys`, a
+    customer whose plan lacks one being not entitled to it), with usage from one
+    aggregation per meter over every customer's reset windows."""
+    wanted: list[tuple[CustomerVersion, Feature | None, str, str | None, tuple[datetime, datetime | None] | None]] = []
+    for customer in customers:
+        book, why = _plan_in_force(customer, catalog, at)
+        features = book.book.features if book is not None else ()
+        chosen = [f for f in features if keys is None or f.key in keys]
+        for asked in keys or ():
+            if not any(f.key == asked for f in features):
+                reason = why or f"{book.ref} does not include feature '{asked}'"
+                wanted.append((customer, None, asked, reason, None))
+        for feature in chosen:
+            window = reset_window(feature.reset, at, customer, catalog) if feature.kind == "metered" else None
+            wanted.append((customer, feature, book.ref, None, window))
+    # One aggregation per meter, over the windows of every customer that counts it.
+    used: dict[tuple[str, str, datetime], Decimal] = {}
+    by_meter: dict[str, set[tuple[str, datetime]]] = {}
+    for customer, feature, _, _, window in wanted:
+        if feature is not None and feature.meter is not None and window is not None and window[0] < at:
+            by_meter.setdefault(feature.meter, set()).add((customer.customer_id, window[0]))
+    for name, windows in sorted(by_meter.items()):
+        meter = meters[name].model_copy(update={"group_by": ()})
+        periods = [BillingWindow(cid, start, at) for cid, start in sorted(windows)]
+        found = usage(events, [meter], window="period", start=min(p.start for p in periods), end=at,
+                      customers=sorted({cid for cid, _ in windows}), periods=periods)
+        for row in found.rows:
+            if row.value is not None:
+                counted = (name, row.customer_id, row.window_start)
+                used[counted] = used.get(counted, Decimal(0)) + row.value
+    found_states = []
+    for customer, feature, ref_or_key, why_not, window in wanted:
+        if feature is None:
+            found_states.append(_state(_denied(customer.customer_id, ref_or_key, why_not or ""), None))
+            continue
+        value = used.get((feature.meter or "", customer.customer_id, window[0]), Decimal(0)) if window else None
+        found_states.append(_state(_answer(customer, feature, ref_or_key, value, window, None), feature))
+    return tuple(found_states)

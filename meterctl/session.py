@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from meterctl.customers import BillingPeriods, CustomerVersion, ImportResult
     from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
-    from meterctl.entitlements import CheckAnswer
+    from meterctl.entitlements import CheckAnswer, EntitlementState
     from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
     from meterctl.export import ExportResult
     from meterctl.export.events import EventsExport
@@ -691,6 +691,30 @@ class Session:
                 raise UsageError(Param("quantity"), f": '{quantity}' must be a number of zero or more")
         return check(self.store.events, catalog, {m.name: m for m in meters}, customer, customer_id, feature, when,
                      asked)
+
+    @_guarded
+    def entitlements(self, *, customers: str | Sequence[str] | None = None, features: str | Sequence[str] | None = None,
+                     at: str | datetime | None = None) -> tuple[EntitlementState, ...]:
+        """Every customer × feature at `at` (default now): the check answer, the state (ok,
+        warning, over_soft_limit, at_limit, not_entitled), the percentage of the limit and
+        the highest alert crossed. One aggregation per meter, not one query per customer."""
+        from meterctl.customers import select_customers
+        from meterctl.entitlements import states
+
+        meters, catalog = self.configuration()
+        chosen = select_customers(self.store.ledger.latest_customers(), _names(customers))
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        return states(self.store.events, catalog, {m.name: m for m in meters}, chosen, when, _names(features))
+
+    def export_entitlements(self, output: Path | str, *, at: str | datetime | None = None) -> tuple[str, int]:
+        """Every customer × feature as one JSON document, written atomically: (path, states)."""
+        from meterctl.export.entitlements import snapshot
+        from meterctl.io.files import write_bytes_atomically
+
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        found = self.entitlements(at=when)
+        write_bytes_atomically(Path(output), snapshot(found, when))
+        return str(output), len(found)
 
 
 def _now(given: datetime | None) -> datetime:

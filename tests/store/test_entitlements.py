@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from meterctl.session import Session
 from tests.conftest import ACME_CUSTOMERS, PRO, event, examples, jsonl
-from tests.tenants import ACME_ON_PRO
+from tests.tenants import ACME_ON_PRO, SECOND_CUSTOMER
 
 FEATURES = """features:
   - {key: api_access}
   - {key: seats, value: 10}
   - {key: daily_calls, meter: api_calls, limit: 5, reset: day}
-  - {key: weekly_calls, meter: api_calls, limit: 8, reset: week}
+  - {key: weekly_calls, meter: api_calls, limit: 8, reset: week, alerts: [0.5, 1.0]}
   - {key: monthly_tokens, meter: tokens, limit: 5000, reset: month, soft: true}
   - {key: period_calls, meter: api_calls, limit: 20, reset: period}
   - {key: all_time_calls, meter: api_calls, limit: 100, reset: never}
@@ -180,3 +180,35 @@ def test_features_are_checked_like_every_pricebook_key(config):
     assert "features[3].key: feature 'calls' is already listed by features[0]" in found
     assert "features[3].reset" in found
     assert "features[4].key" in found
+
+
+def test_the_list_gives_every_feature_its_state_and_agrees_with_check(entitled, write):
+    with entitled(ACME_ON_PRO + SECOND_CUSTOMER) as s:
+        at = datetime(2026, 10, 11, 3, 30, tzinfo=UTC)  # Saturday 23:30 in New York
+        found = {(st.answer.customer_id, st.answer.feature): st for st in s.entitlements(at=at)}
+        assert found[("cus_1", "daily_calls")].state == "at_limit"
+        assert found[("cus_1", "monthly_tokens")].state == "over_soft_limit"
+        weekly = found[("cus_1", "weekly_calls")]
+        assert (weekly.state, weekly.percent, weekly.alert) == ("warning", Decimal("75.00"), Decimal("0.5"))
+        assert found[("cus_2", "daily_calls")].state == "ok"  # Globex (UTC) made no calls
+        for (customer, feature), state in found.items():
+            assert state.answer == s.check(customer, feature, at=at), (customer, feature)
+
+
+def test_a_feature_asked_for_that_the_plan_lacks_is_not_entitled(entitled):
+    with entitled(ACME_CUSTOMERS) as s:  # on scale from 2026-10-20
+        [state] = s.entitlements(features=["api_access"], at=datetime(2026, 10, 25, tzinfo=UTC))
+        assert (state.state, state.answer.allowed) == ("not_entitled", False)
+
+
+def test_the_snapshot_is_one_json_document_written_atomically(entitled, cli, db, config, tmp_path):
+    entitled(ACME_ON_PRO + SECOND_CUSTOMER).close()
+    out = tmp_path / "entitlements.json"
+    result = cli("entitlements", "export", "-o", out, "--at", "2026-10-11T03:30:00Z", "--db", db, "--pricebooks", config)
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(out.read_text())
+    assert document["at"] == "2026-10-11T03:30:00Z"
+    rows = {(r["customer_id"], r["feature"]): r for r in document["entitlements"]}
+    assert len(rows) == 16  # two customers × eight features
+    assert (rows[("cus_1", "daily_calls")]["allowed"], rows[("cus_1", "daily_calls")]["state"]) == (False, "at_limit")
+    assert not list(tmp_path.glob(".entitlements.json.*"))

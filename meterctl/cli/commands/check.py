@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from meterctl.cli.common import (
     DEFAULT_DB_OPTION,
@@ -12,12 +13,15 @@ from meterctl.cli.common import (
     DbOption,
     JsonOption,
     WaitOption,
+    check_output,
+    command_group,
     print_json,
+    print_table,
     session,
     short,
+    stderr_console,
     stdout_console,
 )
-from meterctl.instants import iso
 from meterctl.pricing import text
 
 DENIED = 3
@@ -40,16 +44,10 @@ def check_command(
     answered is denied."""
     with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
         answer = s.check(customer, feature, quantity=quantity, at=at)
-    decimal = lambda value: None if value is None else text(value)
     if as_json:
-        print_json({
-            "customer_id": answer.customer_id, "feature": answer.feature, "allowed": answer.allowed,
-            "reason": answer.reason, "kind": answer.kind, "value": answer.value, "usage": decimal(answer.usage),
-            "limit": decimal(answer.limit), "remaining": decimal(answer.remaining), "soft": answer.soft,
-            "window": ({"start": iso(answer.window[0]), "end": iso(answer.window[1]) if answer.window[1] else None}
-                       if answer.window else None),
-            "pricebook": answer.pricebook,
-        })
+        from meterctl.export.entitlements import answer_document
+
+        print_json(answer_document(answer))
     else:
         said = "allowed" if answer.allowed else "denied"
         usage = (f"; usage {text(answer.usage)} of {text(answer.limit) if answer.limit is not None else 'unlimited'}"
@@ -58,3 +56,55 @@ def check_command(
         stdout_console().print(f"{short(answer.customer_id)} {answer.feature}: {said} ({answer.reason}){value}{usage}")
     if not answer.allowed:
         raise typer.Exit(DENIED)
+
+
+entitlements_app = command_group("Every customer × feature: usage, limits and states; a snapshot for a gateway.")
+
+
+def _shown(value: object) -> str:
+    return "" if value is None else text(value)  # type: ignore[arg-type]
+
+
+@entitlements_app.command("list")
+def list_command(
+    customer: Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")] = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", help="Only this feature (repeatable).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="At when (default now): RFC 3339, or a date (UTC).")] = None,
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Every customer × feature with usage, limit, remaining, percent, state and the alert crossed."""
+    with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
+        found = s.entitlements(customers=customer, features=feature, at=at)
+    if as_json:
+        from meterctl.export.entitlements import state_document
+
+        print_json([state_document(state) for state in found])
+        return
+    table = Table()
+    for column in ("customer", "feature", "kind", "usage", "limit", "remaining", "percent", "state", "alert"):
+        table.add_column(column, justify="right" if column in ("usage", "limit", "remaining", "percent") else "left")
+    for state in found:
+        a = state.answer
+        limit = _shown(a.limit) if a.limit is not None else ("unlimited" if a.kind == "metered" else "")
+        table.add_row(short(a.customer_id), a.feature, a.kind or "", _shown(a.usage), limit, _shown(a.remaining),
+                      _shown(state.percent), state.state, _shown(state.alert))
+    print_table(stdout_console(), table)
+
+
+@entitlements_app.command("export")
+def export_command(
+    output: Annotated[str, typer.Option("-o", "--output", help="The JSON file to write (atomically).")],
+    at: Annotated[str | None, typer.Option("--at", help="At when (default now): RFC 3339, or a date (UTC).")] = None,
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Every customer × feature as one JSON document, for an API gateway to load."""
+    path = check_output(output)
+    assert path is not None
+    with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
+        written, count = s.export_entitlements(path, at=at)
+    stderr_console().print(f"wrote {count} entitlement state(s) to {written}")
