@@ -6,9 +6,10 @@ the old versions stay readable. Reading the files a CRM exports is customers_fil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from meterctl import cycles
 from meterctl.errors import DataError, NotFoundError
@@ -66,6 +67,8 @@ class CustomerRecord:
     billing: str  # calendar | anniversary
     subscriptions: tuple[cycles.Subscription, ...]  # by start
     content_sha256: str  # of the canonical record: equal = unchanged
+    # Overrides of the plans' features: {"tokens": {"limit": "5000000"}, "seats": {"value": 25}}
+    features: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class CustomerVersion:
     subscriptions: tuple[cycles.Subscription, ...]  # by start
     source: str
     imported_at: datetime
+    features: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides of the plans' features
 
 
 

@@ -10,8 +10,9 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
@@ -44,6 +45,28 @@ class SubscriptionModel(BaseModel):
         return self
 
 
+class FeatureOverride(BaseModel):
+    """A customer's own terms for one of its plans' features."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: Decimal | None = None  # a metered feature's limit (null: unlimited)
+    value: StrictStr | bool | int | Decimal | None = None  # a static feature's value
+    soft: bool | None = None
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, limit: Decimal | None) -> Decimal | None:
+        if limit is not None and limit < 0:
+            raise ValueError("must be zero or more (null: unlimited)")
+        return limit
+
+    def canonical(self) -> dict[str, Any]:
+        """The keys given, decimals as text (a given `limit: null` is kept: it means unlimited)."""
+        given = {key: getattr(self, key) for key in sorted(self.model_fields_set)}
+        return {key: (format(value, "f") if isinstance(value, Decimal) else value) for key, value in given.items()}
+
+
 class CustomerModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +76,7 @@ class CustomerModel(BaseModel):
     timezone: StrictStr
     billing: Literal["calendar", "anniversary"] = "calendar"
     subscriptions: tuple[SubscriptionModel, ...] = Field(min_length=1)
+    features: dict[StrictStr, FeatureOverride] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod
@@ -93,10 +117,13 @@ class CustomerModel(BaseModel):
 
     def canonical(self) -> dict:
         subs = sorted(self.subscriptions, key=lambda s: s.start)
-        return {
+        document: dict[str, Any] = {
             "name": self.name, "currency": self.currency, "timezone": self.timezone, "billing": self.billing,
             "subscriptions": [{"plan": s.plan, "start": s.start.isoformat(), "end": s.end.isoformat() if s.end else None} for s in subs],
         }
+        if self.features:  # only when given: the records of customers without any keep their hash
+            document["features"] = {key: self.features[key].canonical() for key in sorted(self.features)}
+        return document
 
 
 class CustomersFile(BaseModel):
@@ -106,7 +133,27 @@ class CustomersFile(BaseModel):
 
 
 
-_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end")
+_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end", "features")
+# A CSV cell of feature overrides: "tokens.limit=5000000; seats.value=25; tokens.soft=true".
+_OVERRIDE = re.compile(r"^\s*([a-z][a-z0-9_\-]*)\.(limit|value|soft)\s*=\s*(.*?)\s*$")
+
+
+def _overrides(cell: str, problems: list[Problem], path: Path, line: int, index: int) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for part in filter(None, (p.strip() for p in cell.split(";"))):
+        match = _OVERRIDE.match(part)
+        if match is None:
+            problems.append(Problem(str(path), line, f"customers[{index}].features",
+                                    f"'{part}' is not FEATURE.limit|value|soft=VALUE (e.g. tokens.limit=5000000)"))
+            continue
+        key, field, text = match.groups()
+        value: Any = text
+        if field == "limit":
+            value = None if text in ("", "null") else text
+        elif field == "soft":
+            value = text.lower() in ("true", "yes", "1")
+        found.setdefault(key, {})[field] = value
+    return found
 
 
 def _read_csv(path: Path) -> Document:
@@ -144,6 +191,8 @@ def _parse_csv(path: Path) -> Document:
                 customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
                 if row.get("billing"):
                     customers[cid]["billing"] = row["billing"]
+                if row.get("features"):
+                    customers[cid]["features"] = _overrides(row["features"], problems, path, line, len(customers) - 1)
                 customers[cid]["subscriptions"] = []
                 for key in ("", "id", "name", "currency", "timezone", "billing", "subscriptions"):
                     lines[("customers", len(customers) - 1) + ((key,) if key else ())] = line
@@ -225,7 +274,7 @@ def customer_records(customers: Sequence[CustomerModel]) -> tuple[CustomerRecord
         subscriptions = tuple(cycles.Subscription(s.plan, s.start, s.end)
                               for s in sorted(customer.subscriptions, key=lambda s: s.start))
         records.append(CustomerRecord(customer.id, canonical["name"], customer.currency, customer.timezone,
-                                      customer.billing, subscriptions, digest))
+                                      customer.billing, subscriptions, digest, canonical.get("features", {})))
     return tuple(records)
 
 

@@ -83,6 +83,23 @@ def reset_window(reset: str, at: datetime, customer: CustomerVersion, catalog: C
     return _midnight(first, zone), None
 
 
+def for_customer(feature: Feature, customer: CustomerVersion) -> Feature:
+    """The feature on the customer's own terms: the customers file may override its limit
+    (null: unlimited), its value or whether the limit is soft. An override never entitles
+    to a feature the plan lacks."""
+    given = customer.features.get(feature.key)
+    if not given:
+        return feature
+    update: dict[str, Any] = {}
+    if "limit" in given:
+        update["limit"] = None if given["limit"] is None else Decimal(str(given["limit"]))
+    if "value" in given:
+        update["value"] = given["value"]
+    if "soft" in given:
+        update["soft"] = bool(given["soft"])
+    return feature.model_copy(update=update)
+
+
 def _plan_in_force(customer: CustomerVersion, catalog: Catalog, at: datetime) -> tuple[Any, str | None]:
     """(pricebook version in force for the customer at `at`, or None with why not)."""
     day = at.astimezone(ZoneInfo(customer.timezone)).date()
@@ -105,7 +122,7 @@ def check(events: Any, catalog: Catalog, meters: dict[str, Meter], customer: Cus
     book, why = _plan_in_force(customer, catalog, at)
     if book is None:
         return _denied(customer_id, key, why or "")
-    feature = next((f for f in book.book.features if f.key == key), None)
+    feature = next((for_customer(f, customer) for f in book.book.features if f.key == key), None)
     if feature is None:
         listed = ", ".join(f.key for f in book.book.features) or "none"
         return CheckAnswer(customer_id, key, False, f"{book.ref} does not include feature '{key}' (it includes: {listed})",
@@ -183,7 +200,7 @@ def states(events: Any, catalog: Catalog, meters: dict[str, Meter], customers: S
     wanted: list[tuple[CustomerVersion, Feature | None, str, str | None, tuple[datetime, datetime | None] | None]] = []
     for customer in customers:
         book, why = _plan_in_force(customer, catalog, at)
-        features = book.book.features if book is not None else ()
+        features = tuple(for_customer(f, customer) for f in book.book.features) if book is not None else ()
         chosen = [f for f in features if keys is None or f.key in keys]
         for asked in keys or ():
             if not any(f.key == asked for f in features):
@@ -195,9 +212,9 @@ def states(events: Any, catalog: Catalog, meters: dict[str, Meter], customers: S
     # One aggregation per meter, over the windows of every customer that counts it.
     used: dict[tuple[str, str, datetime], Decimal] = {}
     by_meter: dict[str, set[tuple[str, datetime]]] = {}
-    for customer, feature, _, _, window in wanted:
-        if feature is not None and feature.meter is not None and window is not None and window[0] < at:
-            by_meter.setdefault(feature.meter, set()).add((customer.customer_id, window[0]))
+    for customer, listed, _, _, window in wanted:
+        if listed is not None and listed.meter is not None and window is not None and window[0] < at:
+            by_meter.setdefault(listed.meter, set()).add((customer.customer_id, window[0]))
     for name, windows in sorted(by_meter.items()):
         meter = meters[name].model_copy(update={"group_by": ()})
         periods = [BillingWindow(cid, start, at) for cid, start in sorted(windows)]
@@ -208,10 +225,10 @@ def states(events: Any, catalog: Catalog, meters: dict[str, Meter], customers: S
                 counted = (name, row.customer_id, row.window_start)
                 used[counted] = used.get(counted, Decimal(0)) + row.value
     found_states = []
-    for customer, feature, ref_or_key, why_not, window in wanted:
-        if feature is None:
+    for customer, listed, ref_or_key, why_not, window in wanted:
+        if listed is None:
             found_states.append(_state(_denied(customer.customer_id, ref_or_key, why_not or ""), None))
             continue
-        value = used.get((feature.meter or "", customer.customer_id, window[0]), Decimal(0)) if window else None
-        found_states.append(_state(_answer(customer, feature, ref_or_key, value, window, None), feature))
+        value = used.get((listed.meter or "", customer.customer_id, window[0]), Decimal(0)) if window else None
+        found_states.append(_state(_answer(customer, listed, ref_or_key, value, window, None), listed))
     return tuple(found_states)

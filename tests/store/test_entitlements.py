@@ -212,3 +212,55 @@ def test_the_snapshot_is_one_json_document_written_atomically(entitled, cli, db,
     assert len(rows) == 16  # two customers × eight features
     assert (rows[("cus_1", "daily_calls")]["allowed"], rows[("cus_1", "daily_calls")]["state"]) == (False, "at_limit")
     assert not list(tmp_path.glob(".entitlements.json.*"))
+
+
+OVERRIDES = ACME_ON_PRO.replace("    billing: calendar\n", """    billing: calendar
+    features:
+      daily_calls: {limit: 10}
+      seats: {value: 25}
+      monthly_tokens: {soft: false}
+""")
+
+
+def test_a_customer_may_have_its_own_limits_and_values(entitled, db, config, write):
+    with entitled(OVERRIDES) as s:
+        at = datetime(2026, 10, 11, 3, 30, tzinfo=UTC)
+        daily = s.check("cus_1", "daily_calls", at=at)
+        assert (daily.allowed, daily.usage, daily.limit) == (True, Decimal(6), Decimal(10))
+        assert s.check("cus_1", "seats", at=at).value == 25
+        tokens = s.check("cus_1", "monthly_tokens", at=at)  # made hard for this customer: 6,000 of 5,000
+        assert (tokens.allowed, tokens.soft) == (False, False)
+        assert not s.check("cus_1", "sso", at=at).allowed  # an override never adds a feature
+    # A change of the overrides is a new version of the customer, like any change.
+    with Session(db, config) as s:
+        result = s.import_customers(write("again.yaml", OVERRIDES.replace("{limit: 10}", "{limit: null}")))
+        assert result.changed == 1
+        assert s.check("cus_1", "daily_calls", at=datetime(2026, 10, 11, 3, 30, tzinfo=UTC)).reason == "unlimited"
+        assert [v.version for v in s.customer("cus_1")] == [2, 1]
+
+
+def test_csv_overrides_read_like_the_yaml(write):
+    from meterctl.config_yaml import ConfigProblems
+    from meterctl.customers_file import customer_records, load_customers
+
+    path = write("c.csv", "id,name,currency,timezone,plan,start,features\n"
+                          "cus_1,Acme,USD,UTC,pro,2026-01-01,daily_calls.limit=10; seats.value=25; monthly_tokens.soft=false\n")
+    [record] = customer_records(load_customers(path))
+    assert record.features == {"daily_calls": {"limit": "10"}, "seats": {"value": "25"},
+                               "monthly_tokens": {"soft": False}}
+    bad = write("bad.csv", "id,name,currency,timezone,plan,start,features\ncus_1,Acme,USD,UTC,pro,2026-01-01,calls=10\n")
+    with pytest.raises(ConfigProblems, match="'calls=10' is not FEATURE.limit"):
+        load_customers(bad)
+
+
+def test_customers_without_overrides_keep_their_content_hash(write):
+    # The hash of a customer imported before overrides existed must not change, or every
+    # customer would get a new version on the next import.
+    import hashlib
+
+    from meterctl.customers_file import customer_records, load_customers
+
+    [record] = customer_records(load_customers(write("c.yaml", ACME_ON_PRO)))
+    written = ('{"billing":"calendar","currency":"USD","name":"Acme Corp","subscriptions":'
+               '[{"end":null,"plan":"pro","start":"2026-09-14"}],"timezone":"America/New_York"}')
+    assert (record.features, record.content_sha256) == ({}, hashlib.sha256(written.encode()).hexdigest())

@@ -23,7 +23,7 @@ from meterctl.store.duckdb.wallets import WalletRecords
 
 _CUSTOMER_SELECT = """
     SELECT customer_id, version, name, currency, timezone, billing, CAST(subscriptions AS VARCHAR), source,
-           epoch_us(imported_at)
+           epoch_us(imported_at), CAST(features AS VARCHAR)
     FROM customer_versions
 """
 
@@ -34,10 +34,10 @@ def _subscriptions_json(subscriptions: Sequence[Subscription]) -> str:
 
 
 def _customer(row: tuple[Any, ...], instants: EpochCache) -> CustomerVersion:
-    customer_id, version, name, currency, timezone, billing, subscriptions, source, imported = row
+    customer_id, version, name, currency, timezone, billing, subscriptions, source, imported, features = row
     return CustomerVersion(customer_id, version, name, currency, timezone, billing, tuple(
         Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s.get("end") else None)
-        for s in json.loads(subscriptions)), source, instants[imported])
+        for s in json.loads(subscriptions)), source, instants[imported], json.loads(features) if features else {})
 
 
 class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
@@ -62,6 +62,8 @@ class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
                 "billing": ("VARCHAR", [r.billing for r in records]),
                 "subscriptions": ("VARCHAR", [_subscriptions_json(r.subscriptions) for r in records]),
                 "content_sha256": ("VARCHAR", [r.content_sha256 for r in records]),
+                "features": ("VARCHAR", [json.dumps(r.features, sort_keys=True) if r.features else None
+                                         for r in records]),
             })
             added, changed = con.execute(
                 """
@@ -81,7 +83,7 @@ class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
                     FROM customer_versions GROUP BY customer_id
                 )
                 SELECT i.customer_id, coalesce(l.version, 0) + 1, i.name, i.currency, i.timezone, i.billing,
-                       CAST(i.subscriptions AS JSON), i.content_sha256, ?, now()
+                       CAST(i.subscriptions AS JSON), i.content_sha256, ?, now(), CAST(i.features AS JSON)
                 FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
                 WHERE l.customer_id IS NULL OR l.sha <> i.content_sha256
                 """,
