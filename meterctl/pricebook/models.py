@@ -106,6 +106,9 @@ class Charge(_Strict):
     package_price: Amount | None = None
     round: Literal["up", "down"] = "up"
     free_units: Amount = Decimal(0)
+    # The allowance is per window of the customer's time zone: billable = Σ max(0, window
+    # usage − free units). `period` (the default) is one allowance for the whole segment.
+    free_units_per: Literal["day", "week", "month", "period"] = "period"
     price_by: dict[StrictStr, dict[StrictStr, DimensionPrice]] | None = None
     minimum: Amount | None = None
     maximum: Amount | None = None
@@ -194,16 +197,24 @@ class Charge(_Strict):
     def label(self) -> str:
         return self.name or self.meter
 
-    def price(self, quantity: Decimal, dimension_value: str | None = None) -> pricing.Price:
-        """Price `quantity` of this charge (for one value of its price_by dimension)."""
+    @property
+    def per_window(self) -> bool:
+        """Its free units are an allowance per day, week or month, taken off before pricing."""
+        return bool(self.free_units) and self.free_units_per != "period"
+
+    def price(self, quantity: Decimal, dimension_value: str | None = None,
+              allowance_taken: bool = False) -> pricing.Price:
+        """Price `quantity` of this charge (for one value of its price_by dimension); with
+        `allowance_taken`, the free units were taken off already (per window)."""
         override = None
         if self.price_by is not None and dimension_value is not None:
             override = self.price_by[self.dimension].get(dimension_value)  # type: ignore[index]
         model = self.model
         billable = quantity
+        free_units = Decimal(0) if allowance_taken else self.free_units
         # (NaN and infinities go on to the model, which refuses them by name.)
-        if model != "package" and self.free_units and quantity.is_finite() and quantity > 0:
-            billable = pricing.after_free_units(quantity, self.free_units)
+        if model != "package" and free_units and quantity.is_finite() and quantity > 0:
+            billable = pricing.after_free_units(quantity, free_units)
         if model == "per_unit":
             chosen = override.unit_price if override is not None else None
             return pricing.per_unit(billable, self.unit_price if chosen is None else chosen)  # type: ignore[arg-type]
@@ -213,7 +224,7 @@ class Charge(_Strict):
             return (pricing.graduated if model == "graduated" else pricing.volume)(billable, tiers)  # type: ignore[arg-type]
         chosen = override.package_price if override is not None else None
         return pricing.package(quantity, size=self.package_size, price=self.package_price if chosen is None else chosen,  # type: ignore[arg-type]
-                               round=self.round, free_units=self.free_units)
+                               round=self.round, free_units=free_units)
 
 
 class CreditExpiry(_Strict):

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Problem
@@ -38,7 +39,7 @@ from meterctl.pricing import text
 from meterctl.rating.lines import LineContext, RatedLine
 from meterctl.rating.plan import Job
 from meterctl.store.ports import EventStore
-from meterctl.usage import UsageResult
+from meterctl.usage import BillingWindow, UsageResult
 
 _DISPLAY_PLACES = 20
 _ONE = Decimal(1)
@@ -46,6 +47,8 @@ _ZERO = Decimal(0)
 
 # Usage rows of one charge variant, customer and window: (dimensions, value, unmeterable events).
 UsageRows = dict[tuple[str, str, datetime], list[tuple[dict[str, str | None], Decimal | None, int]]]
+# Usage per allowance window: (meter variant, customer, window start) → dimension values → value.
+WindowUsage = dict[tuple[str, str, datetime], dict[tuple[tuple[str, str | None], ...], Decimal]]
 _NO_USAGE: list[tuple[dict[str, str | None], Decimal | None, int]] = [({}, None, 0)]  # a charge with no usage still gets its line
 
 
@@ -73,9 +76,10 @@ def _fraction_text(value: Fraction) -> str:
 class _Builder:
     """The lines of one segment."""
 
-    def __init__(self, job: Job, usage_rows: UsageRows) -> None:
+    def __init__(self, job: Job, usage_rows: UsageRows, window_usage: WindowUsage | None = None) -> None:
         self.job = job
         self.usage_rows = usage_rows
+        self.window_usage = window_usage or {}
         self.lines: list[RatedLine] = []
         self.minor = job.book.book.minor_units
         self.mode = job.book.book.rounding
@@ -119,7 +123,10 @@ class _Builder:
             quantity = value if value is not None else _ZERO
             dim_value = dims.get(dimension) if dimension else None
             try:
-                price = charge.price(quantity, dim_value)
+                if charge.per_window:
+                    price = charge.price(self._billable(charge, dims), dim_value, allowance_taken=True)
+                else:
+                    price = charge.price(quantity, dim_value)
             except ValueError as error:
                 raise DataError(f"customer {self.job.customer.customer_id}, meter {charge.meter}, "
                                 f"period {self.job.segment.period}: {error}") from None
@@ -127,6 +134,17 @@ class _Builder:
                                     price.tiers, price.amount, False, unmeterable))
         if charge.minimum is not None or charge.maximum is not None:
             self._limits(charge, charged)
+
+    def _billable(self, charge: Charge, dims: dict[str, str | None]) -> Decimal:
+        """Σ over the charge's allowance windows in the segment of max(0, usage − free units)."""
+        variant, customer = variant_name(charge), self.job.customer.customer_id
+        key = tuple(sorted(dims.items()))
+        total = _ZERO
+        for start, _ in allowance_windows(charge.free_units_per, self.job.start_at, self.job.end_at,
+                                          self.job.customer.timezone):
+            used = self.window_usage.get((variant, customer, start), {}).get(key, _ZERO)
+            total += pricing.after_free_units(used, charge.free_units)
+        return total
 
     def _limits(self, charge: Charge, charged: list[RatedLine]) -> None:
         total = sum((line.amount for line in charged), _ZERO)
@@ -164,6 +182,57 @@ def _within_limits(customer_id: str, lines: Sequence[RatedLine]) -> None:
         if abs(totals[key]) > _MAX_MINOR:
             raise DataError(f"customer {customer_id}: the invoice for the period from {line.period_start} would total "
                             f"more than {_MAX_MINOR} minor units of {line.currency}; correct the events or the prices")
+
+
+def allowance_windows(per: str, start: datetime, end: datetime, tz: str) -> list[tuple[datetime, datetime]]:
+    """The day, week (from Monday) or month windows of the customer's time zone that cover
+    [start, end), each cut to it: a window a segment only partly covers gets the whole
+    allowance (a segment starts and ends at local midnight, so only weeks and months are cut)."""
+    zone = ZoneInfo(tz)
+    day = start.astimezone(zone).date()
+    if per == "week":
+        day -= timedelta(days=day.weekday())
+    elif per == "month":
+        day = day.replace(day=1)
+    windows: list[tuple[datetime, datetime]] = []
+    while True:
+        if per == "day":
+            following = day + timedelta(days=1)
+        elif per == "week":
+            following = day + timedelta(days=7)
+        else:
+            following = (day + timedelta(days=32)).replace(day=1)
+        window_start = max(datetime.combine(day, time(), zone).astimezone(UTC), start)
+        window_end = min(datetime.combine(following, time(), zone).astimezone(UTC), end)
+        if window_start >= end:
+            return windows
+        windows.append((window_start, window_end))
+        day = following
+
+
+def _window_usage(events: EventStore, jobs: Sequence[Job], variants: Sequence[Meter],
+                  as_of_batch: int | None) -> WindowUsage:
+    """Usage per allowance window of every charge whose free units are per day, week or
+    month: one aggregation per meter variant over every customer's windows."""
+    by_name = {v.name: v for v in variants}
+    wanted: dict[str, set[BillingWindow]] = {}
+    for job in jobs:
+        for charge in job.book.book.charges:
+            if charge.per_window:
+                wanted.setdefault(variant_name(charge), set()).update(
+                    BillingWindow(job.customer.customer_id, a, b)
+                    for a, b in allowance_windows(charge.free_units_per, job.start_at, job.end_at, job.customer.timezone))
+    found: WindowUsage = {}
+    for name, windows in sorted(wanted.items()):
+        ordered = sorted(windows, key=lambda w: (w.customer_id, w.start))
+        result = usage(events, [by_name[name]], window="period", start=min(w.start for w in ordered),
+                       end=max(w.end for w in ordered), periods=ordered, as_of_batch=as_of_batch)
+        for row in result.rows:
+            if row.value is not None:
+                cell = found.setdefault((name, row.customer_id, row.window_start), {})
+                key = tuple(sorted(row.dimensions.items()))
+                cell[key] = cell.get(key, _ZERO) + row.value
+    return found
 
 
 def variant_name(charge: Charge) -> str:
@@ -253,13 +322,14 @@ def price_jobs(events: EventStore, jobs: Sequence[Job], meters: Sequence[Meter],
                 total[1] += row.unmeterable
         for key, (value, unmeterable) in sums.items():
             rows[key] = [({}, value, unmeterable)]
+    window_usage = _window_usage(events, jobs, variants, as_of_batch) if jobs and variants else {}
     lines: list[RatedLine] = []
     ordered = sorted(jobs, key=lambda j: (j.customer.customer_id, j.segment.start))
     for customer_id, customer_jobs in itertools.groupby(ordered, key=lambda j: j.customer.customer_id):
         priced: list[RatedLine] = []
         try:
             for job in customer_jobs:
-                builder = _Builder(job, rows)
+                builder = _Builder(job, rows, window_usage)
                 builder.fees()
                 for charge in job.book.book.charges:
                     builder.charge(charge)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -455,3 +456,59 @@ def test_every_rated_lines_canonical_json_is_what_json_dumps_writes(store, con, 
     assert {l.kind for l in result.lines} == {"fee", "usage", "minimum"} and {l.plan for l in result.lines} == {"pro", "scale"}
     for line in result.lines:
         assert line.canonical_json() == json.dumps(line.canonical(), sort_keys=True, separators=(",", ":"))
+
+
+def test_free_units_per_day_are_taken_off_each_day(store, con, config, acme):
+    # Flexprice's daily reset: 10 free calls a day; days of 15, 3 and 12 calls at 0.02 bill
+    # 5 + 0 + 2 = 7 calls, 0.14 (one allowance for the month would have billed 20, 0.40).
+    (config / "pro" / "v1.yaml").write_text(PRO.replace(
+        """  - meter: api_calls
+    model: graduated
+    tiers:
+      - {up_to: 2, unit_price: 0}
+      - {up_to: null, unit_price: 0.10, flat_fee: 1}""",
+        """  - meter: api_calls
+    model: per_unit
+    unit_price: 0.02
+    free_units: 10
+    free_units_per: day"""))
+    days = {"2026-10-05": 15, "2026-10-06": 3, "2026-10-07": 12}
+    acme(*[event(f"{day}-{i}", timestamp=f"{day}T15:00:00Z") for day, count in days.items() for i in range(count)],
+         customers=ACME_ON_PRO)
+    result = run(store, config)
+    [calls] = [line for line in result.lines if line.meter == "api_calls"]
+    assert (calls.quantity, calls.amount) == (Decimal(30), Decimal("0.14"))
+
+
+def test_free_units_per_window_follow_the_customers_days_and_dimensions(store, con, config, acme):
+    # New York days: 12 calls on the 5th (three of them at 03:00Z on the 6th, still the 5th
+    # there), 4 on the 6th; per model, 10 free a day each: big 12 → 2, small 4 → 0.
+    (config / "pro" / "v1.yaml").write_text(PRO.replace(
+        "    price_by: {model: {big: 0.01}}", "    price_by: {model: {big: 0.01}}\n    free_units: 1000\n    free_units_per: day"))
+    records = [event(f"a{i}", event_name="llm_tokens", quantity=100, properties={"model": "big"},
+                     timestamp="2026-10-05T15:00:00Z") for i in range(9)]
+    records += [event(f"b{i}", event_name="llm_tokens", quantity=100, properties={"model": "big"},
+                      timestamp="2026-10-06T03:00:00Z") for i in range(3)]
+    records += [event(f"c{i}", event_name="llm_tokens", quantity=100, properties={"model": "big"},
+                      timestamp="2026-10-06T15:00:00Z") for i in range(4)]
+    records += [event(f"d{i}", event_name="llm_tokens", quantity=100, properties={"model": "small"},
+                      timestamp="2026-10-06T15:00:00Z") for i in range(4)]
+    acme(*records, customers=ACME_ON_PRO)
+    result = run(store, config)
+    tokens = {line.dimensions.get("model"): line for line in result.lines if line.meter == "tokens"}
+    # big: 1,200 tokens on the 5th (200 over 1,000), 400 on the 6th (none over): 200 × 0.01.
+    assert (tokens["big"].quantity, tokens["big"].amount) == (Decimal(1600), Decimal("2.00"))
+    assert (tokens["small"].quantity, tokens["small"].amount) == (Decimal(400), Decimal(0))
+
+
+def test_a_week_allowance_starts_on_monday_in_the_customers_time_zone():
+    from meterctl.rating.price import allowance_windows
+
+    start, end = datetime(2026, 10, 1, 4, tzinfo=UTC), datetime(2026, 11, 1, 4, tzinfo=UTC)  # October in New York
+    weeks = allowance_windows("week", start, end, "America/New_York")
+    assert weeks[0] == (start, datetime(2026, 10, 5, 4, tzinfo=UTC))  # cut at the segment's start: a Thursday
+    assert weeks[1][0] == datetime(2026, 10, 5, 4, tzinfo=UTC) and len(weeks) == 5  # ... to the 26th, cut at Nov 1
+    assert weeks[-1][1] == end
+    days = allowance_windows("day", datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 3, 5, tzinfo=UTC),
+                             "America/New_York")
+    assert days[0] == (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))  # 25 hours
