@@ -80,6 +80,12 @@ class OutputError(MeterctlError):
     exit_code = 73
 
 
+class UnavailableError(MeterctlError):
+    """A service meterctl talks to (Redis) cannot be reached or refused the work."""
+
+    exit_code = 69
+
+
 class StoreLockedError(MeterctlError):
     """Another meterctl process holds the database (retry later)."""
 

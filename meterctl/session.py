@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from meterctl.customers_file import CustomerModel
     from meterctl.cycles import Cycle
     from meterctl.entitlements import CheckAnswer, EntitlementState
+    from meterctl.entitlements_push import PushResult
     from meterctl.events import Conflict, DeadLetter, IngestOptions, IngestResult, StoreStatus
     from meterctl.export import ExportResult
     from meterctl.export.events import EventsExport
@@ -705,6 +706,15 @@ class Session:
         chosen = select_customers(self.store.ledger.latest_customers(), _names(customers))
         when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
         return states(self.store.events, catalog, {m.name: m for m in meters}, chosen, when, _names(features))
+
+    def push_entitlements(self, redis_url: str, *, at: str | datetime | None = None) -> PushResult:
+        """Every customer × feature into Redis (HSET meterctl:entitlements:<customer> <feature>
+        <json>), each customer's hash replaced whole; customers with no state any more are
+        removed. UnavailableError (exit 69) when Redis cannot be reached."""
+        from meterctl.entitlements_push import push
+
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        return push(self.entitlements(at=when), redis_url, when)
 
     def export_entitlements(self, output: Path | str, *, at: str | datetime | None = None) -> tuple[str, int]:
         """Every customer × feature as one JSON document, written atomically: (path, states)."""

@@ -38,6 +38,7 @@ SERVICES = (
     "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month", "meterctl.rating.plan",
     "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled", "meterctl.wallets",
     "meterctl.wallets_file", "meterctl.entitlements",
+    "meterctl.entitlements_push",
 )
 COMMAND_LINE = ("typer", "rich", "click")
 

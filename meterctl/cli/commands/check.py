@@ -108,3 +108,23 @@ def export_command(
     with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
         written, count = s.export_entitlements(path, at=at)
     stderr_console().print(f"wrote {count} entitlement state(s) to {written}")
+
+
+@entitlements_app.command("push")
+def push_command(
+    redis_url: Annotated[str, typer.Option("--redis", help="Redis URL, e.g. redis://localhost:6379/0.")],
+    at: Annotated[str | None, typer.Option("--at", help="At when (default now): RFC 3339, or a date (UTC).")] = None,
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Every customer × feature into Redis for an API gateway: HSET
+    meterctl:entitlements:<customer> <feature> <json>. Exit 69 when Redis cannot be reached."""
+    with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
+        result = s.push_entitlements(redis_url, at=at)
+    if as_json:
+        print_json(result)
+        return
+    stderr_console().print(f"pushed {result.states} state(s) of {result.customers} customer(s); removed "
+                           f"{result.removed} stale customer hash(es); updated_at {result.updated_at}")
