@@ -264,3 +264,12 @@ def test_customers_without_overrides_keep_their_content_hash(write):
     written = ('{"billing":"calendar","currency":"USD","name":"Acme Corp","subscriptions":'
                '[{"end":null,"plan":"pro","start":"2026-09-14"}],"timezone":"America/New_York"}')
     assert (record.features, record.content_sha256) == ({}, hashlib.sha256(written.encode()).hexdigest())
+
+
+def test_a_period_reset_follows_an_anniversary_billing_period(entitled):
+    with entitled(ACME_ON_PRO.replace("billing: calendar", "billing: anniversary")) as s:  # on pro from 2026-09-14
+        answer = s.check("cus_1", "period_calls", at="2026-10-12T16:00:00Z")
+        assert answer.window == (datetime(2026, 9, 14, 4, tzinfo=UTC), datetime(2026, 10, 14, 4, tzinfo=UTC))
+        assert answer.usage == 7  # every call of the 10th and the 12th falls in [Sep 14, Oct 14)
+        after = s.check("cus_1", "period_calls", at="2026-10-14T16:00:00Z")
+        assert (after.window[0], after.usage) == (datetime(2026, 10, 14, 4, tzinfo=UTC), Decimal(0))
