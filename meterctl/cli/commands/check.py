@@ -1,4 +1,6 @@
-"""`meterctl check CUSTOMER FEATURE`: may the customer use it? Exit 0 allowed, 3 denied."""
+"""`meterctl check CUSTOMER FEATURE` (may the customer use it? exit 0 allowed, 3 denied) and
+`meterctl entitlements list|export|push`: every customer × feature, where it stands, and
+the same for a gateway as a file or in Redis."""
 
 from __future__ import annotations
 
