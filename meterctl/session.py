@@ -628,37 +628,60 @@ class Session:
         zone = time_zone(chosen[0].timezone if len(chosen) == 1 else "UTC")
         when = _now(None) if at is None else local_instant(at, zone, "at")
         found = balances(self.store.ledger, chosen, when)
-        return tuple(self._ongoing(b, c) for b, c in zip(found, chosen, strict=True))
+        return self._with_ongoing(found, chosen)
 
-    def _ongoing(self, found: Balance, customer: CustomerVersion) -> Balance:
-        """The balance with the ongoing one: the customer's billing period open at its time,
-        rated from its events so far (that customer's, that period's: not the history)."""
+    def _with_ongoing(self, found: Sequence[Balance], customers: Sequence[CustomerVersion]) -> tuple[Balance, ...]:
+        """The balances with the ongoing one: each customer's billing period open at its time,
+        rated from its events so far (those customers', those periods': not the history), one
+        pricing per month for every customer whose open period ends in it."""
         from meterctl.credits import PayableLine
+        from meterctl.customers import billing_segments
         from meterctl.pricing import minor_units
         from meterctl.rating.month import price_month
+        from meterctl.rating.plan import customer_cycle
         from meterctl.wallets import with_ongoing
 
-        if not any(g.status == "active" for g in found.grants):
-            return found
-        zone = time_zone(customer.timezone)
-        day = found.at.astimezone(zone).date()
+        open_periods: dict[str, tuple[date, date]] = {}
+        by_month: dict[str, list[str]] = {}
         try:
-            periods = self.periods(customer.customer_id, day, day + timedelta(days=1))
-            if not periods.segments:
-                return found
-            open_start, open_end = periods.segments[0].period_start, periods.segments[0].period_end
             meters, catalog = self.configuration()
-            month = (open_end - timedelta(days=1)).strftime("%Y-%m")
-            priced = price_month(self.store.events, self.store.ledger, catalog, meters, month,
-                                 customers=[customer.customer_id])
+            for balance, customer in zip(found, customers, strict=True):
+                if not any(g.status == "active" for g in balance.grants):
+                    continue
+                day = balance.at.astimezone(time_zone(customer.timezone)).date()
+                try:
+                    segments = billing_segments([customer], cycle=customer_cycle(customer, catalog), start=day,
+                                                end=day + timedelta(days=1))
+                except (MeterctlError, ValueError):
+                    continue  # a plan without a pricebook, periods past the year 9999: nothing to rate
+                if segments:
+                    period = segments[0][1].period
+                    open_periods[customer.customer_id] = (period.start, period.end)
+                    by_month.setdefault((period.end - timedelta(days=1)).strftime("%Y-%m"), []).append(
+                        customer.customer_id)
+            lines: dict[str, list[PayableLine]] = {}
+            for month, ids in sorted(by_month.items()):
+                priced = price_month(self.store.events, self.store.ledger, catalog, meters, month, customers=ids)
+                for line in priced.lines:
+                    if open_periods.get(line.customer_id, (None,))[0] == line.period_start:
+                        mine = lines.setdefault(line.customer_id, [])
+                        mine.append(PayableLine(len(mine) + 1, line.kind, line.meter, line.segment_start,
+                                                line.amount_minor))
         except MeterctlError:
-            return found  # no pricebooks to rate with (or none for its plan): no ongoing balance to tell
-        lines = [line for line in priced.lines if line.period_start == open_start]
-        payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
-                   for n, line in enumerate(lines, 1)]
-        period = (datetime.combine(open_start, time(), zone), datetime.combine(open_end, time(), zone))
-        return with_ongoing(found, self.store.ledger.wallet_grants([customer.customer_id]), payable, period,
-                            minor_units(customer.currency))
+            return tuple(found)  # no pricebooks to rate with: no ongoing balance to tell
+        grants = self.store.ledger.wallet_grants(list(open_periods))
+        done = []
+        for balance, customer in zip(found, customers, strict=True):
+            if customer.customer_id not in open_periods:
+                done.append(balance)
+                continue
+            zone = time_zone(customer.timezone)
+            start, end = open_periods[customer.customer_id]
+            done.append(with_ongoing(balance, [g for g in grants if g.customer_id == customer.customer_id],
+                                     lines.get(customer.customer_id, []),
+                                     (datetime.combine(start, time(), zone), datetime.combine(end, time(), zone)),
+                                     minor_units(customer.currency)))
+        return tuple(done)
 
     @_guarded
     def wallet_ledger(self, customer_id: str, now: datetime | None = None) -> tuple[LedgerLine, ...]:
