@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_rate import METERS, PLANS, customers_yaml, meterctl  # noqa: E402
+from bench_rate import fresh_work, meterctl  # noqa: E402
 from generate_events import generate  # noqa: E402
 from warm_start import use_compiled_bytecode  # noqa: E402
 
@@ -63,14 +63,7 @@ def main() -> None:
     if not events.exists():
         generate(events, args.events)
     work = args.data_dir / "credits-work"
-    shutil.rmtree(work, ignore_errors=True)
-    config = work / "pricebooks"
-    config.mkdir(parents=True)
-    (config / "meters.yaml").write_text(METERS)
-    for plan, text in PLANS.items():
-        (config / plan).mkdir()
-        (config / plan / "v1.yaml").write_text(text)
-    (work / "customers.yaml").write_text(customers_yaml())
+    config = fresh_work(work)
     (work / "grants.yaml").write_text(grants_yaml())
 
     plain, granted = work / "plain.duckdb", work / "granted.duckdb"

@@ -161,6 +161,20 @@ print(min(times))
 """
 
 
+def fresh_work(work: Path, plan_extra: str = "") -> Path:
+    """An empty `work` directory with the benchmark's configuration (each plan followed by
+    `plan_extra`) and its customers.yaml; returns the configuration directory."""
+    shutil.rmtree(work, ignore_errors=True)
+    config = work / "pricebooks"
+    config.mkdir(parents=True)
+    (config / "meters.yaml").write_text(METERS)
+    for plan, text in PLANS.items():
+        (config / plan).mkdir()
+        (config / plan / "v1.yaml").write_text(text + plan_extra)
+    (work / "customers.yaml").write_text(customers_yaml())
+    return config
+
+
 def meterctl(*args: str, exit_code: int = 0) -> float:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "meterctl", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -181,15 +195,8 @@ def main() -> None:
     if not events.exists():
         generate(events, args.events)
     work = args.data_dir / "rate-work"
-    shutil.rmtree(work, ignore_errors=True)
-    config = work / "pricebooks"
-    config.mkdir(parents=True)
-    (config / "meters.yaml").write_text(METERS)
-    for plan, text in PLANS.items():
-        (config / plan).mkdir()
-        (config / plan / "v1.yaml").write_text(text)
+    config = fresh_work(work)
     customers = work / "customers.yaml"
-    customers.write_text(customers_yaml())
 
     db = work / "store.duckdb"
     unrated = work / "unrated.duckdb"  # ingested, customers imported, never rated

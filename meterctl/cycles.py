@@ -258,6 +258,24 @@ def _date_in_month(index: int, day: int) -> date:
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, clamped to the month's last day (Jan 31 + 1 = Feb 28/29)."""
+    return _date_in_month(_month_index(day) + months, day.day)
+
+
+def calendar_window(per: str, day: date) -> tuple[date, date]:
+    """The local day, week (from Monday) or month holding `day`, as dates [start, end)."""
+    if per == "day":
+        return day, day + timedelta(days=1)
+    if per == "week":
+        monday = day - timedelta(days=day.weekday())
+        return monday, monday + timedelta(days=7)
+    if per == "month":
+        first = day.replace(day=1)
+        return first, add_months(first, 1)
+    raise ValueError(f"unknown window {per!r} (day, week or month)")
+
+
 class _Boundaries:
     """Period boundaries b(k), increasing in k, with b(0) <= anchor < b(1)."""
 

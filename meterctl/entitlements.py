@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from meterctl.credits import exact
 from meterctl.customers import CustomerVersion, billing_segments
+from meterctl.cycles import calendar_window
 from meterctl.metering import usage
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog
@@ -66,14 +67,9 @@ def reset_window(reset: str, at: datetime, customer: CustomerVersion, catalog: C
 
     zone = ZoneInfo(customer.timezone)
     day = at.astimezone(zone).date()
-    if reset == "day":
-        return _midnight(day, zone), _midnight(day + timedelta(days=1), zone)
-    if reset == "week":
-        monday = day - timedelta(days=day.weekday())
-        return _midnight(monday, zone), _midnight(monday + timedelta(days=7), zone)
-    if reset == "month":
-        first = day.replace(day=1)
-        return _midnight(first, zone), _midnight((first + timedelta(days=32)).replace(day=1), zone)
+    if reset in ("day", "week", "month"):
+        start, end = calendar_window(reset, day)
+        return _midnight(start, zone), _midnight(end, zone)
     if reset == "period":
         found = billing_segments([customer], cycle=customer_cycle(customer, catalog), start=day,
                                  end=day + timedelta(days=1))

@@ -10,7 +10,6 @@ is refused.
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import hashlib
 import json
@@ -36,6 +35,7 @@ from meterctl.credits import (
     remaining,
 )
 from meterctl.customers import CustomerVersion
+from meterctl.cycles import add_months
 from meterctl.errors import DataError, NotFoundError, Param, UsageError
 from meterctl.instants import local_instant, time_zone
 from meterctl.invoices import InvoiceCredit
@@ -350,12 +350,6 @@ class PlanSegment:
     credits: tuple[Any, ...]  # the version's PlanCredit entries
 
 
-def _add_months(day: date, months: int) -> date:
-    month = day.month - 1 + months
-    year, month = day.year + month // 12, month % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
 def plan_grants(ledger: Ledger, segments: Sequence[PlanSegment], now: datetime) -> int:
     """The grants plans give, made once per billing period (or once ever) for each customer
     on them, keyed so that an invoice run again makes none twice (inside the caller's
@@ -373,7 +367,7 @@ def plan_grants(ledger: Ledger, segments: Sequence[PlanSegment], now: datetime) 
             elif credit.expires.days is not None:
                 expires = datetime.combine(segment.segment_start + timedelta(days=credit.expires.days), time(), zone)
             else:
-                expires = datetime.combine(_add_months(segment.segment_start, credit.expires.months), time(), zone)
+                expires = datetime.combine(add_months(segment.segment_start, credit.expires.months), time(), zone)
             key = (f"plan {segment.ref} {credit.name} {segment.customer_id} {segment.period_start}"
                    if credit.every == "period" else f"plan {segment.plan} {credit.name} {segment.customer_id}")
             request = GrantRequest(segment.customer_id, segment.currency, credit.name, credit.value, credit.credits,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,7 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
     Done on the raw data, so that they are listed together with the file's own problems.
     """
     data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
-    given = data.get("charges")
-    charges: list[Any] = given if isinstance(given, list) else []
+    charges = _listed(data, "charges")
     problems = []
     path = Path(document.file)
     match = _FILE_VERSION.match(path.stem)
@@ -43,8 +42,7 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
     problems += [document.problem(("charges", index, "meter"), f"meter '{name}' is already charged by charges[{first}]")
                  for index, name, first in repeats(names)]
     # An invoice line, `pricebook diff` and a reader all tell fees apart by name.
-    listed = data.get("fees")
-    fees: list[Any] = listed if isinstance(listed, list) else []
+    fees = _listed(data, "fees")
     problems += [document.problem(("fees", index, "name"), f"fee '{name}' is already named by fees[{first}]")
                  for index, name, first in repeats(fee.get("name") if isinstance(fee, dict) else None for fee in fees)]
     for index, (charge, name) in enumerate(zip(charges, names, strict=True)):
@@ -52,8 +50,7 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
             continue
         meter = meters.get(name)
         if meter is None:
-            known = ", ".join(sorted(meters)) or "none"
-            problems.append(document.problem(("charges", index, "meter"), f"unknown meter '{name}' (meters.yaml defines: {known})"))
+            problems.append(document.problem(("charges", index, "meter"), _unknown_meter(name, meters)))
             continue
         price_by = charge.get("price_by")
         for key in price_by if isinstance(price_by, dict) else ():
@@ -61,28 +58,33 @@ def _reference_problems(document: Document, meters: dict[str, Meter] | None) -> 
                 problems.append(document.problem(
                     ("charges", index, "price_by", key),
                     f"meter '{meter.name}' does not group by '{key}' (its group_by: {list(meter.dimension_keys)})"))
-    listed_features = data.get("features")
-    features: list[Any] = listed_features if isinstance(listed_features, list) else []
+    features = _listed(data, "features")
     problems += [document.problem(("features", index, "key"), f"feature '{key}' is already listed by features[{first}]")
                  for index, key, first in repeats(f.get("key") if isinstance(f, dict) else None for f in features)]
     for index, feature in enumerate(features):
         name = feature.get("meter") if isinstance(feature, dict) else None
         if isinstance(name, str) and meters is not None and name not in meters:
-            known = ", ".join(sorted(meters)) or "none"
-            problems.append(document.problem(("features", index, "meter"),
-                                             f"unknown meter '{name}' (meters.yaml defines: {known})"))
-    granted = data.get("credits")
-    credits: list[Any] = granted if isinstance(granted, list) else []
+            problems.append(document.problem(("features", index, "meter"), _unknown_meter(name, meters)))
+    credits = _listed(data, "credits")
     problems += [document.problem(("credits", index, "name"), f"credit '{name}' is already named by credits[{first}]")
                  for index, name, first in repeats(c.get("name") if isinstance(c, dict) else None for c in credits)]
     for index, credit in enumerate(credits):
         scopes = credit.get("applies_to") if isinstance(credit, dict) else None
         for position, scope in enumerate(scopes if isinstance(scopes, list) and meters is not None else ()):
             if isinstance(scope, str) and scope not in ("usage", "all") and scope not in meters:  # type: ignore[operator]
-                known = ", ".join(sorted(meters or ())) or "none"
                 problems.append(document.problem(("credits", index, "applies_to", position),
-                                                 f"unknown meter '{scope}' (meters.yaml defines: {known}; or usage, all)"))
+                                                 _unknown_meter(scope, meters or {}, "; or usage, all")))
     return problems
+
+
+def _listed(data: dict[str, Any], key: str) -> list[Any]:
+    """A list the file gives under `key` (anything else is the model's to report)."""
+    given = data.get(key)
+    return given if isinstance(given, list) else []
+
+
+def _unknown_meter(name: str, meters: Mapping[str, Meter], also: str = "") -> str:
+    return f"unknown meter '{name}' (meters.yaml defines: {', '.join(sorted(meters)) or 'none'}{also})"
 
 
 def load_pricebook(path: Path, meters: Sequence[Meter] | None = None) -> PricebookVersion:

@@ -30,7 +30,8 @@ from pydantic import (
 from meterctl import pricing
 from meterctl.cycles import Cycle
 
-_PLAN = re.compile(r"^[a-z][a-z0-9_\-]*$")
+# Plan names and feature keys: what a gateway, a file name and a Redis field take as they are.
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 # DECIMAL(38, 18) holds 20 digits before the point; a price or fee far below that limit
 # leaves room for quantity × price.
 MAX_AMOUNT = Decimal(10) ** 15
@@ -278,7 +279,6 @@ class PlanCredit(_Strict):
             return self.credits * self.rate  # type: ignore[operator]
 
 
-_FEATURE_KEY = re.compile(r"^[a-z][a-z0-9_\-]*$")
 Reset = Literal["day", "week", "month", "period", "never"]
 
 
@@ -298,7 +298,7 @@ class Feature(_Strict):
     @field_validator("key")
     @classmethod
     def _key(cls, key: str) -> str:
-        if not _FEATURE_KEY.match(key):
+        if not _NAME.match(key):
             raise ValueError("must be lower case letters, digits, _ and - (starting with a letter)")
         return key
 
@@ -339,7 +339,7 @@ class Pricebook(_Strict):
     @field_validator("plan")
     @classmethod
     def _plan(cls, plan: str) -> str:
-        if not _PLAN.match(plan):
+        if not _NAME.match(plan):
             raise ValueError("must be lower case letters, digits, _ and - (starting with a letter)")
         return plan
 

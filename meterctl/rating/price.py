@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from meterctl import pricing
 from meterctl.config_yaml import ConfigProblems, Problem
+from meterctl.cycles import calendar_window
 from meterctl.errors import DataError, UsageOverflowError
 from meterctl.metering import usage
 from meterctl.meters import Meter
@@ -190,19 +191,10 @@ def allowance_windows(per: str, start: datetime, end: datetime, tz: str) -> list
     allowance (a segment starts and ends at local midnight, so only weeks and months are cut)."""
     zone = ZoneInfo(tz)
     day = start.astimezone(zone).date()
-    if per == "week":
-        day -= timedelta(days=day.weekday())
-    elif per == "month":
-        day = day.replace(day=1)
     windows: list[tuple[datetime, datetime]] = []
     while True:
-        if per == "day":
-            following = day + timedelta(days=1)
-        elif per == "week":
-            following = day + timedelta(days=7)
-        else:
-            following = (day + timedelta(days=32)).replace(day=1)
-        window_start = max(datetime.combine(day, time(), zone).astimezone(UTC), start)
+        first, following = calendar_window(per, day)
+        window_start = max(datetime.combine(first, time(), zone).astimezone(UTC), start)
         window_end = min(datetime.combine(following, time(), zone).astimezone(UTC), end)
         if window_start >= end:
             return windows
