@@ -29,7 +29,7 @@ from meterctl.pricing import text
 from meterctl.rating.lines import RatedLine
 from meterctl.rating.plan import plan_jobs
 from meterctl.rating.price import price_jobs
-from meterctl.rating.unbilled import event_names
+from meterctl.rating.scope import event_names
 from meterctl.store.ports import EventStore, Ledger, LineEventQuery, StoredRun, TracedEvent
 
 

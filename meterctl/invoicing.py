@@ -103,6 +103,7 @@ def build_invoices(
     customers: Sequence[str] | None = None,
     finalize: bool = False,
     now: datetime | None = None,
+    ignored: Sequence[str] = (),
 ) -> InvoiceRun:
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
     from meterctl.rating.month import price_month
@@ -112,7 +113,8 @@ def build_invoices(
     now = now or datetime.now(UTC)
     # A run that `meterctl rate` (or an earlier invoice run) recorded from the very same
     # inputs is used as it is: its lines are these lines, stored once.
-    priced = price_month(events, ledger, catalog, meters, period, customers=customers, reuse_recorded=True)
+    priced = price_month(events, ledger, catalog, meters, period, customers=customers, reuse_recorded=True,
+                         ignored=ignored)
     if finalize:
         _refuse_open_periods(priced.lines, now)
     rating = record_month(ledger, meters, priced, reuse_identical=True)

@@ -3,6 +3,10 @@
 A meter selects events by `event_name` (and optional property filters) and aggregates a
 value per window: count, sum, max, min, latest, count_unique (of a property), or
 duration (seconds of activity from heartbeats, or start/stop events, per session).
+
+`ignore_events` names the events that are sent but never billed (logins, health checks):
+reconciliation reports them as `ignored` rather than as events no meter selects, which
+would be lost revenue. No meter may select an ignored name.
 """
 
 from __future__ import annotations
@@ -93,10 +97,23 @@ class MetersFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     meters: tuple[Meter, ...]
+    ignore_events: tuple[StrictStr, ...] = ()
+
+    @field_validator("ignore_events")
+    @classmethod
+    def _names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not name for name in names):
+            raise ValueError("an event name cannot be empty")
+        return names
 
 
 def load_meters(directory: Path) -> tuple[Meter, ...]:
     """Read and check `meters.yaml`; every problem is reported at once (exit 78)."""
+    return load_meter_file(directory).meters
+
+
+def load_meter_file(directory: Path) -> MetersFile:
+    """`meters.yaml` whole: the meters and the event names it ignores."""
     path = directory / METERS_FILE
     if not directory.is_dir():
         raise ConfigProblems([Problem(str(directory), None, "", "configuration directory does not exist (--pricebooks DIR or METERCTL_PRICEBOOKS)")])
@@ -104,12 +121,18 @@ def load_meters(directory: Path) -> tuple[Meter, ...]:
         raise ConfigProblems([Problem(str(path), None, "", "no meters.yaml in the configuration directory")])
     document = load_document(path)
     parsed = validate(document, MetersFile)
-    _check_unique_names(document, parsed.meters)
-    return parsed.meters
+    _check_names(document, parsed)
+    return parsed
 
 
-def _check_unique_names(document: Document, meters: tuple[Meter, ...]) -> None:
+def _check_names(document: Document, parsed: MetersFile) -> None:
     problems = [document.problem(("meters", index, "name"), f"meter '{name}' is defined twice (first as meters[{first}])")
-                for index, name, first in repeats(meter.name for meter in meters)]
+                for index, name, first in repeats(meter.name for meter in parsed.meters)]
+    problems += [document.problem(("ignore_events", index), f"'{name}' is listed twice (first as ignore_events[{first}])")
+                 for index, name, first in repeats(parsed.ignore_events)]
+    selected = {name: meter.name for meter in parsed.meters for name in (meter.event_name, meter.stop_event) if name}
+    problems += [document.problem(("ignore_events", index),
+                                  f"'{name}' is selected by meter '{selected[name]}': an event is either metered or ignored")
+                 for index, name in enumerate(parsed.ignore_events) if name in selected]
     if problems:
         raise ConfigProblems(problems)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from meterctl.export.events import EventsExport
     from meterctl.invoices import Invoice
     from meterctl.invoicing import InvoiceRun
-    from meterctl.meters import Meter
+    from meterctl.meters import Meter, MetersFile
     from meterctl.pricebook import Catalog, PricebookVersion
     from meterctl.pricebook.catalog import ConfigSummary, PricebookListing
     from meterctl.pricebook.diff import PricebookDiff
@@ -116,7 +116,7 @@ class Session:
         self.read_only = read_only
         self._store: Store | None = None
         self._closed = False
-        self._meters: tuple[Meter, ...] | None = None
+        self._meter_file: MetersFile | None = None
         self._catalog: Catalog | None = None
 
     # ------------------------------------------------------------ lifetime
@@ -159,12 +159,19 @@ class Session:
     # ------------------------------------------------------------ configuration
 
     def meters(self) -> tuple[Meter, ...]:
-        """meters.yaml of the configuration directory."""
-        if self._meters is None:
-            from meterctl.meters import load_meters
+        """The meters of meters.yaml in the configuration directory."""
+        return self._meters_file().meters
 
-            self._meters = load_meters(self.config_dir)
-        return self._meters
+    def ignored_events(self) -> tuple[str, ...]:
+        """The event names meters.yaml declares as never billed (`ignore_events`)."""
+        return self._meters_file().ignore_events
+
+    def _meters_file(self) -> MetersFile:
+        if self._meter_file is None:
+            from meterctl.meters import load_meter_file
+
+            self._meter_file = load_meter_file(self.config_dir)
+        return self._meter_file
 
     def catalog(self) -> Catalog:
         """Every pricebook version of the configuration directory."""
@@ -176,11 +183,11 @@ class Session:
 
     def configuration(self) -> tuple[tuple[Meter, ...], Catalog]:
         """Meters and pricebooks, every problem of both at once (exit 78)."""
-        if self._meters is None or self._catalog is None:
+        if self._meter_file is None or self._catalog is None:
             from meterctl.pricebook import load_configuration
 
-            self._meters, self._catalog = load_configuration(self.config_dir)
-        return self._meters, self._catalog
+            self._meter_file, self._catalog = load_configuration(self.config_dir)
+        return self._meter_file.meters, self._catalog
 
     def validate_config(self) -> ConfigSummary:
         from meterctl.pricebook.catalog import ConfigSummary
@@ -445,7 +452,8 @@ class Session:
 
         meters, catalog = self.configuration()
         store = self._for_writing("record a rating run")
-        return rate(store.events, store.ledger, catalog, meters, period, customers=_names(customers))
+        return rate(store.events, store.ledger, catalog, meters, period, customers=_names(customers),
+                    ignored=self.ignored_events())
 
     @_guarded
     def simulate(self, pricebook: Path | str, period: str, customers: str | Sequence[str] | None = None,
@@ -476,7 +484,7 @@ class Session:
         meters, catalog = self.configuration()
         store = self._for_writing("write invoices")
         return build_invoices(store.events, store.ledger, catalog, meters, period,
-                              customers=_names(customers), finalize=finalize, now=now)
+                              customers=_names(customers), finalize=finalize, now=now, ignored=self.ignored_events())
 
     def _ledger_with_invoices(self) -> Ledger:
         ledger = self.store.ledger

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, parse_document, repeats, validation_problems
-from meterctl.meters import Meter, load_meters
+from meterctl.meters import Meter, MetersFile, load_meter_file
 from meterctl.pricebook.catalog import Catalog, PricebookVersion
 from meterctl.pricebook.models import Pricebook
 
@@ -163,25 +163,23 @@ def load_catalog(directory: Path, meters: Sequence[Meter] | None) -> Catalog:
     return Catalog(tuple(sorted(versions, key=lambda v: (v.plan, v.version))))
 
 
-def load_configuration(directory: Path) -> tuple[tuple[Meter, ...], Catalog]:
+def load_configuration(directory: Path) -> tuple[MetersFile, Catalog]:
     """meters.yaml and every pricebook of the configuration directory; all problems of both
     at once. Pricebooks are still checked when meters.yaml has problems, on their own (a
     charge's meter cannot be checked against meters that did not load)."""
     problems: list[Problem] = []
-    meters: tuple[Meter, ...] | None = None
+    meter_file: MetersFile | None = None
     try:
-        meters = load_meters(directory)
+        meter_file = load_meter_file(directory)
     except ConfigProblems as error:
         problems.extend(error.problems)
     catalog = None
     if directory.is_dir():
         try:
-            catalog = load_catalog(directory, meters)
+            catalog = load_catalog(directory, meter_file.meters if meter_file else None)
         except ConfigProblems as error:
             problems.extend(error.problems)
     if problems:
         raise ConfigProblems(problems)
-    assert meters is not None and catalog is not None
-    return meters, catalog
-
-
+    assert meter_file is not None and catalog is not None
+    return meter_file, catalog

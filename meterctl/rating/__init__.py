@@ -4,7 +4,7 @@
 - `plan`: which segments a month rates, with which pricebook version;
 - `price`: pricing those segments from their usage;
 - `record`: recording a run, or finding the one that already holds the lines;
-- `unbilled`: metered events no invoice will carry;
+- `scope`: the stretches of time a month accounts for, per customer;
 - `month`: the whole of it for one month (`price_month`, `rate`).
 
 The names below are imported on first use: the ledger reads rated lines back without

@@ -24,8 +24,9 @@ from meterctl.rating.lines import RatedLine, run_hash
 from meterctl.rating.notes import RunNotes
 from meterctl.rating.plan import Job, inputs_digest, plan_jobs, pricebooks_of
 from meterctl.rating.price import meter_of, price_jobs
-from meterctl.rating.unbilled import unbilled_query
-from meterctl.store.ports import EventStore, Ledger, UnbilledCounts
+from meterctl.rating.scope import month_query
+from meterctl.store.ports import EventStore, Ledger
+from meterctl.unbilled import Unbilled, summarize
 from meterctl.usage import OpenSession, Unmeterable, UsageResult
 
 
@@ -39,7 +40,7 @@ class PricedMonth(NamedTuple):
     run_hash: str
     pricebooks: tuple[PricebookVersion, ...]  # the versions used, by plan and version
     notes: RunNotes
-    unbilled: UnbilledCounts
+    unbilled: Unbilled
     as_of_batch: int  # the last ingest batch when it was priced: the events it saw
     inputs_sha256: str | None  # what the lines derive from (None: nothing to rate)
     recorded_run: int | None = None  # a run recorded from these very inputs, whose lines these are
@@ -58,11 +59,8 @@ class RatingResult:
     unmeterable: tuple[Unmeterable, ...] = ()
     open_sessions: tuple[OpenSession, ...] = ()
     newly_frozen: tuple[str, ...] = ()
-    # Events in the month from customer ids that were never imported: nobody is billed for them.
-    unknown_customers: tuple[tuple[str, int], ...] = ()
-    # Events in the month (UTC) of imported customers at times no subscription covers
-    # (before the first one starts, after the last one ends, in a gap): not billed either.
-    outside_subscriptions: tuple[tuple[str, int], ...] = ()
+    # The month's events no line carries, by reason (see meterctl.unbilled).
+    unbilled: Unbilled | None = None
     # Customers who could not be priced (customer_id, why): their usage (a value beyond what
     # a total can hold) or their subscriptions (a plan no pricebook defines): no lines, so
     # no bill, until that is corrected; everyone else was rated.
@@ -102,26 +100,28 @@ def price_month(
     customers: Sequence[str] | None = None,
     candidate: PricebookVersion | None = None,
     reuse_recorded: bool = False,
+    ignored: Sequence[str] = (),
 ) -> PricedMonth:
     """Price every billing period ending in month `period` (YYYY-MM).
 
     With a candidate, segments on its plan are priced by it instead of the version in force
     (a simulation). `reuse_recorded` takes the lines of a run recorded from the very same
-    inputs (see plan.inputs_digest) instead of pricing the month again.
+    inputs (see plan.inputs_digest) instead of pricing the month again. `ignored` are the
+    event names meters.yaml ignores (reported as such among the unbilled events).
     """
     from meterctl.rating.record import recorded_from
 
     month_bounds(period)  # a malformed month is the first thing to say
     latest = imported(ledger.latest_customers())
     chosen = select_customers(latest, customers)
-    # The unbilled-event checks read the events in the background while Python prices.
-    pending = events.count_unbilled(unbilled_query(period, meters, latest, customers))
+    # A customer whose subscriptions cannot be priced (a plan name no pricebook defines,
+    # a plan in another currency) is set aside like one whose usage cannot be: the
+    # others are rated all the same.
+    unplanned: dict[str, list[Problem]] = {}
+    jobs = plan_jobs(chosen, catalog, period, candidate, set_aside=unplanned)
+    # The month's events are tallied in the background while Python prices.
+    pending = events.tally_month(month_query(period, jobs, latest, customers, meters, ignored, unplanned=unplanned))
     try:
-        # A customer whose subscriptions cannot be priced (a plan name no pricebook defines,
-        # a plan in another currency) is set aside like one whose usage cannot be: the
-        # others are rated all the same.
-        unplanned: dict[str, list[Problem]] = {}
-        jobs = plan_jobs(chosen, catalog, period, candidate, set_aside=unplanned)
         used = pricebooks_of(jobs)
         check_frozen(catalog, ledger.frozen_versions(), {v.plan for v in used if v is not candidate})
         as_of_batch = events.last_batch()
@@ -136,7 +136,7 @@ def price_month(
             lines, found = price_jobs(events, jobs, meters, unpriceable=failed)
             failed.sort()
             digest, notes, recorded = run_hash(period, customers, lines), _notes(found, failed), None
-        unbilled: UnbilledCounts = pending.result()
+        unbilled = summarize(period, pending.result())
     except BaseException:
         pending.cancel()
         raise
@@ -174,19 +174,19 @@ def result_of(priced: PricedMonth, run_id: int | None = None, newly_frozen: tupl
         unmeterable=priced.notes.unmeterable,
         open_sessions=priced.notes.open_sessions,
         newly_frozen=newly_frozen,
-        unknown_customers=priced.unbilled.unknown_customers,
-        outside_subscriptions=priced.unbilled.outside_subscriptions,
+        unbilled=priced.unbilled,
         unpriceable=priced.notes.unpriceable,
     )
 
 
 def rate(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
          customers: Sequence[str] | None = None, record: bool = True,
-         candidate: PricebookVersion | None = None) -> RatingResult:
+         candidate: PricebookVersion | None = None, ignored: Sequence[str] = ()) -> RatingResult:
     """Rate every billing period ending in month `period` and record the run (unless asked not to)."""
     from meterctl.rating.record import record_month
 
-    priced = price_month(events, ledger, catalog, meters, period, customers=customers, candidate=candidate)
+    priced = price_month(events, ledger, catalog, meters, period, customers=customers, candidate=candidate,
+                         ignored=ignored)
     if not record:
         return result_of(priced)
     return record_month(ledger, meters, priced)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from meterctl.pricebook.catalog import PricebookVersion
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.notes import RunNotes
-    from meterctl.usage import AggregateRow, BillingWindow, OpenSessionRow, UsageQuery
+    from meterctl.usage import AggregateRow, OpenSessionRow, UsageQuery
 
 
 # ---------------------------------------------------------------- event store
@@ -102,21 +103,57 @@ class Pending(Protocol):
     def cancel(self) -> None: ...
 
 
-class UnbilledQuery(NamedTuple):
-    """Metered events of a month that no invoice will carry: from customers never imported
-    (`known` are the imported ids; None skips this check), or at times none of their
-    customer's subscriptions covers (`gaps`: the uncovered stretches, per customer)."""
+class MonthWindow(NamedTuple):
+    """A stretch of one customer's time that a month accounts for: a segment of a billing
+    period ending in the month, or (`covered` False) a stretch of the customer's calendar
+    month that no subscription covers."""
 
-    start: datetime  # the month, in UTC
+    customer_id: str
+    start: datetime
     end: datetime
-    event_names: tuple[str, ...]
+    covered: bool
+    # Reconciliation: the last ingest batch the finalized invoice of the window's period saw;
+    # its billable events ingested after it are late.
+    late_after: int | None = None
+
+
+class MonthQuery(NamedTuple):
+    """Every stored event a month accounts for: those of the known customers in `windows`,
+    and those of customer ids never imported in the UTC month [start, end) (`known` are
+    the imported ids; None leaves such events out, as when some customers were chosen)."""
+
+    start: datetime
+    end: datetime
+    windows: tuple[MonthWindow, ...]
     known: tuple[str, ...] | None
-    gaps: tuple[BillingWindow, ...]
+    meters: tuple[Meter, ...]
+    ignored: tuple[str, ...]  # event names meters.yaml ignores
 
 
-class UnbilledCounts(NamedTuple):
-    unknown_customers: tuple[tuple[str, int], ...]  # (customer_id, events)
-    outside_subscriptions: tuple[tuple[str, int], ...]
+# What became of an event, in order of precedence: the first that applies is its fate.
+EVENT_FATES = ("ignored", "no_meter", "unknown_customer", "outside_subscription", "unmeterable", "billable")
+
+
+class MonthTally(NamedTuple):
+    """Events of a month with one fate, window, customer, event name and set of meters."""
+
+    fate: str  # one of EVENT_FATES
+    window: int | None  # index in MonthQuery.windows (None: an unknown customer's)
+    customer_id: str
+    event_name: str
+    meters: int  # bit i set: meter i of MonthQuery.meters selects these events
+    events: int
+    quantity: Decimal  # Σ of the events' own quantity (0 where they carry none)
+    late_events: int  # ingested after the window's `late_after` batch
+    first_at: datetime  # the earliest event, and its id
+    first_event_id: str
+
+
+class MonthIntegrity(NamedTuple):
+    events: int
+    repeated_ids: tuple[tuple[str, int], ...]  # (event_id, copies) of ids stored more than once
+    duplicates: int  # identical resends dropped by the batches that brought these events
+    conflicts: int  # resends with another payload of these events, kept aside
 
 
 class LineEventQuery(NamedTuple):
@@ -172,9 +209,14 @@ class EventStore(Protocol):
         duration meters' open sessions."""
         ...
 
-    def count_unbilled(self, query: UnbilledQuery) -> Pending:
-        """UnbilledCounts, computed in the background (the store may overlap it with the
-        caller's work); results see committed data only."""
+    def tally_month(self, query: MonthQuery) -> Pending:
+        """The month's events as MonthTally rows, counted in the background (the store may
+        overlap it with the caller's work) in one pass; results see committed data only."""
+        ...
+
+    def month_integrity(self, start: datetime, end: datetime) -> MonthIntegrity:
+        """Events with a timestamp in [start, end): ids stored more than once, and what
+        ingest set aside for them."""
         ...
 
     def line_events(self, query: LineEventQuery, *, limit: int | None, with_events: bool

@@ -385,8 +385,9 @@ def test_a_customer_whose_usage_cannot_be_priced_gets_no_lines_and_the_others_ar
 def test_events_of_customers_never_imported_are_reported_not_silently_unbilled(store, con, config, acme):
     acme(event("c1"), event("x1", customer_id="cus_ghost"), event("x2", customer_id="cus_ghost"),
            event("x3", customer_id="cus_ghost", timestamp="2026-11-02T00:00:00Z"))
-    assert run(store, config).unknown_customers == (("cus_ghost", 2),)
-    assert run(store, config, customers=["cus_1"]).unknown_customers == ()
+    ghosts = run(store, config).unbilled["unknown_customer"]
+    assert (ghosts.events, ghosts.customers, ghosts.first_event_id) == (2, ("cus_ghost",), "x1")
+    assert run(store, config, customers=["cus_1"]).unbilled["unknown_customer"].events == 0
 
 
 def test_the_unbilled_event_checks_keep_to_utc_whatever_the_machine_time_zone(store, con, db, config, acme):
@@ -395,10 +396,11 @@ def test_the_unbilled_event_checks_keep_to_utc_whatever_the_machine_time_zone(st
     acme(event("c1"), event("x1", customer_id="cus_ghost", timestamp="2026-10-01T02:00:00Z"))
     store.close()  # the subprocess needs the store
     result = subprocess.run([sys.executable, "-m", "meterctl", "rate", "--period", "2026-10", "--db", str(db),
-                             "--pricebooks", str(config)], capture_output=True, text=True, timeout=120,
+                             "--pricebooks", str(config), "--json"], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "TZ": "America/New_York"})
     assert result.returncode == 0, result.stderr
-    assert "from customers that are not imported, so not billed: cus_ghost (1)" in result.stderr
+    assert json.loads(result.stdout)["unbilled"]["unknown_customer"]["events"] == 1
+    assert "unknown_customer" in result.stderr
 
 
 def test_events_outside_every_subscription_are_reported(store, con, config, acme):
@@ -407,7 +409,8 @@ def test_events_outside_every_subscription_are_reported(store, con, config, acme
     acme(event("early", timestamp="2026-10-08T03:59:59Z"), event("on-time", timestamp="2026-10-08T04:00:00Z"),
            customers=customers)
     result = run(store, config)
-    assert result.outside_subscriptions == (("cus_1", 1),)
+    outside = result.unbilled["outside_subscription"]
+    assert (outside.events, outside.customers, outside.first_event_id) == (1, ("cus_1",), "early")
     assert next(l for l in result.lines if l.meter == "api_calls").quantity == 1
 
 

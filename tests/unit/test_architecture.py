@@ -36,7 +36,7 @@ VALUES = (
 SERVICES = (
     "meterctl.ingest", "meterctl.invoicing", "meterctl.audit", "meterctl.simulate", "meterctl.metering",
     "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month", "meterctl.rating.plan",
-    "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.unbilled", "meterctl.wallets",
+    "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.scope", "meterctl.wallets",
     "meterctl.wallets_file", "meterctl.entitlements",
     "meterctl.entitlements_push",
 )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from meterctl.cli.commands.rate import warn_unbilled
+from meterctl.cli.commands.rate import StrictOption, strict_refusal, warn_unbilled
 from meterctl.cli.common import (
     DEFAULT_DB_OPTION,
     ConfigOption,
@@ -65,10 +65,11 @@ def invoice_command(
     db: DbOption = DEFAULT_DB_OPTION,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Build (or rebuild) the invoices of a month: rates it afresh, writes drafts or new revisions."""
     if ctx.invoked_subcommand is not None:
-        given = [name for name in ("period", "customer", "finalize", "pricebooks", "db", "wait", "as_json")
+        given = [name for name in ("period", "customer", "finalize", "pricebooks", "db", "wait", "as_json", "strict")
                  if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
         if given:
             options = ", ".join("--" + name.replace("as_", "").replace("_", "-") for name in given)
@@ -84,9 +85,11 @@ def invoice_command(
     refusal = run.refusal()
     if not run.outcomes and refusal is not None:
         raise refusal
+    refusal = refusal or strict_refusal(run.rating, strict)
     if as_json:
         print_json({"period": period, "rating_run_id": run.rating.run_id, "invoices": list(run.outcomes),
-                    "unpriceable": [{"customer_id": c, "reason": why} for c, why in run.rating.unpriceable]})
+                    "unpriceable": [{"customer_id": c, "reason": why} for c, why in run.rating.unpriceable],
+                    "unbilled": run.rating.unbilled.document() if run.rating.unbilled else {}})
         if refusal is not None:
             raise refusal
         return

@@ -25,12 +25,13 @@ from meterctl.cli.common import (
     stderr_console,
     stdout_console,
 )
-from meterctl.errors import UsageError
+from meterctl.errors import MeterctlError, UsageError
 from meterctl.instants import iso
 
 if TYPE_CHECKING:
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.month import RatingResult
+    from meterctl.unbilled import Unbilled
 
 
 def _line_json(line: RatedLine) -> dict[str, Any]:
@@ -63,9 +64,8 @@ def _summary_rows(result: RatingResult, per_customer: bool) -> list[dict[str, An
     return list(rows.values()) if per_customer else sorted(rows.values(), key=lambda r: (r["currency"], r["pricebook"]))
 
 
-def _listed(pairs: tuple[tuple[str, int], ...]) -> str:
-    shown = ", ".join(f"{short(customer)} ({count})" for customer, count in pairs[:5])
-    return shown + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+StrictOption = Annotated[bool, typer.Option(
+    "--strict", help="Exit 65 when any event of the month is not billed (other than ignore_events).")]
 
 
 def warn_unbilled(console: Console, result: RatingResult) -> None:
@@ -76,16 +76,34 @@ def warn_unbilled(console: Console, result: RatingResult) -> None:
     for s in result.open_sessions:
         console.print(f"note: open session {short(s.session)} of {short(s.customer_id)} / {s.meter}, "
                       f"last seen {iso(s.last_event_at)}")
-    if result.outside_subscriptions:
-        total = sum(n for _, n in result.outside_subscriptions)
-        console.print(f"warning: {total} event(s) in {result.period} fall outside their customer's subscriptions, so are "
-                      f"not billed: {_listed(result.outside_subscriptions)} (see 'meterctl customers show ID')", style="yellow")
     for customer_id, why in result.unpriceable:
         console.print(f"warning: {short(customer_id)} not rated: {why}", style="yellow")
-    if result.unknown_customers:
-        total = sum(n for _, n in result.unknown_customers)
-        console.print(f"warning: {total} event(s) in {result.period} from customers that are not imported, so not billed: "
-                      f"{_listed(result.unknown_customers)} (see 'meterctl customers import')", style="yellow")
+    if result.unbilled is not None and result.unbilled.any():
+        print_unbilled(console, result.unbilled)
+
+
+def print_unbilled(console: Console, unbilled: Unbilled) -> None:
+    """The unbilled events of a month as a short table, one row per reason that has any."""
+    from meterctl.pricing import text
+    from meterctl.unbilled import REASONS, REMEDY
+
+    table = Table(title=f"Events in {unbilled.period} not billed", title_justify="left")
+    for column in ("reason", "events", "quantity", "customers", "first event", "what to do"):
+        table.add_column(column, justify="right" if column in ("events", "quantity") else "left")
+    for reason in REASONS:
+        found = unbilled[reason]
+        if not found.events:
+            continue
+        more = f" +{found.customer_count - len(found.customers)}" if found.customer_count > len(found.customers) else ""
+        table.add_row(reason, str(found.events), text(found.quantity),
+                      ", ".join(short(c) for c in found.customers) + more, short(found.first_event_id or ""),
+                      REMEDY[reason], style=None if reason == "ignored" else "yellow")
+    console.print(table)
+
+
+def strict_refusal(result: RatingResult, strict: bool) -> MeterctlError | None:
+    """With --strict, unbilled events (other than ignored ones) are exit 65."""
+    return result.unbilled.refusal() if strict and result.unbilled is not None else None
 
 
 def _note_open_periods(console: Console, result: RatingResult) -> None:
@@ -105,6 +123,7 @@ def rate_command(
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
     detail: Annotated[bool, typer.Option("--detail", help="A row per customer and period instead of per pricebook.")] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Rate the billing periods that end in a month and record the run and its lines."""
     with session(db, pricebooks=pricebooks, wait=wait) as s:
@@ -114,6 +133,7 @@ def rate_command(
     refusal = result.refusal(len(result.lines), "nothing rated")
     if not result.lines and refusal is not None:
         raise refusal
+    refusal = refusal or strict_refusal(result, strict)
     for ref in result.newly_frozen:
         console.print(f"froze {ref}: its file may no longer change (publish a new version instead)")
     if as_json:
@@ -121,6 +141,7 @@ def rate_command(
                     "customers": result.customers_rated, "segments": result.segments,
                     "pricebooks": list(result.pricebooks),
                     "unpriceable": [{"customer_id": c, "reason": why} for c, why in result.unpriceable],
+                    "unbilled": result.unbilled.document() if result.unbilled else {},
                     "lines": [_line_json(line) for line in result.lines]})
     else:
         table = Table()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -17,7 +17,15 @@ from meterctl.instants import EpochCache
 from meterctl.pricing import text
 from meterctl.store.duckdb import sqlfiles, usage_sql
 from meterctl.store.duckdb.connect import cursor
-from meterctl.store.ports import LineEventQuery, Pending, PriorBatch, TracedEvent, UnbilledCounts, UnbilledQuery
+from meterctl.store.ports import (
+    LineEventQuery,
+    MonthIntegrity,
+    MonthQuery,
+    MonthTally,
+    Pending,
+    PriorBatch,
+    TracedEvent,
+)
 from meterctl.usage import AggregateRow, OpenSessionRow, UsageQuery
 
 if TYPE_CHECKING:
@@ -137,8 +145,36 @@ class DuckDBEventStore:
                        for customer, session, last in sqlfiles.execute(self.con, statements.open_sessions, params).fetchall()]
         return found, opened
 
-    def count_unbilled(self, query: UnbilledQuery) -> Pending:
-        return _Background(self.con, lambda con: _unbilled(con, query))
+    def tally_month(self, query: MonthQuery) -> Pending:
+        return _Background(self.con, lambda con: _tally(con, query))
+
+    def month_integrity(self, start: datetime, end: datetime) -> MonthIntegrity:
+        params = {"start": start, "end": end}
+        # Ids are compared by their 64-bit hash first (8 bytes per event, not the id string);
+        # only the ids whose hash repeats are looked at as text.
+        events, distinct, duplicates = self.con.execute("""
+            WITH month AS (SELECT id_hash, batch_id FROM events
+                           WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ))
+            SELECT (SELECT count(*) FROM month), (SELECT count(DISTINCT id_hash) FROM month),
+                   (SELECT coalesce(sum(duplicates), 0) FROM ingest_batches
+                    WHERE batch_id IN (SELECT DISTINCT batch_id FROM month))""", params).fetchall()[0]
+        repeated: list[tuple[str, int]] = []
+        if distinct != events:
+            repeated = self.con.execute("""
+                SELECT event_id, count(*) FROM events
+                WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ)
+                  AND id_hash IN (SELECT id_hash FROM events
+                                  WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ)
+                                  GROUP BY id_hash HAVING count(*) > 1)
+                GROUP BY event_id HAVING count(*) > 1 ORDER BY event_id""", params).fetchall()
+        # A conflict names the stored event it lost to by batch and line: few rows, joined to
+        # the month's events on those two integers.
+        conflicts = self.con.execute("""
+            SELECT count(*) FROM conflicts AS c JOIN events AS e
+              ON e.batch_id = c.billed_batch_id AND e.line_no = c.billed_line_no AND e.event_id = c.event_id
+            WHERE e.ts >= CAST($start AS TIMESTAMPTZ) AND e.ts < CAST($end AS TIMESTAMPTZ)""", params).fetchall()[0][0]
+        return MonthIntegrity(int(events), tuple((event_id, int(n)) for event_id, n in repeated), int(duplicates),
+                              int(conflicts))
 
     # ------------------------------------------------------------ lineage
 
@@ -289,7 +325,7 @@ def _sort_key(key: tuple) -> tuple:
     return (customer, start, end, tuple((d is None, d or "") for d in dims))
 
 
-# ---------------------------------------------------------------- unbilled events
+# ---------------------------------------------------------------- the month's events
 
 
 class _Background:
@@ -326,43 +362,48 @@ class _Background:
                 self._cursor.close()
 
 
-def _unbilled(con: duckdb.DuckDBPyConnection, query: UnbilledQuery) -> UnbilledCounts:
-    unknown: tuple[tuple[str, int], ...] = ()
-    if query.known is not None:
-        rows = con.execute(
-            "SELECT customer_id, count(*) FROM events "
-            # IN (SELECT unnest(...)) rather than list_contains: one hash lookup per event, half the time.
-            "WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ) "
-            "AND event_name IN (SELECT unnest($names)) "
-            "AND customer_id NOT IN (SELECT unnest($known)) GROUP BY customer_id ORDER BY customer_id",
-            {"start": query.start, "end": query.end, "names": list(query.event_names), "known": list(query.known)},
-        ).fetchall()
-        unknown = tuple((customer, count) for customer, count in rows)
-    outside: tuple[tuple[str, int], ...] = ()
-    if query.gaps:
-        # The uncovered stretches of the month per customer (usually none): joining events to
-        # these few rows is cheap, where "not in any subscription" per event would not be.
-        sqlfiles.temp_table(con, "uncovered", {
-            "customer_id": ("VARCHAR", [g.customer_id for g in query.gaps]),
-            "start_at": ("TIMESTAMPTZ", [g.start for g in query.gaps]),
-            "end_at": ("TIMESTAMPTZ", [g.end for g in query.gaps]),
-        })
+def _tally(con: duckdb.DuckDBPyConnection, query: MonthQuery) -> tuple[MonthTally, ...]:
+    params: dict[str, Any] = {}
+    meters, unreadable = [], []
+    for index, meter in enumerate(query.meters):
+        selects, reads = usage_sql.selects_and_reads(meter, params, f"m{index}_")
+        meters.append(f"(CASE WHEN coalesce({selects}, false) THEN {1 << index} ELSE 0 END)")
+        unreadable.append(f"(coalesce({selects}, false) AND NOT coalesce({reads}, false))")
+    statement = usage_sql.fill_text(sqlfiles.load("month_tally"), "month_tally",
+                                    meters=" + ".join(meters) or "0", unreadable=" OR ".join(unreadable) or "false")
+    windows = query.windows
+    starts = [w.start for w in windows] + [query.start]
+    ends = [w.end for w in windows] + [query.end]
+    params.update({"start": query.start, "end": query.end, "scan_start": min(starts), "scan_end": max(ends),
+                   "known": list(query.known) if query.known is not None else None, "ignored": list(query.ignored)})
+    sqlfiles.install_macros(con)  # a meter valued from a property reads it with mc_is_decimal_text
+    sqlfiles.temp_table(con, "month_windows", {
+        "window_id": ("INTEGER", list(range(len(windows)))),
+        "customer_id": ("VARCHAR", [w.customer_id for w in windows]),
+        "start_at": ("TIMESTAMPTZ", [w.start for w in windows]),
+        "end_at": ("TIMESTAMPTZ", [w.end for w in windows]),
+        "covered": ("BOOLEAN", [w.covered for w in windows]),
+        "late_after": ("BIGINT", [w.late_after for w in windows]),
+    })
+    try:
+        rows = sqlfiles.execute(con, statement, params).fetchall()
+    finally:
+        # The cursor is the background's own and closes next: a failed drop must not hide
+        # what failed before it.
         try:
-            rows = con.execute(
-                "SELECT e.customer_id, count(*) FROM events AS e JOIN uncovered AS u "
-                "ON u.customer_id = e.customer_id AND e.ts >= u.start_at AND e.ts < u.end_at "
-                "WHERE e.event_name IN (SELECT unnest($names)) GROUP BY e.customer_id ORDER BY e.customer_id",
-                {"names": list(query.event_names)},
-            ).fetchall()
-        except BaseException:
-            try:  # the failure is what to report, not a clean-up it made impossible
-                con.execute("DROP TABLE IF EXISTS temp.uncovered")
-            except duckdb.Error:
-                pass
-            raise
-        con.execute("DROP TABLE IF EXISTS temp.uncovered")
-        outside = tuple((customer, count) for customer, count in rows)
-    return UnbilledCounts(unknown, outside)
+            con.execute("DROP TABLE IF EXISTS temp.month_windows")
+        except duckdb.Error:
+            pass
+    instants = EpochCache()
+    return tuple(MonthTally(fate, window, customer, name, int(mask), int(events), _exact_sum(whole, fraction), int(late),
+                            instants[first], first_id)
+                 for fate, window, customer, name, mask, events, whole, fraction, late, first, first_id in rows)
+
+
+def _exact_sum(whole: str, fraction: Decimal) -> Decimal:
+    with localcontext() as exact:
+        exact.prec = 80  # 38 digits before the point and 18 after: beyond the default 28
+        return Decimal(whole) + fraction
 
 
 # ---------------------------------------------------------------- lineage helpers

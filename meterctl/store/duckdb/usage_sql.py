@@ -49,12 +49,16 @@ def _sections() -> dict[str, str]:
 
 
 def fill(section: str, **fragments: str) -> str:
-    """A section of usage.sql with every slot filled; a slot left empty or a fragment with no
-    slot is a mistake in this module, not in the input. (Comments never name a slot in braces.)"""
-    body = _sections()[section]
+    """A section of usage.sql with every slot filled."""
+    return fill_text(_sections()[section], f"usage.sql {section}", **fragments)
+
+
+def fill_text(body: str, name: str, **fragments: str) -> str:
+    """SQL with every slot filled; a slot left empty or a fragment with no slot is a mistake
+    in the code, not in the input. (Comments never name a slot in braces.)"""
     slots = set(_SLOT.findall(body))
     if slots != set(fragments):
-        raise AssertionError(f"usage.sql {section}: slots {sorted(slots)}, fragments {sorted(fragments)}")
+        raise AssertionError(f"{name}: slots {sorted(slots)}, fragments {sorted(fragments)}")
     return _SLOT.sub(lambda m: fragments[m.group(1)], body)
 
 
@@ -116,16 +120,41 @@ def selection(meter: Meter, params: dict[str, Any], p: str, event_names_sql: str
         # As of an ingest batch (re-deriving an old invoice ignores events that came later);
         # left out otherwise, so that the usual query does not read batch_id at all.
         where.append("batch_id <= CAST($as_of_batch AS BIGINT)")
-    for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
-        values = allowed if isinstance(allowed, list) else [allowed]
-        params[f"{p}fk{index}"] = _property(key)
-        params[f"{p}fv{index}"] = [_filter_text(v) for v in values]
-        where.append(f"list_contains(${p}fv{index}, properties ->> ${p}fk{index})")
+    where += _filters(meter, params, p)
     dims = []
     for index, key in enumerate(meter.group_by):
         params[f"{p}gk{index}"] = _property(key)
         dims.append(f"properties ->> ${p}gk{index}")
     return " AND ".join(where), dims
+
+
+def _filters(meter: Meter, params: dict[str, Any], p: str) -> list[str]:
+    """The meter's property filters, each a condition on an event."""
+    found = []
+    for index, (key, allowed) in enumerate(sorted(meter.filters.items())):
+        values = allowed if isinstance(allowed, list) else [allowed]
+        params[f"{p}fk{index}"] = _property(key)
+        params[f"{p}fv{index}"] = [_filter_text(v) for v in values]
+        found.append(f"list_contains(${p}fv{index}, properties ->> ${p}fk{index})")
+    return found
+
+
+def selects_and_reads(meter: Meter, params: dict[str, Any], p: str) -> tuple[str, str]:
+    """Conditions on one event: the meter selects it (its event names and filters, as usage
+    selects events), and it can read the event's value (as usage reads it: an event it
+    cannot is unmeterable)."""
+    params[f"{p}event_name"] = meter.event_name
+    names = f"event_name = ${p}event_name"
+    if meter.stop_event:
+        params[f"{p}stop_event"] = meter.stop_event
+        names = f"({names} OR event_name = ${p}stop_event)"
+    selects = " AND ".join([names, *_filters(meter, params, p)])
+    if meter.aggregation == "count":
+        return selects, "true"
+    if meter.aggregation == "duration":
+        params[f"{p}sk"] = _property(meter.session or "")
+        return selects, f"(properties ->> ${p}sk) IS NOT NULL"
+    return selects, f"({value_sql(meter, params, p)}) IS NOT NULL"
 
 
 def value_sql(meter: Meter, params: dict[str, Any], p: str) -> str:
