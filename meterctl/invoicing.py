@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from meterctl.credits import PayableLine
@@ -29,10 +29,12 @@ from meterctl.errors import DataError, MeterctlError, NotFoundError, Param
 from meterctl.invoices import (
     Invoice,
     InvoiceChanges,
+    InvoiceCredit,
     InvoiceOutcome,
     NewInvoice,
     Numbered,
     StoredInvoice,
+    Totals,
     content_hash,
     invoice_id,
     invoice_totals,
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.month import RatingResult
     from meterctl.store.ports import EventStore, Ledger
-    from meterctl.wallets import PlanSegment
+    from meterctl.wallets import InvoiceCrediting, PlanSegment
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,8 @@ def build_invoices(
             lines = [line for _, line in numbered]
             first = lines[0]
             latest_final, draft = _in_force(stored_all.get(customer_id, []), period_start, first.period_end)
-            # Credits by where the wallet stands at the period's end (local midnight).
-            period_end_at = datetime.combine(first.period_end, time(), ZoneInfo(first.timezone))
-            minor = minor_units(first.currency)
-            payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
-                       for n, line in enumerate(lines, 1)]
             replaces = latest_final.invoice_id if latest_final else None
-            credits = wallets.apply(customer_id, first.currency, minor, period_end_at, payable, replaces)
-            totals = invoice_totals(lines, credits)
-            digest = content_hash(lines, totals, credits)
+            period_end_at, minor, credits, totals, digest = _content(wallets, lines, replaces)
             if latest_final is not None and latest_final.content_hash == digest and latest_final.period_start == period_start:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
                     changes.drafts_to_delete.append(draft.invoice_id)
@@ -191,6 +186,65 @@ def build_invoices(
         changes.drafts_to_delete.extend(_orphan_drafts(ledger, period, customers, set(groups)))
         ledger.apply_invoice_changes(changes, rating.run_id or 0, now)
     return InvoiceRun(period, rating, tuple(outcomes))
+
+
+class _Content(NamedTuple):
+    period_end_at: datetime
+    minor_units: int
+    credits: tuple[InvoiceCredit, ...]
+    totals: Totals
+    digest: str
+
+
+def _content(wallets: InvoiceCrediting, lines: Sequence[RatedLine], replaces: str | None) -> _Content:
+    """What an invoice of these lines (one customer × period) holds: the credits it takes
+    (by where the wallet stands at the period's end, local midnight), totals and content hash."""
+    first = lines[0]
+    period_end_at = datetime.combine(first.period_end, time(), ZoneInfo(first.timezone))
+    minor = minor_units(first.currency)
+    payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
+               for n, line in enumerate(lines, 1)]
+    credits = wallets.apply(first.customer_id, first.currency, minor, period_end_at, payable, replaces)
+    totals = invoice_totals(lines, credits)
+    return _Content(period_end_at, minor, credits, totals, content_hash(lines, totals, credits))
+
+
+class DueRevision(NamedTuple):
+    """A finalized invoice that the events stored now would change: the revision it calls for."""
+
+    replaces: StoredInvoice
+    customer_id: str
+    period_start: date
+    total_minor: int
+    delta_minor: int | None  # None when the currency changed (minor units of two currencies do not subtract)
+
+
+def due_revisions(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str,
+                  customers: Sequence[str], now: datetime) -> tuple[DueRevision, ...]:
+    """The finalized invoices of these customers' periods ending in the month whose content the
+    stored events would change (what `invoice` would revise), worked out as `invoice` would,
+    writing nothing."""
+    from meterctl.rating.month import price_month
+    from meterctl.wallets import InvoiceCrediting
+
+    priced = price_month(events, ledger, catalog, meters, period, customers=customers, tally=False)
+    groups: dict[tuple[str, date], list[RatedLine]] = {}
+    for line in priced.lines:
+        groups.setdefault((line.customer_id, line.period_start), []).append(line)
+    stored_all = ledger.stored_invoices(sorted({customer for customer, _ in groups}))
+    wallets = InvoiceCrediting(ledger, sorted({customer for customer, _ in groups}), now, record=False)
+    due: list[DueRevision] = []
+    for (customer_id, period_start), lines in sorted(groups.items()):
+        latest_final, _ = _in_force(stored_all.get(customer_id, []), period_start, lines[0].period_end)
+        if latest_final is None:
+            continue
+        content = _content(wallets, lines, latest_final.invoice_id)
+        if latest_final.content_hash == content.digest and latest_final.period_start == period_start:
+            continue
+        delta = (content.totals.total_minor - latest_final.total_minor
+                 if latest_final.currency == lines[0].currency else None)
+        due.append(DueRevision(latest_final, customer_id, period_start, content.totals.total_minor, delta))
+    return tuple(due)
 
 
 def _plan_segments(groups: dict[tuple[str, date], list[tuple[int, RatedLine]]], catalog: Catalog) -> list[PlanSegment]:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from meterctl.pricebook.diff import PricebookDiff
     from meterctl.progress import Progress
     from meterctl.rating import RatingResult
+    from meterctl.reconcile import Reconciliation
     from meterctl.simulate import SimulationResult
     from meterctl.store.ports import FrozenVersion, Ledger, Store
     from meterctl.usage import UsageResult
@@ -485,6 +486,18 @@ class Session:
         store = self._for_writing("write invoices")
         return build_invoices(store.events, store.ledger, catalog, meters, period,
                               customers=_names(customers), finalize=finalize, now=now, ignored=self.ignored_events())
+
+    @_guarded
+    def reconcile(self, period: str, customers: str | Sequence[str] | None = None, *,
+                  now: datetime | None = None) -> Reconciliation:
+        """Account for every event of month `period` and check its invoices (see
+        meterctl.reconcile); writes nothing. `refusal()` says whether it reconciles."""
+        from meterctl.reconcile import reconcile
+
+        meters, catalog = self.configuration()
+        store = self.store
+        return reconcile(store.events, store.ledger, catalog, meters, period, customers=_names(customers),
+                         ignored=self.ignored_events(), now=now)
 
     def _ledger_with_invoices(self) -> Ledger:
         ledger = self.store.ledger

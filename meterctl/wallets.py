@@ -261,11 +261,13 @@ class InvoiceCrediting:
     """
 
     @exact
-    def __init__(self, ledger: Ledger, customer_ids: Sequence[str], now: datetime) -> None:
+    def __init__(self, ledger: Ledger, customer_ids: Sequence[str], now: datetime, *, record: bool = True) -> None:
+        """`record` False works out what a run would do without writing (the expiries due)."""
         grants = ledger.wallet_grants(customer_ids)
         entries = list(ledger.wallet_entries(customer_ids))
         expiries = due_expiries(grants, entries, now)
-        ledger.add_wallet_entries(expiries, now)
+        if record:
+            ledger.add_wallet_entries(expiries, now)
         entries += [WalletEntry(0, e.customer_id, e.grant_id, e.kind, e.amount, e.at, e.invoice_id, now)
                     for e in expiries]
         self._grants: dict[str, list[Grant]] = {}

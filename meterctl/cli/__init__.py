@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "simulate": ("rate", "simulate_command", False),
     "invoice": ("invoice", "invoice_app", True),
     "explain": ("invoice", "explain_command", False),
+    "reconcile": ("reconcile", "reconcile_command", False),
     "wallet": ("wallet", "wallet_app", True),
     "check": ("check", "check_command", False),
     "entitlements": ("check", "entitlements_app", True),

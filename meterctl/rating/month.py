@@ -101,13 +101,15 @@ def price_month(
     candidate: PricebookVersion | None = None,
     reuse_recorded: bool = False,
     ignored: Sequence[str] = (),
+    tally: bool = True,
 ) -> PricedMonth:
     """Price every billing period ending in month `period` (YYYY-MM).
 
     With a candidate, segments on its plan are priced by it instead of the version in force
     (a simulation). `reuse_recorded` takes the lines of a run recorded from the very same
     inputs (see plan.inputs_digest) instead of pricing the month again. `ignored` are the
-    event names meters.yaml ignores (reported as such among the unbilled events).
+    event names meters.yaml ignores (reported as such among the unbilled events); `tally`
+    False leaves the unbilled events uncounted (a caller that counts them itself).
     """
     from meterctl.rating.record import recorded_from
 
@@ -120,7 +122,8 @@ def price_month(
     unplanned: dict[str, list[Problem]] = {}
     jobs = plan_jobs(chosen, catalog, period, candidate, set_aside=unplanned)
     # The month's events are tallied in the background while Python prices.
-    pending = events.tally_month(month_query(period, jobs, latest, customers, meters, ignored, unplanned=unplanned))
+    pending = (events.tally_month(month_query(period, jobs, latest, customers, meters, ignored, unplanned=unplanned))
+               if tally else None)
     try:
         used = pricebooks_of(jobs)
         check_frozen(catalog, ledger.frozen_versions(), {v.plan for v in used if v is not candidate})
@@ -136,9 +139,10 @@ def price_month(
             lines, found = price_jobs(events, jobs, meters, unpriceable=failed)
             failed.sort()
             digest, notes, recorded = run_hash(period, customers, lines), _notes(found, failed), None
-        unbilled = summarize(period, pending.result())
+        unbilled = summarize(period, pending.result() if pending else ())
     except BaseException:
-        pending.cancel()
+        if pending:
+            pending.cancel()
         raise
     return PricedMonth(period, tuple(customers) if customers else None, jobs, tuple(lines), digest, tuple(used),
                        notes, unbilled, as_of_batch, inputs, recorded)
