@@ -170,7 +170,7 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
         rated = _rated_equals_invoiced(ledger, current)
         scan_start = min([w.start for w in query.windows] + [query.start])
         scan_end = max([w.end for w in query.windows] + [query.end])
-        integrity = events.month_integrity(scan_start, scan_end)
+        integrity = events.month_integrity(scan_start, scan_end, (month_start, month_end))
         tallies: tuple[MonthTally, ...] = pending.result()
     except BaseException:
         pending.cancel()

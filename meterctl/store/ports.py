@@ -152,7 +152,7 @@ class MonthTally(NamedTuple):
 class MonthIntegrity(NamedTuple):
     events: int
     repeated_ids: tuple[tuple[str, int], ...]  # (event_id, copies) of ids stored more than once
-    duplicates: int  # identical resends dropped by the batches that brought these events
+    duplicates: int  # identical resends of events on the month's UTC days
     conflicts: int  # resends with another payload of these events, kept aside
 
 
@@ -214,9 +214,10 @@ class EventStore(Protocol):
         overlap it with the caller's work) in one pass; results see committed data only."""
         ...
 
-    def month_integrity(self, start: datetime, end: datetime) -> MonthIntegrity:
-        """Events with a timestamp in [start, end): ids stored more than once, and what
-        ingest set aside for them."""
+    def month_integrity(self, start: datetime, end: datetime, month: tuple[date, date]) -> MonthIntegrity:
+        """Events with a timestamp in [start, end): ids stored more than once, and the
+        conflicts ingest set aside for them; the identical resends of events on the UTC
+        days [month)."""
         ...
 
     def line_events(self, query: LineEventQuery, *, limit: int | None, with_events: bool

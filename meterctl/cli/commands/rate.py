@@ -98,7 +98,7 @@ def print_unbilled(console: Console, unbilled: Unbilled) -> None:
         table.add_row(reason, str(found.events), text(found.quantity),
                       ", ".join(short(c) for c in found.customers) + more, short(found.first_event_id or ""),
                       REMEDY[reason], style=None if reason == "ignored" else "yellow")
-    console.print(table)
+    print_table(console, table)
 
 
 def strict_refusal(result: RatingResult, strict: bool) -> MeterctlError | None:

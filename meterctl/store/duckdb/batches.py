@@ -64,6 +64,8 @@ class DuckDBBatch:
             for statement in sqlfiles.statements("insert_outcomes"):
                 if "INTO conflicts" in statement and not outcome_counts.get("conflict"):
                     continue
+                if "INTO duplicate_days" in statement and not outcome_counts.get("duplicate"):
+                    continue
                 if "INTO dead_letters" in statement and not dead:
                     continue
                 sqlfiles.execute(con, statement, params)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
@@ -148,16 +148,17 @@ class DuckDBEventStore:
     def tally_month(self, query: MonthQuery) -> Pending:
         return _Background(self.con, lambda con: _tally(con, query))
 
-    def month_integrity(self, start: datetime, end: datetime) -> MonthIntegrity:
-        params = {"start": start, "end": end}
+    def month_integrity(self, start: datetime, end: datetime, month: tuple[date, date]) -> MonthIntegrity:
+        params: dict[str, Any] = {"start": start, "end": end}
         # Ids are compared by their 64-bit hash first (8 bytes per event, not the id string);
         # only the ids whose hash repeats are looked at as text.
-        events, distinct, duplicates = self.con.execute("""
-            WITH month AS (SELECT id_hash, batch_id FROM events
-                           WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ))
-            SELECT (SELECT count(*) FROM month), (SELECT count(DISTINCT id_hash) FROM month),
-                   (SELECT coalesce(sum(duplicates), 0) FROM ingest_batches
-                    WHERE batch_id IN (SELECT DISTINCT batch_id FROM month))""", params).fetchall()[0]
+        events, distinct = self.con.execute("""
+            SELECT count(*), count(DISTINCT id_hash) FROM events
+            WHERE ts >= CAST($start AS TIMESTAMPTZ) AND ts < CAST($end AS TIMESTAMPTZ)""", params).fetchall()[0]
+        # Duplicates are kept per UTC day of the event they repeat (see 0010_duplicate_days.sql).
+        duplicates = self.con.execute(
+            "SELECT coalesce(sum(duplicates), 0) FROM duplicate_days WHERE day >= ? AND day < ?", list(month)
+        ).fetchall()[0][0]
         repeated: list[tuple[str, int]] = []
         if distinct != events:
             repeated = self.con.execute("""

@@ -55,7 +55,7 @@ WHERE k.copies > 1
 -- Lines whose id has a reference and that are not themselves the accepted first line.
 CREATE OR REPLACE TEMP TABLE repeats AS
 SELECT
-    s.line_no, s.event_id, r.ref_batch_id, r.ref_line_no,
+    s.line_no, s.event_id, r.ref_batch_id, r.ref_line_no, s.ts,
     CASE
         WHEN s.customer_id = r.customer_id AND s.event_name = r.event_name AND s.ts = r.ts
              AND s.quantity IS NOT DISTINCT FROM r.quantity

@@ -14,6 +14,13 @@ FROM repeats AS r
 JOIN chunk_text AS l ON l.line_no = r.line_no
 WHERE r.outcome = 'conflict';
 
+-- An identical resend has the timestamp of the event it repeats.
+INSERT INTO duplicate_days
+SELECT $batch_id, CAST(timezone('UTC', ts) AS DATE), count(*)
+FROM repeats
+WHERE outcome = 'duplicate'
+GROUP BY ALL;
+
 INSERT INTO dead_letters
 SELECT
     (SELECT coalesce(max(dead_letter_id), 0) FROM dead_letters) + row_number() OVER (ORDER BY line_no),
