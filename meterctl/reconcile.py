@@ -158,7 +158,7 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
     wanted = tuple(customers) if customers else None
     current = ledger.with_lines(ledger.invoices(InvoiceFilter(month_start, month_end, wanted, None, True)))
     finalized = ledger.invoices(InvoiceFilter(month_start, month_end, wanted, "finalized", True))
-    runs = {invoice.rating_run_id: ledger.run(invoice.rating_run_id) for invoice in finalized}
+    runs = {run_id: ledger.run(run_id) for run_id in {invoice.rating_run_id for invoice in finalized}}
     # A finalized invoice saw the events ingested up to its rating run's last batch.
     late_after = {(i.customer_id, i.period_start): run.as_of_batch for i in finalized
                   if (run := runs[i.rating_run_id]) is not None}

@@ -99,10 +99,12 @@ def summarize(period: str, tallies: Iterable[MonthTally]) -> Unbilled:
         events[reason] = events.get(reason, 0) + tally.events
         quantity[reason] = quantity.get(reason, Decimal(0)) + tally.quantity
         customers.setdefault(reason, set()).add(tally.customer_id)
-        earliest = (tally.first_at, tally.first_event_id)
-        if reason not in first or earliest < first[reason]:
-            first[reason] = earliest
+        if tally.first_at is not None and tally.first_event_id is not None:
+            earliest = (tally.first_at, tally.first_event_id)
+            if reason not in first or earliest < first[reason]:
+                first[reason] = earliest
     return Unbilled(period, {
         reason: UnbilledReason(events[reason], quantity[reason], tuple(sorted(customers[reason])[:SHOWN_CUSTOMERS]),
-                               len(customers[reason]), first[reason][1], first[reason][0])
+                               len(customers[reason]), first[reason][1] if reason in first else None,
+                               first[reason][0] if reason in first else None)
         for reason in REASONS if reason in events})

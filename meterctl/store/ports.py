@@ -145,8 +145,8 @@ class MonthTally(NamedTuple):
     events: int
     quantity: Decimal  # Σ of the events' own quantity (0 where they carry none)
     late_events: int  # ingested after the window's `late_after` batch
-    first_at: datetime  # the earliest event, and its id
-    first_event_id: str
+    first_at: datetime | None  # the earliest event, and its id (of unbilled events only)
+    first_event_id: str | None
 
 
 class MonthIntegrity(NamedTuple):

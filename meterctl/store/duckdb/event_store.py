@@ -363,6 +363,12 @@ class _Background:
                 self._cursor.close()
 
 
+_ONE_SUM = ("CAST(coalesce(sum(quantity), 0) AS VARCHAR) AS whole, "
+            "CAST(0 AS DECIMAL(38, 18)) AS fraction")
+_PARTS_SUM = ("CAST(coalesce(sum(CAST(trunc(quantity) AS HUGEINT)), 0) AS VARCHAR) AS whole, "
+              "coalesce(sum(quantity - trunc(quantity)), 0) AS fraction")
+
+
 def _tally(con: duckdb.DuckDBPyConnection, query: MonthQuery) -> tuple[MonthTally, ...]:
     params: dict[str, Any] = {}
     meters, unreadable = [], []
@@ -370,8 +376,10 @@ def _tally(con: duckdb.DuckDBPyConnection, query: MonthQuery) -> tuple[MonthTall
         selects, reads = usage_sql.selects_and_reads(meter, params, f"m{index}_")
         meters.append(f"(CASE WHEN coalesce({selects}, false) THEN {1 << index} ELSE 0 END)")
         unreadable.append(f"(coalesce({selects}, false) AND NOT coalesce({reads}, false))")
-    statement = usage_sql.fill_text(sqlfiles.load("month_tally"), "month_tally",
-                                    meters=" + ".join(meters) or "0", unreadable=" OR ".join(unreadable) or "false")
+    def statement(quantity: str) -> str:
+        return usage_sql.fill_text(sqlfiles.load("month_tally"), "month_tally", quantity=quantity,
+                                   meters=" + ".join(meters) or "0", unreadable=" OR ".join(unreadable) or "false")
+
     windows = query.windows
     starts = [w.start for w in windows] + [query.start]
     ends = [w.end for w in windows] + [query.end]
@@ -387,7 +395,10 @@ def _tally(con: duckdb.DuckDBPyConnection, query: MonthQuery) -> tuple[MonthTall
         "late_after": ("BIGINT", [w.late_after for w in windows]),
     })
     try:
-        rows = sqlfiles.execute(con, statement, params).fetchall()
+        try:
+            rows = sqlfiles.execute(con, statement(_ONE_SUM), params).fetchall()
+        except duckdb.OutOfRangeException:
+            rows = sqlfiles.execute(con, statement(_PARTS_SUM), params).fetchall()
     finally:
         # The cursor is the background's own and closes next: a failed drop must not hide
         # what failed before it.
@@ -397,7 +408,7 @@ def _tally(con: duckdb.DuckDBPyConnection, query: MonthQuery) -> tuple[MonthTall
             pass
     instants = EpochCache()
     return tuple(MonthTally(fate, window, customer, name, int(mask), int(events), _exact_sum(whole, fraction), int(late),
-                            instants[first], first_id)
+                            None if first is None else instants[first], first_id)
                  for fate, window, customer, name, mask, events, whole, fraction, late, first, first_id in rows)
 
 

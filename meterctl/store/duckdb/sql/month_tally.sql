@@ -7,6 +7,8 @@
 -- event of a customer id never imported counts in the UTC month [$start, $end), when
 -- $known (the imported ids) is given. The scan range [$scan_start, $scan_end) covers both.
 --
+-- The quantity slot sums the events' quantity as (whole, fraction): in one DECIMAL sum,
+-- or, when that overflows, whole and fractional parts apart (three times the cost).
 -- The meters slot is Σ 2^i over the meters that select the event (event names and
 -- filters, as usage selects); the unreadable slot is true when one of them cannot read
 -- the event's value (usage counts it as unmeterable).
@@ -34,12 +36,12 @@ SELECT CASE WHEN list_contains(CAST($ignored AS VARCHAR[]), event_name) THEN 'ig
             ELSE 'billable' END AS fate,
        window_id, customer_id, event_name, meters,
        count(*) AS events,
-       -- Whole and fractional parts summed apart: their sum may not fit a DECIMAL(38, 18).
-       CAST(coalesce(sum(CAST(trunc(quantity) AS HUGEINT)), 0) AS VARCHAR) AS whole,
-       coalesce(sum(quantity - trunc(quantity)), 0) AS fraction,
+       {{quantity}},
        count(*) FILTER (batch_id > late_after) AS late_events,
-       epoch_us(min(ts)) AS first_at,
-       arg_min(event_id, (ts, event_id)) AS first_event_id
+       -- The first event matters where an event is not billed (and costs a third of the
+       -- statement for every billable one).
+       epoch_us(min(ts) FILTER (fate <> 'billable')) AS first_at,
+       arg_min(event_id, (ts, event_id)) FILTER (fate <> 'billable') AS first_event_id
 FROM judged
 GROUP BY ALL
 ORDER BY ALL
