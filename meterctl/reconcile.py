@@ -83,6 +83,16 @@ class LateInvoice:
 
 
 @dataclass(frozen=True)
+class DraftBehind:
+    """A draft (with no finalized revision before it) that events ingested since it was built
+    would change: not an error, `invoice` (or `invoice --finalize`) prices them."""
+
+    invoice_id: str
+    customer_id: str
+    events: int
+
+
+@dataclass(frozen=True)
 class MeterAccount:
     """One meter's events of the month (or those no meter selects, as NO_METER)."""
 
@@ -117,6 +127,8 @@ class Reconciliation:
     conflicts: int
     meters: tuple[MeterAccount, ...]
     checks: tuple[Check, ...]
+    drafts_behind: tuple[DraftBehind, ...] = ()
+    by_event_name: tuple[tuple[str, int], ...] = ()  # the month's events per name, as `status` counts them
 
     @property
     def ok(self) -> bool:
@@ -128,10 +140,13 @@ class Reconciliation:
             "customers": list(self.customers) if self.customers else None,
             "ok": self.ok,
             "events": {"in_period": self.in_period, "billed": self.billed, "not_invoiced": self.not_invoiced,
-                       "duplicates": self.duplicates, "conflicts": self.conflicts},
+                       "duplicates": self.duplicates, "conflicts": self.conflicts,
+                       "by_event_name": dict(self.by_event_name)},
             "unbilled": self.unbilled.document(),
             "late": {"events": sum(i.events for i in self.late), "absorbed_events": self.absorbed_events,
-                     "invoices": [i.document() for i in self.late]},
+                     "invoices": [i.document() for i in self.late],
+                     "drafts_behind": [{"invoice_id": d.invoice_id, "customer_id": d.customer_id, "events": d.events}
+                                       for d in self.drafts_behind]},
             "meters": [m.document() for m in self.meters],
             "checks": [c.document() for c in self.checks],
         }
@@ -158,9 +173,11 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
     wanted = tuple(customers) if customers else None
     current = ledger.with_lines(ledger.invoices(InvoiceFilter(month_start, month_end, wanted, None, True)))
     finalized = ledger.invoices(InvoiceFilter(month_start, month_end, wanted, "finalized", True))
-    runs = {run_id: ledger.run(run_id) for run_id in {invoice.rating_run_id for invoice in finalized}}
-    # A finalized invoice saw the events ingested up to its rating run's last batch.
-    late_after = {(i.customer_id, i.period_start): run.as_of_batch for i in finalized
+    # An invoice saw the events ingested up to its rating run's last batch: those after the
+    # finalized one's are late; those after a draft's (with nothing finalized) are news to it.
+    drafts = [i for i in current if i.number is None]
+    runs = {run_id: ledger.run(run_id) for run_id in {i.rating_run_id for i in [*finalized, *drafts]}}
+    late_after = {(i.customer_id, i.period_start): run.as_of_batch for i in [*drafts, *finalized]
                   if (run := runs[i.rating_run_id]) is not None}
     query = month_query(period, jobs, latest, customers, meters, ignored, unplanned=unplanned, late_after=late_after)
     pending = events.tally_month(query)
@@ -181,6 +198,11 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
     accounts = _meter_accounts(tallies, meters, period_of, invoiced)
     in_period = sum(t.events for t in tallies)
     billed, not_invoiced, late_by_period = _billable(tallies, period_of, invoiced)
+    finalized_periods = {(i.customer_id, i.period_start) for i in finalized}
+    behind = tuple(DraftBehind(i.invoice_id, i.customer_id, late_by_period[(i.customer_id, i.period_start)])
+                   for i in drafts if (i.customer_id, i.period_start) in late_by_period
+                   and (i.customer_id, i.period_start) not in finalized_periods)
+    late_by_period = {key: n for key, n in late_by_period.items() if key in finalized_periods}
     late, absorbed = _late(events, ledger, catalog, meters, period, late_by_period, finalized, now)
     checks = (
         _conservation(in_period, billed, not_invoiced, unbilled, accounts),
@@ -190,9 +212,12 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
         _late_check(late, period),
         _periods_invoiced(tallies, jobs, invoiced, unplanned, period),
     )
+    names: dict[str, int] = {}
+    for tally in tallies:
+        names[tally.event_name] = names.get(tally.event_name, 0) + tally.events
     return Reconciliation(period, wanted, in_period, billed, not_invoiced, unbilled,
                           sum(i.events for i in late), late, absorbed, integrity.duplicates, integrity.conflicts,
-                          accounts, checks)
+                          accounts, checks, behind, tuple(sorted(names.items())))
 
 
 # ---------------------------------------------------------------- the events

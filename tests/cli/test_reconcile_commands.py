@@ -61,7 +61,8 @@ def test_reconcile_json_and_exit_codes_through_the_close_of_a_month(cli, db, con
     assert set(document) >= {"period", "ok", "events", "unbilled", "late", "checks"}
     assert (document["period"], document["ok"]) == ("2026-10", True)
     assert (document["events"]["in_period"], document["events"]["billed"]) == (4, 4)
-    assert document["late"] == {"events": 0, "absorbed_events": 0, "invoices": []}
+    assert document["late"] == {"events": 0, "absorbed_events": 0, "invoices": [], "drafts_behind": []}
+    assert document["events"]["by_event_name"] == {"api_call": 3, "llm_tokens": 1}
     assert all({"name", "ok", "expected", "actual", "gap"} <= set(c) for c in document["checks"])
     # A straggler: 500 more tokens at 0.001 after INV-2026-000001 was sent.
     late = write("late.jsonl", jsonl(event("t2", event_name="llm_tokens", quantity=500)))

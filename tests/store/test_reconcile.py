@@ -240,3 +240,13 @@ def test_a_customer_filter_reconciles_that_customer_only(month):
     s = month(event("x1", customer_id="cus_ghost"))
     result = s.reconcile("2026-10", ["cus_1"], now=AFTER)
     assert result.ok and result.in_period == 13 and result.customers == ("cus_1",)
+
+
+def test_a_draft_built_before_the_last_events_is_behind_not_late(month, write):
+    s = month(finalize=False)
+    s.ingest([write("more.jsonl", jsonl(event("more", timestamp="2026-10-30T12:00:00Z")))])
+    result = s.reconcile("2026-10", now=AFTER)
+    assert result.ok and result.late == ()
+    assert [(d.customer_id, d.events) for d in result.drafts_behind] == [("cus_1", 1)]
+    s.invoice("2026-10", now=AFTER)
+    assert s.reconcile("2026-10", now=AFTER).drafts_behind == ()

@@ -56,6 +56,10 @@ def _show(result: Reconciliation) -> None:
     if result.duplicates or result.conflicts:
         out.print(f"ingest set aside {result.duplicates} identical resend(s) and {result.conflicts} conflict(s) "
                   "of this month's events ('meterctl conflicts list')")
+    if result.drafts_behind:
+        events = sum(d.events for d in result.drafts_behind)
+        out.print(f"{len(result.drafts_behind)} draft(s) do not carry the {events} event(s) ingested since they were "
+                  f"built: 'meterctl invoice --period {result.period}' brings them up to date")
     if result.unbilled.any():
         print_unbilled(out, result.unbilled)
     failing = [check for check in result.checks if not check.ok]
