@@ -21,7 +21,6 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -31,9 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_rate import fresh_work, meterctl  # noqa: E402
-from generate_events import generate  # noqa: E402
-from warm_start import use_compiled_bytecode  # noqa: E402
+from bench_rate import fresh_work, meterctl, month_events, month_parser  # noqa: E402
 
 
 def grants_yaml(count: int = 1000) -> str:
@@ -51,17 +48,10 @@ def grants_yaml(count: int = 1000) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=2_000_000)
-    parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = month_parser(__doc__)
     parser.add_argument("--history", type=Path, help="a bigger store of older events, to time wallet balance on")
     args = parser.parse_args()
-    use_compiled_bytecode()
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    events = args.data_dir / f"events-{args.events}.jsonl"
-    if not events.exists():
-        generate(events, args.events)
+    events = month_events(args)
     work = args.data_dir / "credits-work"
     config = fresh_work(work)
     (work / "grants.yaml").write_text(grants_yaml())

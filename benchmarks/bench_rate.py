@@ -183,17 +183,28 @@ def meterctl(*args: str, exit_code: int = 0) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def month_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark on the 2M-event month takes."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--data-dir", type=Path, default=Path("bench-data"))
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    return parser
+
+
+def month_events(args: argparse.Namespace) -> Path:
+    """The benchmark's events file (generated the first time), with meterctl run from bytecode."""
     use_compiled_bytecode()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     events = args.data_dir / f"events-{args.events}.jsonl"
     if not events.exists():
         generate(events, args.events)
+    return events
+
+
+def main() -> None:
+    args = month_parser(__doc__).parse_args()
+    events = month_events(args)
     work = args.data_dir / "rate-work"
     config = fresh_work(work)
     customers = work / "customers.yaml"

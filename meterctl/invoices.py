@@ -205,6 +205,16 @@ class NewInvoice(NamedTuple):
     grants_left: Mapping[str, Decimal] = {}  # what each grant used held after this invoice (not content)
 
 
+class LineMismatch(NamedTuple):
+    """An invoice line and the rated line it was copied from that do not agree."""
+
+    invoice: str  # its number, or its id while a draft
+    line_no: int | None  # the invoice line (None: a rated line on no invoice line)
+    rated_line_no: int
+    run_id: int
+    problem: str  # "no rated line", "on no invoice line" or "differs"
+
+
 class Numbered(NamedTuple):
     """A draft finalized by an invoice run: its number, gap-free within the year."""
 

@@ -171,7 +171,7 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
     unplanned: dict[str, list[Problem]] = {}
     jobs = plan_jobs(chosen, catalog, period, set_aside=unplanned)
     wanted = tuple(customers) if customers else None
-    current = ledger.with_lines(ledger.invoices(InvoiceFilter(month_start, month_end, wanted, None, True)))
+    current = ledger.invoices(InvoiceFilter(month_start, month_end, wanted, None, True))
     finalized = ledger.invoices(InvoiceFilter(month_start, month_end, wanted, "finalized", True))
     # An invoice saw the events ingested up to its rating run's last batch: those after the
     # finalized one's are late; those after a draft's (with nothing finalized) are news to it.
@@ -356,58 +356,42 @@ def _arithmetic(ledger: Ledger, current: Sequence[Invoice], finalized: Sequence[
     """Σ lines = subtotal; subtotal − credits + tax = total; credits = what the lines took;
     and for a finalized revision, credits = its debits in the wallet ledger."""
     seen = {i.invoice_id for i in current}
-    invoices = list(current) + list(ledger.with_lines([i for i in finalized if i.invoice_id not in seen]))
+    invoices = [*current, *(i for i in finalized if i.invoice_id not in seen)]
+    sums = ledger.invoice_sums([i.invoice_id for i in invoices])
     debits: dict[str, Decimal] = {}
     if any(i.number for i in invoices):
         for entry in ledger.wallet_entries(sorted({i.customer_id for i in invoices if i.number})):
             if entry.kind == "debit" and entry.invoice_id is not None:
                 debits[entry.invoice_id] = debits.get(entry.invoice_id, Decimal(0)) - entry.amount
     problems: list[str] = []
+    broken = 0
     for invoice in invoices:
         name = invoice.number or invoice.invoice_id
-        lines = sum(line.amount_minor for line in invoice.lines)
+        found: list[str] = []
+        lines, taken = sums.get(invoice.invoice_id, (0, 0))
         if lines != invoice.subtotal_minor:
-            problems.append(f"{name}: lines add up to {lines}, subtotal is {invoice.subtotal_minor}")
+            found.append(f"{name}: lines add up to {lines}, subtotal is {invoice.subtotal_minor}")
         total = max(invoice.subtotal_minor - invoice.credits_minor, 0) + invoice.tax_minor
         if total != invoice.total_minor:
-            problems.append(f"{name}: subtotal − credits + tax = {total}, total is {invoice.total_minor}")
-        taken = sum(credit.applied_minor for credit in invoice.credits)
+            found.append(f"{name}: subtotal − credits + tax = {total}, total is {invoice.total_minor}")
         if taken != invoice.credits_minor:
-            problems.append(f"{name}: its lines took {taken} in credits, credits are {invoice.credits_minor}")
+            found.append(f"{name}: its lines took {taken} in credits, credits are {invoice.credits_minor}")
         if invoice.number:
             debited = debits.get(invoice.invoice_id, Decimal(0)).scaleb(invoice.minor_units)
             if debited != invoice.credits_minor:
-                problems.append(f"{name}: the wallet ledger debits {text(debited)}, credits are {invoice.credits_minor}")
-    broken = len({p.split(":", 1)[0] for p in problems})
+                found.append(f"{name}: the wallet ledger debits {text(debited)}, credits are {invoice.credits_minor}")
+        broken += bool(found)
+        problems += found
     return Check("invoice_arithmetic", not problems, len(invoices), len(invoices) - broken, broken,
                  tuple(problems[:SHOWN_PROBLEMS]), "meterctl invoice verify ID")
 
 
 def _rated_equals_invoiced(ledger: Ledger, current: Sequence[Invoice]) -> Check:
     """Each current invoice's lines are exactly its rating run's lines for the customer and period."""
-    problems: list[str] = []
-    expected = matched = 0
-    for run_id in sorted({i.rating_run_id for i in current}):
-        rated = ledger.run_lines(run_id)
-        by_period: dict[tuple[str, date], list[tuple[int, Any]]] = {}
-        for number, rated_line in enumerate(rated, 1):
-            by_period.setdefault((rated_line.customer_id, rated_line.period_start), []).append((number, rated_line))
-        for invoice in (i for i in current if i.rating_run_id == run_id):
-            name = invoice.number or invoice.invoice_id
-            lines = dict(by_period.get((invoice.customer_id, invoice.period_start), []))
-            expected += len(lines)
-            for line in invoice.lines:
-                source = lines.pop(line.rated_line_no, None)
-                if source is None:
-                    problems.append(f"{name} line {line.line_no}: no rated line {line.rated_line_no} of run {run_id} "
-                                    "for this customer and period")
-                elif (source.kind, source.name, source.meter, source.amount_minor, source.precise_amount,
-                      source.quantity) != (line.kind, line.name, line.meter, line.amount_minor, line.precise_amount,
-                                           line.quantity):
-                    problems.append(f"{name} line {line.line_no}: differs from rated line {line.rated_line_no} "
-                                    f"of run {run_id}")
-                else:
-                    matched += 1
-            problems += [f"{name}: rated line {number} of run {run_id} is on no invoice line" for number in sorted(lines)]
-    return Check("rated_equals_invoiced", not problems, expected, matched, expected - matched,
-                 tuple(problems[:SHOWN_PROBLEMS]), "meterctl explain ID")
+    expected, matched, mismatches = ledger.lines_against_runs([i.invoice_id for i in current], SHOWN_PROBLEMS)
+    problems = tuple(
+        f"{m.invoice}: rated line {m.rated_line_no} of run {m.run_id} is on no invoice line" if m.line_no is None
+        else f"{m.invoice} line {m.line_no}: {m.problem} (rated line {m.rated_line_no} of run {m.run_id})"
+        for m in mismatches)
+    return Check("rated_equals_invoiced", not problems, expected, matched, expected - matched, problems,
+                 "meterctl explain ID")

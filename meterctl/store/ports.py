@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from meterctl.credits import Grant, GrantRequest, NewEntry, WalletEntry
     from meterctl.customers import CustomerRecord, CustomerVersion
     from meterctl.events import Conflict, ContractRules, DeadLetter, StoreStatus
-    from meterctl.invoices import Invoice, InvoiceChanges, StoredInvoice
+    from meterctl.invoices import Invoice, InvoiceChanges, LineMismatch, StoredInvoice
     from meterctl.meters import Meter
     from meterctl.pricebook.catalog import PricebookVersion
     from meterctl.rating.lines import RatedLine
@@ -342,6 +342,15 @@ class Ledger(Protocol):
     def stored_invoices(self, customer_ids: Sequence[str]) -> dict[str, list[StoredInvoice]]: ...
 
     def last_invoice_number(self, year: int) -> int: ...
+
+    def invoice_sums(self, invoice_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per invoice: Σ its lines' amounts and Σ the credits its lines took, in minor units."""
+        ...
+
+    def lines_against_runs(self, invoice_ids: Sequence[str], limit: int) -> tuple[int, int, tuple[LineMismatch, ...]]:
+        """Each invoice's lines against its rating run's lines for the customer and period:
+        (rated lines, invoice lines equal to theirs, the first `limit` that are not)."""
+        ...
 
     def drafts_billed_in(self, start: date, end: date, customers: Sequence[str] | None) -> list[tuple[str, str, date]]:
         """(invoice_id, customer_id, period_start) of drafts whose billed_until is in (start, end]."""

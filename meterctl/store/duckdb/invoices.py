@@ -24,7 +24,7 @@ from meterctl.store.ports import InvoiceFilter
 
 if TYPE_CHECKING:
     from meterctl.credits import NewEntry
-    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceCredit, InvoiceLine, StoredInvoice
+    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceCredit, InvoiceLine, LineMismatch, StoredInvoice
 
 # The invoice records (meterctl.invoices) are imported by the functions that make them: a
 # frozen dataclass costs a millisecond to define, and `rate` never reads an invoice.
@@ -104,6 +104,58 @@ class InvoiceRecords:
         for row in rows:
             found.setdefault(row[0], []).append(StoredInvoice(*row[1:]))
         return found
+
+    def invoice_sums(self, invoice_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per invoice: Σ its lines' amounts and Σ the credits its lines took, in minor units."""
+        rows = self.con.execute("""
+            SELECT i.invoice_id,
+                   (SELECT coalesce(sum(amount_minor), 0) FROM invoice_lines AS l WHERE l.invoice_id = i.invoice_id),
+                   (SELECT coalesce(sum(applied_minor), 0) FROM invoice_credits AS c WHERE c.invoice_id = i.invoice_id)
+            FROM (SELECT unnest($ids) AS invoice_id) AS i""", {"ids": list(invoice_ids)}).fetchall()
+        return {invoice_id: (int(lines), int(credits)) for invoice_id, lines, credits in rows}
+
+    def lines_against_runs(self, invoice_ids: Sequence[str], limit: int) -> tuple[int, int, tuple[LineMismatch, ...]]:
+        """Each invoice's lines against its rating run's lines for the customer and period:
+        (rated lines, invoice lines equal to theirs, the first `limit` that are not)."""
+        from meterctl.invoices import LineMismatch
+
+        if not invoice_ids:
+            return 0, 0, ()
+        params = {"ids": list(invoice_ids)}
+        compared = """
+            WITH cur AS (
+                SELECT invoice_id, coalesce(number, invoice_id) AS shown, customer_id, period_start, rating_run_id
+                FROM invoices WHERE list_contains($ids, invoice_id)
+            ),
+            rated AS (
+                SELECT c.invoice_id, c.shown, r.* FROM cur AS c JOIN rated_lines AS r
+                  ON r.run_id = c.rating_run_id AND r.customer_id = c.customer_id AND r.period_start = c.period_start
+            ),
+            billed AS (SELECT c.shown, l.* FROM cur AS c JOIN invoice_lines AS l USING (invoice_id))
+            SELECT coalesce(l.shown, r.shown) AS shown, l.line_no, coalesce(l.rated_line_no, r.line_no) AS rated_no,
+                   coalesce(l.rating_run_id, r.run_id) AS run_id,
+                   CASE WHEN r.line_no IS NULL THEN 'no rated line'
+                        WHEN l.line_no IS NULL THEN 'on no invoice line'
+                        WHEN (l.kind, l.name, l.meter, CAST(l.dimensions AS VARCHAR), l.quantity, l.precise_amount,
+                              l.amount_minor, l.window_start, l.window_end)
+                             IS DISTINCT FROM
+                             (r.kind, r.name, r.meter, CAST(r.dimensions AS VARCHAR), r.quantity, r.precise_amount,
+                              r.amount_minor, r.window_start, r.window_end) THEN 'differs'
+                   END AS problem,
+                   r.line_no IS NOT NULL AS rated
+            FROM billed AS l FULL OUTER JOIN rated AS r
+              ON r.invoice_id = l.invoice_id AND r.run_id = l.rating_run_id AND r.line_no = l.rated_line_no
+        """
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE line_check AS {compared}", params)
+        try:
+            expected, matched = self.con.execute(
+                "SELECT count(*) FILTER (rated), count(*) FILTER (rated AND problem IS NULL) FROM line_check").fetchall()[0]
+            rows = self.con.execute(
+                "SELECT shown, line_no, rated_no, run_id, problem FROM line_check WHERE problem IS NOT NULL "
+                "ORDER BY shown, line_no NULLS LAST, rated_no LIMIT $limit", {"limit": limit}).fetchall()
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS temp.line_check")
+        return int(expected), int(matched), tuple(LineMismatch(*row) for row in rows)
 
     def last_invoice_number(self, year: int) -> int:
         return int(self.con.execute("SELECT coalesce(max(number_seq), 0) FROM invoices WHERE number_year = ?",
