@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from meterctl.customers import imported, select_customers
 from meterctl.cycles import month_bounds
@@ -92,24 +92,37 @@ class DraftBehind:
     events: int
 
 
-@dataclass(frozen=True)
-class MeterAccount:
-    """One meter's events of the month (or those no meter selects, as NO_METER)."""
+class Count(NamedTuple):
+    events: int = 0
+    quantity: Decimal = Decimal(0)  # Σ of the events' own quantity
 
-    meter: str
-    in_period: int = 0
-    quantity: Decimal = Decimal(0)
-    billed: int = 0
-    not_invoiced: int = 0
-    unbilled: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def accounted(self) -> int:
-        return self.billed + self.not_invoiced + sum(self.unbilled.values())
+    def __add__(self, other: object) -> Count:
+        assert isinstance(other, Count)
+        return Count(self.events + other.events, self.quantity + other.quantity)
 
     def document(self) -> dict[str, Any]:
-        return {"meter": self.meter, "in_period": self.in_period, "quantity": text(self.quantity),
-                "billed": self.billed, "not_invoiced": self.not_invoiced, "unbilled": dict(self.unbilled)}
+        return {"events": self.events, "quantity": text(self.quantity)}
+
+
+@dataclass(frozen=True)
+class MeterAccount:
+    """One meter's events of the month (or those no meter selects, as NO_METER), counted
+    and summed by what became of them."""
+
+    meter: str
+    in_period: Count = Count()
+    billed: Count = Count()
+    not_invoiced: Count = Count()
+    unbilled: dict[str, Count] = field(default_factory=dict)
+
+    @property
+    def accounted(self) -> Count:
+        return sum(self.unbilled.values(), self.billed + self.not_invoiced)
+
+    def document(self) -> dict[str, Any]:
+        return {"meter": self.meter, "in_period": self.in_period.document(), "billed": self.billed.document(),
+                "not_invoiced": self.not_invoiced.document(),
+                "unbilled": {reason: count.document() for reason, count in self.unbilled.items()}}
 
 
 @dataclass(frozen=True)
@@ -244,29 +257,29 @@ def _billable(tallies: Sequence[MonthTally], period_of: Sequence[tuple[str, date
 def _meter_accounts(tallies: Sequence[MonthTally], meters: Sequence[Meter], period_of: Sequence[tuple[str, date]],
                     invoiced: set[tuple[str, date]]) -> tuple[MeterAccount, ...]:
     names = [m.name for m in meters]
-    counts: dict[str, dict[str, Any]] = {name: {"in": 0, "q": Decimal(0), "billed": 0, "open": 0, "unbilled": {}}
-                                         for name in [*names, NO_METER]}
+    found: dict[str, dict[str, Count]] = {name: {} for name in [*names, NO_METER]}
     for tally in tallies:
-        chosen = [name for index, name in enumerate(names) if tally.meters >> index & 1] or [NO_METER]
-        for name in chosen:
-            entry = counts[name]
-            entry["in"] += tally.events
-            entry["q"] += tally.quantity
-            if tally.fate != "billable":
-                entry["unbilled"][tally.fate] = entry["unbilled"].get(tally.fate, 0) + tally.events
-            elif tally.window is not None and tally.window < len(period_of) and period_of[tally.window] in invoiced:
-                entry["billed"] += tally.events
-            else:
-                entry["open"] += tally.events
-    return tuple(MeterAccount(name, c["in"], c["q"], c["billed"], c["open"],
-                              {r: c["unbilled"][r] for r in REASONS if r in c["unbilled"]})
-                 for name, c in counts.items() if c["in"] or name != NO_METER)
+        if tally.fate != "billable":
+            fate = tally.fate
+        elif tally.window is not None and tally.window < len(period_of) and period_of[tally.window] in invoiced:
+            fate = "billed"
+        else:
+            fate = "not_invoiced"
+        count = Count(tally.events, tally.quantity)
+        for name in [name for index, name in enumerate(names) if tally.meters >> index & 1] or [NO_METER]:
+            found[name]["in_period"] = found[name].get("in_period", Count()) + count
+            found[name][fate] = found[name].get(fate, Count()) + count
+    return tuple(MeterAccount(name, c.get("in_period", Count()), c.get("billed", Count()), c.get("not_invoiced", Count()),
+                              {r: c[r] for r in REASONS if r in c})
+                 for name, c in found.items() if c or name != NO_METER)
 
 
 def _conservation(in_period: int, billed: int, not_invoiced: int, unbilled: Unbilled,
                   accounts: Sequence[MeterAccount]) -> Check:
+    """In all by events; per meter by events and by quantity."""
     accounted = billed + not_invoiced + sum(unbilled[r].events for r in REASONS)
-    problems = [f"meter {a.meter}: {a.in_period} event(s) in the month, {a.accounted} accounted for"
+    problems = [f"meter {a.meter}: {a.in_period.events} event(s) of quantity {text(a.in_period.quantity)} in the "
+                f"month, {a.accounted.events} of quantity {text(a.accounted.quantity)} accounted for"
                 for a in accounts if a.accounted != a.in_period]
     return Check("conservation", accounted == in_period and not problems, in_period, accounted,
                  in_period - accounted, tuple(problems[:SHOWN_PROBLEMS]), "meterctl status")

@@ -61,8 +61,8 @@ def test_a_clean_month_reconciles(month):
                                                "no_duplicates", "late_events", "periods_invoiced"]
     assert all(c.ok for c in result.checks)
     assert check(result, "rated_equals_invoiced").expected == 3  # fee, calls, tokens
-    meters = {m.meter: (m.in_period, m.billed) for m in result.meters}
-    assert meters == {"api_calls": (12, 12), "tokens": (1, 1), "storage_gb": (0, 0)}
+    meters = {m.meter: (m.in_period.events, m.billed.events, m.billed.quantity) for m in result.meters}
+    assert meters == {"api_calls": (12, 12, 12), "tokens": (1, 1, 3000), "storage_gb": (0, 0, 0)}
 
 
 @pytest.mark.parametrize(("reason", "extra"), [
@@ -119,6 +119,10 @@ def test_every_kind_of_gap_at_once_is_counted_once_per_event(month, config):
     assert result.unbilled["unknown_customer"].quantity == 12
     assert result.in_period == 13 + 7 and result.billed == 13
     assert check(result, "conservation").ok and check(result, "conservation").expected == 20
+    tokens = next(m for m in result.meters if m.meter == "tokens")
+    assert (tokens.in_period.events, tokens.billed.events, tokens.unbilled["unmeterable"].events) == (2, 1, 1)
+    nothing = next(m for m in result.meters if m.meter == "(no meter)")
+    assert {r: c.events for r, c in nothing.unbilled.items()} == {"ignored": 1, "no_meter": 2}
     assert not result.ok
 
 
