@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from meterctl.invoices import Invoice
     from meterctl.invoicing import InvoiceRun
     from meterctl.meters import Meter, MetersFile
+    from meterctl.monitoring import Metrics
     from meterctl.pricebook import Catalog, PricebookVersion
     from meterctl.pricebook.catalog import ConfigSummary, PricebookListing
     from meterctl.pricebook.diff import PricebookDiff
@@ -769,6 +770,37 @@ class Session:
         found = self.entitlements(at=when)
         write_bytes_atomically(Path(output), snapshot(found, when))
         return str(output), len(found)
+
+    # ------------------------------------------------------------ monitoring
+
+    @_guarded
+    def metrics(self, *, at: str | datetime | None = None, customer_series: bool = True,
+                burn_floor: str | Decimal | None = None, output: Path | str | None = None) -> Metrics:
+        """meterctl's health as Prometheus text (see meterctl.monitoring), written atomically to
+        `output` when given (for node_exporter's textfile collector)."""
+        from meterctl.export.prometheus import exposition
+        from meterctl.io.files import write_bytes_atomically
+        from meterctl.monitoring import BURN_FLOOR, Metrics, read
+
+        meters, catalog = self.configuration()
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        floor = BURN_FLOOR if burn_floor is None else _positive(burn_floor, "burn_floor")
+        readings = read(self.store.events, self.store.ledger, catalog, meters, when, ignored=self.ignored_events(),
+                        customer_series=customer_series, burn_floor=floor)
+        text = exposition(readings, sorted({c.currency for c in self.store.ledger.latest_customers()}))
+        if output is not None:
+            write_bytes_atomically(Path(output), text)
+        return Metrics(readings, text, None if output is None else str(output))
+
+
+def _positive(given: str | Decimal, name: str) -> Decimal:
+    try:
+        value = Decimal(str(given))
+    except ArithmeticError:
+        raise UsageError(Param(name), f": '{given}' is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise UsageError(Param(name), f": '{given}' must be a number above zero")
+    return value
 
 
 def _now(given: datetime | None) -> datetime:

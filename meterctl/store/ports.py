@@ -149,6 +149,24 @@ class MonthTally(NamedTuple):
     first_event_id: str | None
 
 
+class IngestReadings(NamedTuple):
+    """What the ingest batches record, for monitoring: totals ever, and the batches
+    ingested since a time (their lines, and how late their accepted events came), by each
+    batch's ingest time."""
+
+    accepted: int  # ever
+    duplicates: int
+    conflicts: int
+    dead_lettered: int
+    recent_lines: int  # lines read by the batches committed since
+    recent_duplicates: int
+    recent_dead_lettered: int
+    recent_events: int  # events those batches accepted
+    lag_seconds: tuple[Decimal, Decimal, Decimal] | None  # ingest − timestamp: median, 99th percentile, max
+    lag_sum_seconds: Decimal  # Σ of those lags
+    last_ingest_at: datetime | None
+
+
 class MonthIntegrity(NamedTuple):
     events: int
     repeated_ids: tuple[tuple[str, int], ...]  # (event_id, copies) of ids stored more than once
@@ -212,6 +230,10 @@ class EventStore(Protocol):
     def tally_month(self, query: MonthQuery) -> Pending:
         """The month's events as MonthTally rows, counted in the background (the store may
         overlap it with the caller's work) in one pass; results see committed data only."""
+        ...
+
+    def ingest_readings(self, since: datetime) -> IngestReadings:
+        """From the batch records, and the events of the batches committed since `since` only."""
         ...
 
     def month_integrity(self, start: datetime, end: datetime, month: tuple[date, date]) -> MonthIntegrity:
@@ -333,6 +355,11 @@ class Ledger(Protocol):
     def run_lines(self, run_id: int) -> list[RatedLine]: ...
 
     def run_pricebooks(self, run_id: int) -> list[tuple[str, int]]: ...
+
+    def last_successes(self) -> dict[str, datetime]:
+        """When each command last wrote what it is for: rate (a run), invoice (an invoice
+        revision), finalize (a number)."""
+        ...
 
     # invoices
     def has_invoices(self) -> bool: ...

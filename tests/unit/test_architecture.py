@@ -37,7 +37,7 @@ SERVICES = (
     "meterctl.ingest", "meterctl.invoicing", "meterctl.audit", "meterctl.simulate", "meterctl.metering",
     "meterctl.customers_file", "meterctl.pricebook.loader", "meterctl.rating.month", "meterctl.rating.plan",
     "meterctl.rating.price", "meterctl.rating.record", "meterctl.rating.scope", "meterctl.wallets",
-    "meterctl.wallets_file", "meterctl.entitlements", "meterctl.reconcile",
+    "meterctl.wallets_file", "meterctl.entitlements", "meterctl.reconcile", "meterctl.monitoring",
     "meterctl.entitlements_push",
 )
 COMMAND_LINE = ("typer", "rich", "click")

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from meterctl.errors import NotFoundError, UsageOverflowError
-from meterctl.instants import EpochCache
+from meterctl.instants import EpochCache, from_epoch_us
 from meterctl.pricing import text
 from meterctl.store.duckdb import sqlfiles, usage_sql
 from meterctl.store.duckdb.connect import cursor
 from meterctl.store.ports import (
+    IngestReadings,
     LineEventQuery,
     MonthIntegrity,
     MonthQuery,
@@ -147,6 +148,32 @@ class DuckDBEventStore:
 
     def tally_month(self, query: MonthQuery) -> Pending:
         return _Background(self.con, lambda con: _tally(con, query))
+
+    def ingest_readings(self, since: datetime) -> IngestReadings:
+        # By each batch's ingest time (its start, the time its rules were checked against).
+        totals = self.con.execute(
+            "SELECT coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), coalesce(sum(conflicts), 0), "
+            "coalesce(sum(dead_lettered), 0), epoch_us(max(started_at)) FROM ingest_batches").fetchall()[0]
+        recent = self.con.execute(
+            "SELECT coalesce(sum(lines_read), 0), coalesce(sum(duplicates), 0), coalesce(sum(dead_lettered), 0), "
+            "coalesce(sum(accepted), 0), min(batch_id) FROM ingest_batches WHERE started_at >= $since",
+            {"since": since}).fetchall()[0]
+        lag, lag_sum = None, Decimal(0)
+        if recent[3]:
+            # The recent batches' events only: batch ids grow with the table, so the block
+            # statistics skip every older block.
+            found, total = self.con.execute("""
+                SELECT quantile_disc(lag, [0.5, 0.99, 1.0]), CAST(sum(lag) AS VARCHAR)
+                FROM (SELECT epoch_us(b.started_at) - epoch_us(e.ts) AS lag
+                      FROM (SELECT batch_id, ts FROM events WHERE batch_id >= $first) AS e
+                      JOIN ingest_batches AS b USING (batch_id)
+                      WHERE b.started_at >= $since)""", {"first": recent[4], "since": since}).fetchall()[0]
+            median, high, highest = (Decimal(micros).scaleb(-6) for micros in found)
+            lag, lag_sum = (median, high, highest), Decimal(total).scaleb(-6)
+        last = totals[4]
+        return IngestReadings(int(totals[0]), int(totals[1]), int(totals[2]), int(totals[3]), int(recent[0]),
+                              int(recent[1]), int(recent[2]), int(recent[3]), lag, lag_sum,
+                              None if last is None else from_epoch_us(last))
 
     def month_integrity(self, start: datetime, end: datetime, month: tuple[date, date]) -> MonthIntegrity:
         params: dict[str, Any] = {"start": start, "end": end}

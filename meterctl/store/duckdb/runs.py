@@ -17,7 +17,7 @@ import duckdb
 
 from meterctl.canonical_json import string
 from meterctl.errors import DataError
-from meterctl.instants import EpochCache, iso
+from meterctl.instants import EpochCache, from_epoch_us, iso
 from meterctl.pricing import minor_units
 from meterctl.rating.lines import CANONICAL_KEYS, LineContext, RatedLine, stored_dimensions, stored_tiers, tier_json, tier_use
 from meterctl.rating.notes import RunNotes
@@ -182,6 +182,18 @@ class RunRecords:
              "meters": definitions_json(meters), "refs": sorted(pricebooks), "as_of_batch": as_of_batch},
         ).fetchall()[0][0]
         return None if found is None else int(found)
+
+    def last_successes(self) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
+        queries = {"rate": "SELECT epoch_us(max(created_at)) FROM rating_runs"}
+        if has_table(self.con, "invoices"):
+            queries["invoice"] = "SELECT epoch_us(max(created_at)) FROM invoices"
+            queries["finalize"] = "SELECT epoch_us(max(finalized_at)) FROM invoices"
+        for command, query in queries.items():
+            micros = self.con.execute(query).fetchall()[0][0]
+            if micros is not None:
+                found[command] = from_epoch_us(micros)
+        return found
 
     def run(self, run_id: int) -> StoredRun | None:
         # Without the notes: a store opened read-only may predate them (migration 0007).

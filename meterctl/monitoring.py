@@ -1,0 +1,177 @@
+"""meterctl's own health, as Prometheus reads it (`meterctl metrics`) and as cron reads it
+(`meterctl health`).
+
+Everything comes from what the store records, never from the whole event history: the
+ingest batches (outcomes, and for the last 24 hours the lag of the events they accepted),
+the ledger (last runs, invoices, wallets), and for the open and the last closed month the
+one-pass tally of their events (unbilled events, and the difference late events would make
+to finalized invoices).
+
+Per-customer series (usage so far, burn rate, wallets, entitlements) number customers ×
+meters (or features, or currencies); `customer_series=False` leaves them out for tenants
+too many for a Prometheus to keep.
+
+Burn-rate deviation: a customer's usage of a meter over the last 24 hours, divided by its
+daily mean over the 7 days before, or by `burn_floor` when that mean is smaller, so that a
+customer going from 2 calls a day to 10 does not page anyone; 1 is a usual day, 3 a spike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from meterctl.customers import CustomerVersion, billing_segments
+from meterctl.cycles import add_months, zone
+from meterctl.errors import MeterctlError
+from meterctl.meters import Meter
+from meterctl.pricebook import Catalog
+from meterctl.rating.plan import customer_cycle
+from meterctl.reconcile import LateInvoice, watch
+from meterctl.store.ports import EventStore, IngestReadings, Ledger
+from meterctl.unbilled import Unbilled
+from meterctl.usage import BillingWindow, UsageQuery
+
+RECENT = timedelta(hours=24)
+BURN_DAYS = 7
+BURN_FLOOR = Decimal(10)
+
+
+@dataclass(frozen=True)
+class CustomerValue:
+    customer_id: str
+    key: str  # the meter, feature or currency
+    value: Decimal
+
+
+@dataclass(frozen=True)
+class Readings:
+    at: datetime
+    ingest: IngestReadings
+    last_success: dict[str, datetime]  # per command: ingest, rate, invoice, finalize
+    months: tuple[str, str]  # the open month, the last closed one
+    unbilled: tuple[Unbilled, ...]  # of those months
+    late: tuple[tuple[str, LateInvoice], ...]  # (month, invoice) that late events would change
+    customer_series: bool
+    usage: tuple[CustomerValue, ...] = ()  # each meter over the billing period open at `at`, so far
+    burn_rate_deviation: tuple[CustomerValue, ...] = ()
+    wallet_available: tuple[CustomerValue, ...] = ()
+    entitlement_usage_ratio: tuple[CustomerValue, ...] = ()
+
+    @property
+    def duplicate_ratio(self) -> Decimal:
+        """Duplicates / lines read, over the ingests of the last 24 hours (0 when none)."""
+        return _ratio(self.ingest.recent_duplicates, self.ingest.recent_lines)
+
+    @property
+    def dead_letter_ratio(self) -> Decimal:
+        return _ratio(self.ingest.recent_dead_lettered, self.ingest.recent_lines)
+
+    def gap_minor(self) -> dict[tuple[str, str], int]:
+        """(month, currency) → Σ the differences late events would make to finalized invoices."""
+        found: dict[tuple[str, str], int] = {(month, invoice.currency): 0 for month, invoice in self.late}
+        for month, invoice in self.late:
+            found[(month, invoice.currency)] += invoice.delta_minor or 0
+        return found
+
+
+@dataclass(frozen=True)
+class Metrics:
+    readings: Readings
+    text: bytes  # the Prometheus exposition
+    output: str | None = None  # where it was written
+
+
+def _ratio(part: int, whole: int) -> Decimal:
+    return Decimal(part) / Decimal(whole) if whole else Decimal(0)
+
+
+def months_watched(at: datetime) -> tuple[str, str]:
+    """The month of `at` (UTC) and the one before."""
+    day = at.date()
+    before = add_months(day.replace(day=1), -1)
+    return f"{day:%Y-%m}", f"{before:%Y-%m}"
+
+
+def read(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], at: datetime, *,
+         ignored: Sequence[str] = (), customer_series: bool = True, burn_floor: Decimal = BURN_FLOOR) -> Readings:
+    ingest = events.ingest_readings(at - RECENT)
+    last = dict(ledger.last_successes())
+    if ingest.last_ingest_at is not None:
+        last["ingest"] = ingest.last_ingest_at
+    customers = ledger.latest_customers()
+    months = months_watched(at)
+    unbilled: list[Unbilled] = []
+    late: list[tuple[str, LateInvoice]] = []
+    if customers:
+        for month in months:
+            found, changed = watch(events, ledger, catalog, meters, month, ignored=ignored, now=at)
+            unbilled.append(found)
+            late += [(month, invoice) for invoice in changed]
+    readings = Readings(at, ingest, last, months, tuple(unbilled), tuple(late), customer_series)
+    if not customer_series or not customers:
+        return readings
+    usage, burn = _usage(events, catalog, meters, customers, at, burn_floor)
+    return Readings(at, ingest, last, months, tuple(unbilled), tuple(late), customer_series, usage, burn,
+                    _wallets(ledger, customers, at), _entitlements(events, catalog, meters, customers, at))
+
+
+def _usage(events: EventStore, catalog: Catalog, meters: Sequence[Meter], customers: Sequence[CustomerVersion],
+           at: datetime, burn_floor: Decimal) -> tuple[tuple[CustomerValue, ...], tuple[CustomerValue, ...]]:
+    """Each customer × meter: usage over its open billing period so far, and the burn-rate
+    deviation; one aggregation over every customer's windows (no dimensions: a meter's whole)."""
+    windows: list[BillingWindow] = []
+    period_start: dict[str, datetime] = {}
+    for customer in customers:
+        day = at.astimezone(zone(customer.timezone)).date()
+        try:
+            segments = billing_segments([customer], cycle=customer_cycle(customer, catalog), start=day,
+                                        end=day + timedelta(days=1))
+        except (MeterctlError, ValueError):
+            segments = ()  # a plan no pricebook defines: no period to follow
+        if segments:
+            start = segments[0][1].period.start_at
+            if start < at:
+                period_start[customer.customer_id] = start
+                windows.append(BillingWindow(customer.customer_id, start, at))
+        windows += [BillingWindow(customer.customer_id, at - (n + 1) * timedelta(days=1), at - n * timedelta(days=1))
+                    for n in range(BURN_DAYS + 1)]
+    whole = tuple(m.model_copy(update={"group_by": ()}) for m in meters)
+    start = min(w.start for w in windows)
+    rows, _ = events.aggregate(UsageQuery(whole, "period", start, at, "UTC", None, tuple(windows), None))
+    values: dict[tuple[str, str, datetime, datetime], Decimal] = {}
+    for index, customer_id, w_start, w_end, _, value, _ in rows:
+        if value is not None:
+            values[(customer_id, whole[index].name, w_start, w_end)] = value
+    usage, burn = [], []
+    for customer in customers:
+        cid = customer.customer_id
+        for meter in whole:
+            if cid in period_start:
+                usage.append(CustomerValue(cid, meter.name, values.get((cid, meter.name, period_start[cid], at),
+                                                                       Decimal(0))))
+            days = [values.get((cid, meter.name, at - (n + 1) * timedelta(days=1), at - n * timedelta(days=1)),
+                               Decimal(0)) for n in range(BURN_DAYS + 1)]
+            mean = sum(days[1:], Decimal(0)) / BURN_DAYS
+            burn.append(CustomerValue(cid, meter.name, days[0] / max(mean, burn_floor)))
+    return tuple(usage), tuple(burn)
+
+
+def _wallets(ledger: Ledger, customers: Sequence[CustomerVersion], at: datetime) -> tuple[CustomerValue, ...]:
+    from meterctl.wallets import balances
+
+    with_grants = {g.customer_id for g in ledger.wallet_grants()}
+    chosen = [c for c in customers if c.customer_id in with_grants]
+    return tuple(CustomerValue(b.customer_id, b.currency, b.available) for b in balances(ledger, chosen, at)) \
+        if chosen else ()
+
+
+def _entitlements(events: EventStore, catalog: Catalog, meters: Sequence[Meter], customers: Sequence[CustomerVersion],
+                  at: datetime) -> tuple[CustomerValue, ...]:
+    from meterctl.entitlements import states
+
+    return tuple(CustomerValue(s.answer.customer_id, s.answer.feature, s.percent / 100)
+                 for s in states(events, catalog, {m.name: m for m in meters}, customers, at)
+                 if s.percent is not None)
