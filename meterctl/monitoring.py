@@ -18,6 +18,7 @@ customer going from 2 calls a day to 10 does not page anyone; 1 is a usual day, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from decimal import Decimal
 
 from meterctl.customers import CustomerVersion, billing_segments
 from meterctl.cycles import add_months, zone
-from meterctl.errors import MeterctlError
+from meterctl.errors import DataError, MeterctlError, Param, UsageError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog
 from meterctl.rating.plan import customer_cycle
@@ -175,3 +176,84 @@ def _entitlements(events: EventStore, catalog: Catalog, meters: Sequence[Meter],
     return tuple(CustomerValue(s.answer.customer_id, s.answer.feature, s.percent / 100)
                  for s in states(events, catalog, {m.name: m for m in meters}, customers, at)
                  if s.percent is not None)
+
+
+# ---------------------------------------------------------------- health
+
+DEFAULT_MAX_LAG = timedelta(minutes=5)
+DEFAULT_MAX_DEAD_LETTER_RATIO = Decimal("0.01")
+DEFAULT_MAX_AGE_LAST_INGEST = timedelta(hours=1)
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str, name: str) -> timedelta:
+    """90s, 5m, 2h, 1d."""
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise UsageError(Param(name), f": '{text}' is not a duration (90s, 5m, 2h or 1d)")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    ok: bool
+    limit: str
+    value: str
+    detail: str
+
+    def document(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "limit": self.limit, "value": self.value, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Health:
+    at: datetime
+    checks: tuple[HealthCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def document(self) -> dict[str, object]:
+        return {"at": self.at.isoformat().replace("+00:00", "Z"), "ok": self.ok,
+                "checks": [check.document() for check in self.checks]}
+
+    def refusal(self) -> DataError | None:
+        failing = [check for check in self.checks if not check.ok]
+        if not failing:
+            return None
+        return DataError("unhealthy: " + "; ".join(f"{check.name}: {check.detail}" for check in failing))
+
+
+def health(readings: Readings, *, max_lag: timedelta = DEFAULT_MAX_LAG,
+           max_dead_letter_ratio: Decimal = DEFAULT_MAX_DEAD_LETTER_RATIO,
+           max_age_last_ingest: timedelta = DEFAULT_MAX_AGE_LAST_INGEST) -> Health:
+    """The thresholds of the shipped alert rules, as checks cron can act on."""
+    ingest = readings.ingest
+    lag = ingest.lag_seconds[1] if ingest.lag_seconds is not None else None  # the 99th percentile
+    limit = Decimal(int(max_lag.total_seconds()))
+    checks = [HealthCheck(
+        "ingest_lag", lag is None or lag <= limit, f"{limit}s", "none" if lag is None else f"{lag}s",
+        "no event ingested in the last 24 hours" if lag is None else
+        f"99% of the last 24 hours' events were ingested within {lag}s of their time (at most {limit}s)")]
+    ratio = readings.dead_letter_ratio
+    checks.append(HealthCheck(
+        "dead_letter_ratio", ratio <= max_dead_letter_ratio, str(max_dead_letter_ratio), f"{ratio:.6f}",
+        f"{ingest.recent_dead_lettered} of {ingest.recent_lines} lines of the last 24 hours were dead-lettered "
+        "(see 'meterctl dlq list')"))
+    age_limit = int(max_age_last_ingest.total_seconds())
+    if ingest.last_ingest_at is None:
+        checks.append(HealthCheck("last_ingest", False, f"{age_limit}s", "never", "nothing was ever ingested"))
+    else:
+        age = int((readings.at - ingest.last_ingest_at).total_seconds())
+        checks.append(HealthCheck("last_ingest", age <= age_limit, f"{age_limit}s", f"{age}s",
+                                  f"the last ingest ran {age}s ago (at most {age_limit}s)"))
+    gaps = {key: minor for key, minor in readings.gap_minor().items() if minor}
+    checks.append(HealthCheck(
+        "reconciliation_gap", not gaps, "0", str(sum(abs(m) for m in gaps.values())),
+        "; ".join(f"{month} {currency}: late events would change finalized invoices by {minor} minor units "
+                  f"(see 'meterctl reconcile --period {month}')" for (month, currency), minor in sorted(gaps.items()))
+        or "no late event changes a finalized invoice"))
+    return Health(readings.at, tuple(checks))

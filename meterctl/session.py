@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from meterctl.invoices import Invoice
     from meterctl.invoicing import InvoiceRun
     from meterctl.meters import Meter, MetersFile
-    from meterctl.monitoring import Metrics
+    from meterctl.monitoring import Health, Metrics
     from meterctl.pricebook import Catalog, PricebookVersion
     from meterctl.pricebook.catalog import ConfigSummary, PricebookListing
     from meterctl.pricebook.diff import PricebookDiff
@@ -792,14 +792,36 @@ class Session:
             write_bytes_atomically(Path(output), text)
         return Metrics(readings, text, None if output is None else str(output))
 
+    @_guarded
+    def health(self, *, at: str | datetime | None = None, max_lag: str | timedelta | None = None,
+               max_dead_letter_ratio: str | Decimal | None = None,
+               max_age_last_ingest: str | timedelta | None = None) -> Health:
+        """The shipped alert rules' thresholds as checks (durations as 90s, 5m, 2h, 1d);
+        `refusal()` names the failing ones (exit 65)."""
+        from meterctl import monitoring
 
-def _positive(given: str | Decimal, name: str) -> Decimal:
+        def duration(given: str | timedelta | None, default: timedelta, name: str) -> timedelta:
+            return default if given is None else given if isinstance(given, timedelta) else \
+                monitoring.parse_duration(given, name)
+
+        lag = duration(max_lag, monitoring.DEFAULT_MAX_LAG, "max_lag")
+        age = duration(max_age_last_ingest, monitoring.DEFAULT_MAX_AGE_LAST_INGEST, "max_age_last_ingest")
+        ratio = (monitoring.DEFAULT_MAX_DEAD_LETTER_RATIO if max_dead_letter_ratio is None
+                 else _positive(max_dead_letter_ratio, "max_dead_letter_ratio", zero=True))
+        meters, catalog = self.configuration()
+        when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
+        readings = monitoring.read(self.store.events, self.store.ledger, catalog, meters, when,
+                                   ignored=self.ignored_events(), customer_series=False)
+        return monitoring.health(readings, max_lag=lag, max_dead_letter_ratio=ratio, max_age_last_ingest=age)
+
+
+def _positive(given: str | Decimal, name: str, *, zero: bool = False) -> Decimal:
     try:
         value = Decimal(str(given))
     except ArithmeticError:
         raise UsageError(Param(name), f": '{given}' is not a number") from None
-    if not value.is_finite() or value <= 0:
-        raise UsageError(Param(name), f": '{given}' must be a number above zero")
+    if not value.is_finite() or value < 0 or (value == 0 and not zero):
+        raise UsageError(Param(name), f": '{given}' must be a number " + ("of zero or more" if zero else "above zero"))
     return value
 
 

@@ -34,6 +34,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "explain": ("invoice", "explain_command", False),
     "reconcile": ("reconcile", "reconcile_command", False),
     "metrics": ("monitor", "metrics_command", False),
+    "health": ("monitor", "health_command", False),
     "wallet": ("wallet", "wallet_app", True),
     "check": ("check", "check_command", False),
     "entitlements": ("check", "entitlements_app", True),

@@ -156,3 +156,36 @@ def test_a_store_with_no_ingest_yet(db, config, write):
     assert b"meterctl_last_ingest_timestamp_seconds" not in text
     assert sample(text, "meterctl_ingest_lag_seconds_count") == 0
     assert Decimal(str(sample(text, "meterctl_duplicate_ratio"))) == 0
+
+
+def failing(found) -> list[str]:
+    return [check.name for check in found.checks if not check.ok]
+
+
+def test_health_checks_each_threshold(tenant):
+    s = tenant(event("a1", timestamp=stamp(INGESTED - timedelta(minutes=1))))
+    soon = INGESTED + timedelta(minutes=10)
+    assert s.health(at=soon).ok and s.health(at=soon).refusal() is None
+    late = INGESTED + timedelta(hours=2)  # nothing ingested for two hours
+    assert failing(s.health(at=late)) == ["last_ingest"]
+    assert s.health(at=late, max_age_last_ingest="3h").ok
+    s = tenant(event("a2", timestamp=stamp(INGESTED - timedelta(minutes=10))), "{bad")
+    found = s.health(at=soon)
+    assert failing(found) == ["ingest_lag", "dead_letter_ratio"]
+    assert found.refusal().exit_code == 65 and "ingest_lag" in str(found.refusal())
+    assert s.health(at=soon, max_lag="15m", max_dead_letter_ratio="0.5").ok
+
+
+def test_health_fails_on_a_reconciliation_gap(tenant):
+    s = tenant(event("c1", timestamp="2026-10-10T12:00:00Z"))
+    s.invoice("2026-10", finalize=True, now=INGESTED)
+    tenant(event("t-late", event_name="llm_tokens", quantity=1000, timestamp="2026-10-20T12:00:00Z"))
+    found = s.health(at=INGESTED + timedelta(minutes=5), max_lag="60d")  # October's events came weeks later
+    assert failing(found) == ["reconciliation_gap"]
+    assert "2026-10 USD: late events would change finalized invoices by 100 minor units" in found.checks[-1].detail
+
+
+def test_a_store_never_ingested_into_is_unhealthy(db, config, write):
+    with Session(db, config) as s:
+        s.import_customers(write("customers.yaml", ACME_ON_PRO))
+        assert failing(s.health(at=AT)) == ["last_ingest"]

@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from meterctl.cli.common import DEFAULT_DB_OPTION, ConfigOption, DbOption, WaitOption, check_output, session
+from meterctl.cli.common import (
+    DEFAULT_DB_OPTION,
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    WaitOption,
+    check_output,
+    print_json,
+    session,
+    stdout_console,
+)
 
 
 def metrics_command(
@@ -27,3 +37,32 @@ def metrics_command(
         found = s.metrics(at=at, customer_series=not no_customer_series, burn_floor=burn_floor, output=path)
     if path is None:
         typer.echo(found.text.decode(), nl=False)
+
+
+def health_command(
+    max_lag: Annotated[str | None, typer.Option("--max-lag", help="The most the 99th percentile of ingest lag may "
+                                                                "be (default 5m; 90s, 5m, 2h, 1d).")] = None,
+    max_dead_letter_ratio: Annotated[str | None, typer.Option(
+        "--max-dead-letter-ratio", help="The most dead letters / lines read over 24 hours may be (default 0.01).")] = None,
+    max_age_last_ingest: Annotated[str | None, typer.Option(
+        "--max-age-last-ingest", help="The longest since the last ingest (default 1h).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Check as of this time (default now).")] = None,
+    as_json: JsonOption = False,
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The alert rules' thresholds for cron: exit 0 when healthy, 65 naming each failing check."""
+    with session(db, pricebooks=pricebooks, wait=wait, read_only=True) as s:
+        found = s.health(at=at, max_lag=max_lag, max_dead_letter_ratio=max_dead_letter_ratio,
+                         max_age_last_ingest=max_age_last_ingest)
+    if as_json:
+        print_json(found.document())
+    else:
+        out = stdout_console()
+        out.print("healthy" if found.ok else "UNHEALTHY", style="green" if found.ok else "bold red")
+        for check in found.checks:
+            out.print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", highlight=False)
+    refusal = found.refusal()
+    if refusal is not None:
+        raise refusal
