@@ -8,6 +8,7 @@ midnight, hour or record time, and the hashes stored in ledgers have always used
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,6 +50,23 @@ def local_instant(given: str | date | datetime, zone: ZoneInfo, name: str) -> da
     if not isinstance(given, datetime):
         return datetime.combine(given, time(), zone)
     return given if given.tzinfo else given.replace(tzinfo=zone)
+
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Far beyond any bound a user means, and well inside what timestamps and timedelta can hold.
+_LONGEST = timedelta(days=365_250)
+
+
+def parse_duration(text: str, name: str) -> timedelta:
+    """'300', '300s', '5m', '2h', '90d' → timedelta; anything else is an error on `name`."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(Param(name), f": '{text}' is not a duration (use e.g. 300s, 5m, 2h, 90d)")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > _LONGEST.total_seconds():
+        raise UsageError(Param(name), f": '{text}' is longer than {_LONGEST.days}d (a thousand years)")
+    return timedelta(seconds=seconds)
 
 
 class EpochCache(dict[int, datetime]):

@@ -18,7 +18,6 @@ customer going from 2 calls a day to 10 does not page anyone; 1 is a usual day, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from decimal import Decimal
 
 from meterctl.customers import CustomerVersion, billing_segments
 from meterctl.cycles import add_months, zone
-from meterctl.errors import DataError, MeterctlError, Param, UsageError
+from meterctl.errors import DataError, MeterctlError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog
 from meterctl.rating.plan import customer_cycle
@@ -183,18 +182,6 @@ def _entitlements(events: EventStore, catalog: Catalog, meters: Sequence[Meter],
 DEFAULT_MAX_LAG = timedelta(minutes=5)
 DEFAULT_MAX_DEAD_LETTER_RATIO = Decimal("0.01")
 DEFAULT_MAX_AGE_LAST_INGEST = timedelta(hours=1)
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str, name: str) -> timedelta:
-    """90s, 5m, 2h, 1d."""
-    found = _DURATION.match(text.strip())
-    if not found:
-        raise UsageError(Param(name), f": '{text}' is not a duration (90s, 5m, 2h or 1d)")
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
-
-
 @dataclass(frozen=True)
 class HealthCheck:
     name: str

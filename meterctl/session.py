@@ -35,7 +35,7 @@ from meterctl.errors import (
     Param,
     UsageError,
 )
-from meterctl.instants import local_instant, time_zone
+from meterctl.instants import local_instant, parse_duration, time_zone
 from meterctl.settings import ENV_CONFIG_DIR, config_dir, default_db_path
 from meterctl.store import faults, open_store
 
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from meterctl.reconcile import Reconciliation
     from meterctl.simulate import SimulationResult
     from meterctl.store.ports import FrozenVersion, Ledger, Store
+    from meterctl.tick import Tick, TickOptions
     from meterctl.usage import UsageResult
     from meterctl.wallets import GrantOutcome, LedgerLine, VoidOutcome
     from meterctl.wallets_file import GrantImport
@@ -448,14 +449,15 @@ class Session:
     # ------------------------------------------------------------ rating and invoices
 
     @_guarded
-    def rate(self, period: str, customers: str | Sequence[str] | None = None) -> RatingResult:
-        """Rate the billing periods that end in month `period` (YYYY-MM) and record the run."""
+    def rate(self, period: str, customers: str | Sequence[str] | None = None, *, reuse: bool = False) -> RatingResult:
+        """Rate the billing periods that end in month `period` (YYYY-MM) and record the run
+        (with `reuse`, none when a recorded run already holds these very lines)."""
         from meterctl.rating import rate
 
         meters, catalog = self.configuration()
         store = self._for_writing("record a rating run")
         return rate(store.events, store.ledger, catalog, meters, period, customers=_names(customers),
-                    ignored=self.ignored_events())
+                    ignored=self.ignored_events(), reuse=reuse)
 
     @_guarded
     def simulate(self, pricebook: Path | str, period: str, customers: str | Sequence[str] | None = None,
@@ -802,7 +804,7 @@ class Session:
 
         def duration(given: str | timedelta | None, default: timedelta, name: str) -> timedelta:
             return default if given is None else given if isinstance(given, timedelta) else \
-                monitoring.parse_duration(given, name)
+                parse_duration(given, name)
 
         lag = duration(max_lag, monitoring.DEFAULT_MAX_LAG, "max_lag")
         age = duration(max_age_last_ingest, monitoring.DEFAULT_MAX_AGE_LAST_INGEST, "max_age_last_ingest")
@@ -813,6 +815,15 @@ class Session:
         readings = monitoring.read(self.store.events, self.store.ledger, catalog, meters, when,
                                    ignored=self.ignored_events(), customer_series=False)
         return monitoring.health(readings, max_lag=lag, max_dead_letter_ratio=ratio, max_age_last_ingest=age)
+
+    @_guarded
+    def run(self, options: TickOptions) -> Tick:
+        """One cron tick (see meterctl.tick): ingest the spool, rate the open month, draft (and
+        in time finalize) the closed one, reconcile it, write metrics and entitlements."""
+        from meterctl.tick import tick
+
+        self._for_writing("run a tick")
+        return tick(self, options)
 
 
 def _positive(given: str | Decimal, name: str, *, zero: bool = False) -> Decimal:

@@ -35,6 +35,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "reconcile": ("reconcile", "reconcile_command", False),
     "metrics": ("monitor", "metrics_command", False),
     "health": ("monitor", "health_command", False),
+    "run": ("monitor", "run_command", False),
     "wallet": ("wallet", "wallet_app", True),
     "check": ("check", "check_command", False),
     "entitlements": ("check", "entitlements_app", True),

@@ -49,6 +49,9 @@ FLAGS = {
     "status": "--status", "output": "-o", "db": "--db", "wait": "--wait", "strict": "--strict", "finalize": "--finalize",
     "amount": "--amount", "credits": "--credits", "rate": "--rate", "currency": "--currency", "effective": "--effective",
     "expires": "--expires", "applies_to": "--applies-to", "at": "--at", "quantity": "--quantity",
+    "max_future": "--max-future", "max_age": "--max-age", "max_lag": "--max-lag",
+    "max_age_last_ingest": "--max-age-last-ingest", "max_dead_letter_ratio": "--max-dead-letter-ratio",
+    "finalize_after": "--finalize-after", "burn_floor": "--burn-floor",
 }
 
 
@@ -204,23 +207,11 @@ def check_output(output: str | None, *, instead: str | None = None) -> Path | No
     return Path(output)
 
 
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(text: str, option: str) -> timedelta:
-    """'300', '300s', '5m', '2h', '90d' → timedelta."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{option}: '{text}' is not a duration (use e.g. 300s, 5m, 2h, 90d)")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds > _LONGEST.total_seconds():
-        raise UsageError(f"{option}: '{text}' is longer than {_LONGEST.days}d (a thousand years)")
-    return timedelta(seconds=seconds)
+    """'300', '300s', '5m', '2h', '90d' → timedelta (see instants.parse_duration)."""
+    from meterctl.instants import parse_duration as parse
 
-
-# Far beyond any bound a user means, and well inside what timestamps and timedelta can hold.
-_LONGEST = timedelta(days=365_250)
+    return parse(text, option.removeprefix("--").replace("-", "_"))
 
 
 @contextmanager

@@ -185,12 +185,14 @@ def result_of(priced: PricedMonth, run_id: int | None = None, newly_frozen: tupl
 
 def rate(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
          customers: Sequence[str] | None = None, record: bool = True,
-         candidate: PricebookVersion | None = None, ignored: Sequence[str] = ()) -> RatingResult:
-    """Rate every billing period ending in month `period` and record the run (unless asked not to)."""
+         candidate: PricebookVersion | None = None, ignored: Sequence[str] = (), reuse: bool = False) -> RatingResult:
+    """Rate every billing period ending in month `period` and record the run (unless asked not
+    to). With `reuse`, a run recorded from the same inputs or holding these very lines is
+    taken instead of recording another (a cron tick that finds nothing new adds nothing)."""
     from meterctl.rating.record import record_month
 
     priced = price_month(events, ledger, catalog, meters, period, customers=customers, candidate=candidate,
-                         ignored=ignored)
+                         ignored=ignored, reuse_recorded=reuse)
     if not record:
         return result_of(priced)
-    return record_month(ledger, meters, priced)
+    return record_month(ledger, meters, priced, reuse_identical=reuse)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +15,7 @@ from meterctl.cli.common import (
     JsonOption,
     WaitOption,
     check_output,
+    parse_duration,
     print_json,
     session,
     stdout_console,
@@ -66,3 +69,71 @@ def health_command(
     refusal = found.refusal()
     if refusal is not None:
         raise refusal
+
+
+def run_command(
+    spool: Annotated[Path | None, typer.Option("--spool", help="Ingest the closed files of this directory.")] = None,
+    move_to: Annotated[Path | None, typer.Option("--move-to", help="Move each spool file here once stored.")] = None,
+    finalize_after: Annotated[str | None, typer.Option(
+        "--finalize-after", help="Finalize the last closed month this long after it ended (90s, 5m, 2h, 3d; "
+                                 "default never).")] = None,
+    metrics: Annotated[str | None, typer.Option("--metrics", help="Write the Prometheus metrics to this file.")] = None,
+    entitlements: Annotated[str | None, typer.Option(
+        "--entitlements", help="Write the entitlement snapshot (JSON) to this file.")] = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="Push the entitlements to this Redis.")] = None,
+    max_lag: Annotated[str | None, typer.Option("--max-lag", help="As for health (default 5m).")] = None,
+    max_dead_letter_ratio: Annotated[str | None, typer.Option(
+        "--max-dead-letter-ratio", help="As for health (default 0.01).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Act as of this time (default now).")] = None,
+    as_json: JsonOption = False,
+    pricebooks: ConfigOption = None,
+    db: DbOption = DEFAULT_DB_OPTION,
+    wait: WaitOption = 0.0,
+) -> None:
+    """One cron tick: ingest the spool, rate the open month, draft and reconcile the closed one, write metrics."""
+    from meterctl.instants import local_instant, time_zone
+    from meterctl.tick import TickOptions, document
+
+    with session(db, pricebooks=pricebooks, wait=wait) as s:
+        found = s.run(TickOptions(
+            spool=spool, move_to=move_to,
+            finalize_after=None if finalize_after is None else parse_duration(finalize_after, "--finalize-after"),
+            metrics=check_output(metrics), entitlements=check_output(entitlements), redis=redis,
+            now=None if at is None else local_instant(at, time_zone("UTC"), "at"),
+            max_lag=None if max_lag is None else parse_duration(max_lag, "--max-lag"),
+            max_dead_letter_ratio=None if max_dead_letter_ratio is None else _ratio(max_dead_letter_ratio)))
+    summary = document(found)
+    if as_json:
+        print_json(summary)
+    else:
+        out = stdout_console()
+        if not found.changed:
+            out.print("nothing new: the store is as the last tick left it", highlight=False)
+        ingest = summary["ingest"]
+        if ingest:
+            out.print(f"ingest: {ingest['new_files']} new file(s) of {ingest['files']}, {ingest['accepted']} accepted, "
+                      f"{ingest['duplicates']} duplicate(s), {ingest['conflicts']} conflict(s), "
+                      f"{ingest['dead_lettered']} dead-lettered" + (f", {len(found.moved)} moved" if found.moved else ""),
+                      highlight=False)
+        for name in ("rate", "invoice", "reconcile"):
+            if summary[name]:
+                out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in summary[name].items()), highlight=False)
+        if found.metrics:
+            out.print(f"metrics: {found.metrics}", highlight=False)
+        for problem in found.problems:
+            out.print(f"problem: {problem}", highlight=False)
+    refusal = found.refusal()
+    if refusal is not None:
+        raise refusal
+
+
+def _ratio(text: str) -> Decimal:
+    from meterctl.errors import UsageError
+
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise UsageError(f"--max-dead-letter-ratio: '{text}' is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise UsageError(f"--max-dead-letter-ratio: '{text}' must be a number of zero or more")
+    return value
