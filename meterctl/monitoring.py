@@ -29,7 +29,7 @@ from meterctl.errors import DataError, MeterctlError
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog
 from meterctl.rating.plan import customer_cycle
-from meterctl.reconcile import LateInvoice, watch
+from meterctl.reconcile import LateInvoice, Watch
 from meterctl.store.ports import EventStore, IngestReadings, Ledger
 from meterctl.unbilled import Unbilled
 from meterctl.usage import BillingWindow, UsageQuery
@@ -103,19 +103,27 @@ def read(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[
         last["ingest"] = ingest.last_ingest_at
     customers = ledger.latest_customers()
     months = months_watched(at)
-    unbilled: list[Unbilled] = []
-    late: list[tuple[str, LateInvoice]] = []
-    if customers:
-        for month in months:
-            found, changed = watch(events, ledger, catalog, meters, month, ignored=ignored, now=at)
+    # Both months' events are tallied in the background while the rest is read.
+    watches: list[Watch] = []
+    try:
+        for month in months if customers else ():
+            watches.append(Watch(events, ledger, catalog, meters, month, ignored=ignored, now=at))
+        per_customer: tuple[tuple[CustomerValue, ...], ...] = ((), (), (), ())
+        if customer_series and customers:
+            usage, burn = _usage(events, catalog, meters, customers, at, burn_floor)
+            per_customer = (usage, burn, _wallets(ledger, customers, at),
+                            _entitlements(events, catalog, meters, customers, at))
+        unbilled: list[Unbilled] = []
+        late: list[tuple[str, LateInvoice]] = []
+        for month, watched in zip(months, watches, strict=False):
+            found, changed = watched.result()
             unbilled.append(found)
             late += [(month, invoice) for invoice in changed]
-    readings = Readings(at, ingest, last, months, tuple(unbilled), tuple(late), customer_series)
-    if not customer_series or not customers:
-        return readings
-    usage, burn = _usage(events, catalog, meters, customers, at, burn_floor)
-    return Readings(at, ingest, last, months, tuple(unbilled), tuple(late), customer_series, usage, burn,
-                    _wallets(ledger, customers, at), _entitlements(events, catalog, meters, customers, at))
+    except BaseException:
+        for watched in watches:
+            watched.cancel()
+        raise
+    return Readings(at, ingest, last, months, tuple(unbilled), tuple(late), customer_series, *per_customer)
 
 
 def _usage(events: EventStore, catalog: Catalog, meters: Sequence[Meter], customers: Sequence[CustomerVersion],
@@ -124,6 +132,8 @@ def _usage(events: EventStore, catalog: Catalog, meters: Sequence[Meter], custom
     deviation; one aggregation over every customer's windows (no dimensions: a meter's whole)."""
     windows: list[BillingWindow] = []
     period_start: dict[str, datetime] = {}
+    # The last 24 hours, then the 7 days before: the same windows for every customer.
+    days = [(at - (n + 1) * timedelta(days=1), at - n * timedelta(days=1)) for n in range(BURN_DAYS + 1)]
     for customer in customers:
         day = at.astimezone(zone(customer.timezone)).date()
         try:
@@ -136,26 +146,33 @@ def _usage(events: EventStore, catalog: Catalog, meters: Sequence[Meter], custom
             if start < at:
                 period_start[customer.customer_id] = start
                 windows.append(BillingWindow(customer.customer_id, start, at))
-        windows += [BillingWindow(customer.customer_id, at - (n + 1) * timedelta(days=1), at - n * timedelta(days=1))
-                    for n in range(BURN_DAYS + 1)]
+        windows += [BillingWindow(customer.customer_id, start, end) for start, end in days]
     whole = tuple(m.model_copy(update={"group_by": ()}) for m in meters)
     start = min(w.start for w in windows)
     rows, _ = events.aggregate(UsageQuery(whole, "period", start, at, "UTC", None, tuple(windows), None))
-    values: dict[tuple[str, str, datetime, datetime], Decimal] = {}
+    day_of = {start: n for n, (start, _) in enumerate(days)}
+    in_period: dict[tuple[str, str], Decimal] = {}
+    daily: dict[tuple[str, str], list[Decimal]] = {}
     for index, customer_id, w_start, w_end, _, value, _ in rows:
-        if value is not None:
-            values[(customer_id, whole[index].name, w_start, w_end)] = value
+        if value is None:
+            continue
+        key = (customer_id, whole[index].name)
+        if w_end == at and period_start.get(customer_id) == w_start:
+            in_period[key] = value
+        n = day_of.get(w_start)
+        if n is not None and w_end == days[n][1]:
+            daily.setdefault(key, [Decimal(0)] * len(days))[n] = value
     usage, burn = [], []
+    nothing = [Decimal(0)] * len(days)
     for customer in customers:
         cid = customer.customer_id
         for meter in whole:
+            key = (cid, meter.name)
             if cid in period_start:
-                usage.append(CustomerValue(cid, meter.name, values.get((cid, meter.name, period_start[cid], at),
-                                                                       Decimal(0))))
-            days = [values.get((cid, meter.name, at - (n + 1) * timedelta(days=1), at - n * timedelta(days=1)),
-                               Decimal(0)) for n in range(BURN_DAYS + 1)]
-            mean = sum(days[1:], Decimal(0)) / BURN_DAYS
-            burn.append(CustomerValue(cid, meter.name, days[0] / max(mean, burn_floor)))
+                usage.append(CustomerValue(cid, meter.name, in_period.get(key, Decimal(0))))
+            found = daily.get(key, nothing)
+            mean = sum(found[1:], Decimal(0)) / BURN_DAYS
+            burn.append(CustomerValue(cid, meter.name, found[0] / max(mean, burn_floor)))
     return tuple(usage), tuple(burn)
 
 

@@ -233,26 +233,38 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
                           accounts, checks, behind, tuple(sorted(names.items())))
 
 
-def watch(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
-          ignored: Sequence[str] = (), now: datetime | None = None) -> tuple[Unbilled, tuple[LateInvoice, ...]]:
+class Watch:
     """What monitoring follows of a month, without the rest of the checks: its unbilled
-    events, and the finalized invoices late events would change."""
-    now = now or datetime.now(UTC)
-    month_start, month_end = month_bounds(period)
-    latest = imported(ledger.latest_customers())
-    unplanned: dict[str, list[Problem]] = {}
-    jobs = plan_jobs(latest, catalog, period, set_aside=unplanned)
-    finalized = ledger.invoices(InvoiceFilter(month_start, month_end, None, "finalized", True))
-    runs = {run_id: ledger.run(run_id) for run_id in {i.rating_run_id for i in finalized}}
-    late_after = {(i.customer_id, i.period_start): run.as_of_batch for i in finalized
-                  if (run := runs[i.rating_run_id]) is not None}
-    query = month_query(period, jobs, latest, None, meters, ignored, unplanned=unplanned, late_after=late_after)
-    tallies: tuple[MonthTally, ...] = events.tally_month(query).result()
-    period_of = [(job.customer.customer_id, job.segment.period.start) for job in jobs]
-    _, _, late_by_period = _billable(tallies, period_of, set())
-    late_by_period = {key: n for key, n in late_by_period.items() if key in late_after}
-    late, _ = _late(events, ledger, catalog, meters, period, late_by_period, finalized, now)
-    return summarize(period, tallies), late
+    events, and the finalized invoices late events would change. The month's events are
+    tallied in the background from construction on; `result()` waits for them."""
+
+    def __init__(self, events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
+                 ignored: Sequence[str] = (), now: datetime | None = None) -> None:
+        self._args = (events, ledger, catalog, meters, period)
+        self._now = now or datetime.now(UTC)
+        month_start, month_end = month_bounds(period)
+        latest = imported(ledger.latest_customers())
+        unplanned: dict[str, list[Problem]] = {}
+        self._jobs = plan_jobs(latest, catalog, period, set_aside=unplanned)
+        self._finalized = ledger.invoices(InvoiceFilter(month_start, month_end, None, "finalized", True))
+        runs = {run_id: ledger.run(run_id) for run_id in {i.rating_run_id for i in self._finalized}}
+        self._late_after = {(i.customer_id, i.period_start): run.as_of_batch for i in self._finalized
+                            if (run := runs[i.rating_run_id]) is not None}
+        query = month_query(period, self._jobs, latest, None, meters, ignored, unplanned=unplanned,
+                            late_after=self._late_after)
+        self._pending = events.tally_month(query)
+
+    def cancel(self) -> None:
+        self._pending.cancel()
+
+    def result(self) -> tuple[Unbilled, tuple[LateInvoice, ...]]:
+        events, ledger, catalog, meters, period = self._args
+        tallies: tuple[MonthTally, ...] = self._pending.result()
+        period_of = [(job.customer.customer_id, job.segment.period.start) for job in self._jobs]
+        _, _, late_by_period = _billable(tallies, period_of, set())
+        late_by_period = {key: n for key, n in late_by_period.items() if key in self._late_after}
+        late, _ = _late(events, ledger, catalog, meters, period, late_by_period, self._finalized, self._now)
+        return summarize(period, tallies), late
 
 
 # ---------------------------------------------------------------- the events

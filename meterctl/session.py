@@ -816,6 +816,10 @@ class Session:
                                    ignored=self.ignored_events(), customer_series=False)
         return monitoring.health(readings, max_lag=lag, max_dead_letter_ratio=ratio, max_age_last_ingest=age)
 
+    def record_success(self, command: str, at: datetime | None = None) -> None:
+        """Note that `command` did its work (monitoring's last success per command)."""
+        self._for_writing("note a command's success").ledger.record_success(command, _now(at))
+
     @_guarded
     def run(self, options: TickOptions) -> Tick:
         """One cron tick (see meterctl.tick): ingest the spool, rate the open month, draft (and

@@ -7,7 +7,9 @@
 3. build or refresh the drafts of the last closed month;
 4. finalize them once the month ended more than `finalize_after` ago (never by default);
 5. reconcile the last closed month;
-6. write the metrics file, the entitlement snapshot and push to Redis, when asked.
+6. write the metrics file, the entitlement snapshot and push to Redis, when asked;
+7. note the tick's success (`meterctl_last_success_timestamp_seconds{command="run"}`), when
+   every step succeeded. The metrics written in step 6 show the tick before.
 
 Every step is a transaction of its own (or several): killed at any moment, the next tick
 does what is left, and a tick with nothing new changes nothing. It calls for exit 65 when
@@ -176,9 +178,12 @@ def tick(session: Session, options: TickOptions) -> Tick:
         entitlements["snapshot"] = {"path": path, "states": states}
     if options.redis is not None:
         entitlements["push"] = session.push_entitlements(options.redis, at=now)
-    return Tick(now, open_month, closed_month, found.get("ingest"), moved, found.get("rate"), found.get("invoice"),
+    done = Tick(now, open_month, closed_month, found.get("ingest"), moved, found.get("rate"), found.get("invoice"),
                 finalize and "invoice" in found, found.get("reconcile"), found.get("health"), found.get("metrics"),
                 entitlements, tuple(problems))
+    if done.refusal() is None:
+        session.record_success("run", now)
+    return done
 
 
 def _move(ingested: IngestResult, files: list[Path], target: Path) -> tuple[str, ...]:

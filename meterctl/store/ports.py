@@ -358,7 +358,11 @@ class Ledger(Protocol):
 
     def last_successes(self) -> dict[str, datetime]:
         """When each command last wrote what it is for: rate (a run), invoice (an invoice
-        revision), finalize (a number)."""
+        revision), finalize (a number), and those recorded with `record_success`."""
+        ...
+
+    def record_success(self, command: str, at: datetime) -> None:
+        """Note that `command` (one that leaves no other record, such as `run`) did its work."""
         ...
 
     # invoices

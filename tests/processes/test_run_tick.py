@@ -66,6 +66,9 @@ def test_a_second_tick_with_nothing_new_changes_nothing_and_says_so(cli, db, con
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM rating_runs WHERE period = '2026-11'").fetchall() == [(1,)]
     con.close()
+    with Session(db, config, read_only=True) as s:
+        text = s.metrics(at=AT, customer_series=False).text.decode()
+    assert 'meterctl_last_success_timestamp_seconds{command="run"} 1.794312e+09' in text  # AT, as Unix time
 
 
 def test_new_files_between_ticks_are_ingested_and_moved(cli, db, config, spool, tmp_path):

@@ -193,7 +193,14 @@ class RunRecords:
             micros = self.con.execute(query).fetchall()[0][0]
             if micros is not None:
                 found[command] = from_epoch_us(micros)
+        if has_table(self.con, "command_successes"):
+            for command, micros in self.con.execute(
+                    "SELECT command, epoch_us(max(finished_at)) FROM command_successes GROUP BY command").fetchall():
+                found[command] = from_epoch_us(micros)
         return found
+
+    def record_success(self, command: str, at: datetime) -> None:
+        self.con.execute("INSERT INTO command_successes VALUES (?, ?)", [command, at])
 
     def run(self, run_id: int) -> StoredRun | None:
         # Without the notes: a store opened read-only may predate them (migration 0007).
