@@ -90,3 +90,14 @@ def test_an_unreachable_redis_is_exit_69_with_one_line(tenant, cli):
     result = cli("entitlements", "push", "--redis", url, "--db", db, "--pricebooks", config)
     assert result.exit_code == 69
     assert "cannot be reached" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_run_tick_pushes_the_entitlements(tenant, redis_url, cli, tmp_path):
+    db, config = tenant
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    done = cli("run", "--spool", spool, "--redis", redis_url, "--at", AT, "--db", db, "--pricebooks", config,
+               "--max-lag", "100d", "--json")
+    assert json.loads(done.stdout)["entitlements"]["push"] == {"customers": 2, "states": 16}
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert json.loads(client.hget("meterctl:entitlements:cus_1", "daily_calls"))["state"] == "at_limit"
