@@ -97,7 +97,7 @@ def months_watched(at: datetime) -> tuple[str, str]:
 
 def read(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], at: datetime, *,
          ignored: Sequence[str] = (), customer_series: bool = True, burn_floor: Decimal = BURN_FLOOR) -> Readings:
-    ingest = events.ingest_readings(at - RECENT)
+    ingest = events.ingest_readings(at - RECENT, at)
     last = dict(ledger.last_successes())
     if ingest.last_ingest_at is not None:
         last["ingest"] = ingest.last_ingest_at

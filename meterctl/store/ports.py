@@ -232,8 +232,9 @@ class EventStore(Protocol):
         overlap it with the caller's work) in one pass; results see committed data only."""
         ...
 
-    def ingest_readings(self, since: datetime) -> IngestReadings:
-        """From the batch records, and the events of the batches committed since `since` only."""
+    def ingest_readings(self, since: datetime, until: datetime) -> IngestReadings:
+        """As of `until` (batches ingested later are not counted): from the batch records, and
+        the events of the batches ingested since `since` only."""
         ...
 
     def month_integrity(self, start: datetime, end: datetime, month: tuple[date, date]) -> MonthIntegrity:

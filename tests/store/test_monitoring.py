@@ -189,3 +189,12 @@ def test_a_store_never_ingested_into_is_unhealthy(db, config, write):
     with Session(db, config) as s:
         s.import_customers(write("customers.yaml", ACME_ON_PRO))
         assert failing(s.health(at=AT)) == ["last_ingest"]
+
+
+def test_readings_as_of_a_time_leave_out_later_ingests(tenant):
+    s = tenant(event("a1", timestamp=stamp(INGESTED - timedelta(minutes=1))))
+    tenant(event("a2", timestamp=stamp(INGESTED + timedelta(days=1))), "{bad", at=INGESTED + timedelta(days=1, hours=1))
+    text = s.metrics(at=AT).text
+    assert sample(text, "meterctl_events_total", outcome="accepted") == 1
+    assert sample(text, "meterctl_events_total", outcome="dead_letter") == 0
+    assert sample(text, "meterctl_last_ingest_timestamp_seconds") == INGESTED.timestamp()

@@ -149,15 +149,16 @@ class DuckDBEventStore:
     def tally_month(self, query: MonthQuery) -> Pending:
         return _Background(self.con, lambda con: _tally(con, query))
 
-    def ingest_readings(self, since: datetime) -> IngestReadings:
+    def ingest_readings(self, since: datetime, until: datetime) -> IngestReadings:
         # By each batch's ingest time (its start, the time its rules were checked against).
         totals = self.con.execute(
             "SELECT coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), coalesce(sum(conflicts), 0), "
-            "coalesce(sum(dead_lettered), 0), epoch_us(max(started_at)) FROM ingest_batches").fetchall()[0]
+            "coalesce(sum(dead_lettered), 0), epoch_us(max(started_at)) FROM ingest_batches WHERE started_at <= $until",
+            {"until": until}).fetchall()[0]
         recent = self.con.execute(
             "SELECT coalesce(sum(lines_read), 0), coalesce(sum(duplicates), 0), coalesce(sum(dead_lettered), 0), "
-            "coalesce(sum(accepted), 0), min(batch_id) FROM ingest_batches WHERE started_at >= $since",
-            {"since": since}).fetchall()[0]
+            "coalesce(sum(accepted), 0), min(batch_id) FROM ingest_batches WHERE started_at >= $since "
+            "AND started_at <= $until", {"since": since, "until": until}).fetchall()[0]
         lag, lag_sum = None, Decimal(0)
         if recent[3]:
             # The recent batches' events only: batch ids grow with the table, so the block
@@ -167,7 +168,8 @@ class DuckDBEventStore:
                 FROM (SELECT epoch_us(b.started_at) - epoch_us(e.ts) AS lag
                       FROM (SELECT batch_id, ts FROM events WHERE batch_id >= $first) AS e
                       JOIN ingest_batches AS b USING (batch_id)
-                      WHERE b.started_at >= $since)""", {"first": recent[4], "since": since}).fetchall()[0]
+                      WHERE b.started_at >= $since AND b.started_at <= $until)""",
+                {"first": recent[4], "since": since, "until": until}).fetchall()[0]
             median, high, highest = (Decimal(micros).scaleb(-6) for micros in found)
             lag, lag_sum = (median, high, highest), Decimal(total).scaleb(-6)
         last = totals[4]
