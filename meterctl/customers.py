@@ -69,6 +69,9 @@ class CustomerRecord:
     content_sha256: str  # of the canonical record: equal = unchanged
     # Overrides of the plans' features: {"tokens": {"limit": "5000000"}, "seats": {"value": 25}}
     features: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Billing details, the keys given: email, address (lines), tax_id, payment_terms_days,
+    # taxes (codes), tax_exempt, locale.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class CustomerVersion:
     source: str
     imported_at: datetime
     features: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides of the plans' features
+    details: Mapping[str, Any] = field(default_factory=dict)  # billing details (see CustomerRecord)
 
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from meterctl import cycles
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from meterctl.store.ports import Ledger
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOCALE = re.compile(r"^[a-z]{2,3}([_-][A-Z]{2})?$")
+_TAX_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+# The billing details, in the order the canonical record (and `customers show`) lists them.
+DETAIL_KEYS = ("email", "address", "tax_id", "payment_terms_days", "taxes", "tax_exempt", "locale")
 # As for the customer_id of an event (a longer one is a dead letter).
 MAX_ID_LENGTH = 256
 
@@ -77,6 +82,38 @@ class CustomerModel(BaseModel):
     billing: Literal["calendar", "anniversary"] = "calendar"
     subscriptions: tuple[SubscriptionModel, ...] = Field(min_length=1)
     features: dict[StrictStr, FeatureOverride] = Field(default_factory=dict)
+    # Billing details: the invoice's bill-to block, payment terms and taxes.
+    email: StrictStr | None = None
+    address: StrictStr | tuple[StrictStr, ...] | None = None  # lines: a multi-line text or a list
+    tax_id: StrictStr | None = Field(default=None, min_length=1)
+    payment_terms_days: StrictInt | None = Field(default=None, ge=0, le=3650)
+    taxes: tuple[StrictStr, ...] = ()  # codes of taxes.yaml
+    tax_exempt: Literal["reverse_charge"] | None = None
+    locale: StrictStr | None = None  # for numbers and dates on its invoices: en_US, de_DE, fr
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"'{value}' is not an email address")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        if value is not None and not _LOCALE.match(value):
+            raise ValueError(f"'{value}' is not a locale (a language, optionally with a country: en, en_US, de_DE)")
+        return value
+
+    @field_validator("taxes")
+    @classmethod
+    def _taxes(cls, codes: tuple[str, ...]) -> tuple[str, ...]:
+        for code in codes:
+            if not _TAX_CODE.match(code):
+                raise ValueError(f"'{code}' is not a tax code (letters, digits, _ and -)")
+        if len(set(codes)) != len(codes):
+            raise ValueError("a tax code is listed twice")
+        return codes
 
     @field_validator("id")
     @classmethod
@@ -107,6 +144,15 @@ class CustomerModel(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _tax_terms(self) -> CustomerModel:
+        if self.tax_exempt == "reverse_charge":
+            if self.taxes:
+                raise ValueError("a reverse-charge customer is not taxed: give taxes or tax_exempt, not both")
+            if self.tax_id is None:
+                raise ValueError("tax_exempt: reverse_charge needs the customer's tax_id (the invoice names it)")
+        return self
+
+    @model_validator(mode="after")
     def _no_overlap(self) -> CustomerModel:
         ordered = sorted(self.subscriptions, key=lambda s: s.start)
         # An open-ended subscription runs until the next one starts (a plan change).
@@ -123,7 +169,25 @@ class CustomerModel(BaseModel):
         }
         if self.features:  # only when given: the records of customers without any keep their hash
             document["features"] = {key: self.features[key].canonical() for key in sorted(self.features)}
+        details = self.details()
+        if details:  # likewise
+            document["details"] = details
         return document
+
+    def details(self) -> dict[str, Any]:
+        """The billing details given, the address as a list of lines."""
+        found: dict[str, Any] = {}
+        for key in DETAIL_KEYS:
+            value = getattr(self, key)
+            if value is None or value == ():
+                continue
+            if key == "address":
+                value = [line.strip() for line in value.splitlines()] if isinstance(value, str) else list(value)
+                value = [line for line in value if line]
+            elif key == "taxes":
+                value = list(value)
+            found[key] = value
+        return found
 
 
 class CustomersFile(BaseModel):
@@ -133,7 +197,11 @@ class CustomersFile(BaseModel):
 
 
 
-_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end", "features")
+_CSV_COLUMNS = ("id", "name", "currency", "timezone", "billing", "plan", "start", "end", "features", "email", "address",
+                "tax_id", "payment_terms_days", "taxes", "tax_exempt", "locale")
+# Customer columns beyond the four required ones: taken from a customer's first row, and
+# every other row of the customer must say the same.
+_CSV_CUSTOMER_COLUMNS = ("billing", "email", "address", "tax_id", "payment_terms_days", "taxes", "tax_exempt", "locale")
 # A CSV cell of feature overrides: "tokens.limit=5000000; seats.value=25; tokens.soft=true".
 _OVERRIDE = re.compile(r"^\s*([a-z][a-z0-9_\-]*)\.(limit|value|soft)\s*=\s*(.*?)\s*$")
 
@@ -154,6 +222,16 @@ def _overrides(cell: str, problems: list[Problem], path: Path, line: int, index:
             value = text.lower() in ("true", "yes", "1")
         found.setdefault(key, {})[field] = value
     return found
+
+
+def _csv_value(key: str, cell: str) -> Any:
+    """A customer cell as the YAML shape has it: taxes as a list ("GST; QST"), payment terms
+    as a number when they are one (else the text, refused by validation with its line)."""
+    if key == "taxes":
+        return [code.strip() for code in cell.split(";") if code.strip()]
+    if key == "payment_terms_days" and cell.strip().isdigit():
+        return int(cell.strip())
+    return cell
 
 
 def _read_csv(path: Path) -> Document:
@@ -189,8 +267,9 @@ def _parse_csv(path: Path) -> Document:
                 problems.append(Problem(str(path), line, "", f"{len(row[None])} more field(s) than the header has columns"))
             if cid not in customers:
                 customers[cid] = {k: row[k] for k in ("id", "name", "currency", "timezone") if row.get(k)}
-                if row.get("billing"):
-                    customers[cid]["billing"] = row["billing"]
+                for key in _CSV_CUSTOMER_COLUMNS:
+                    if row.get(key):
+                        customers[cid][key] = _csv_value(key, row[key])
                 if row.get("features"):
                     customers[cid]["features"] = _overrides(row["features"], problems, path, line, len(customers) - 1)
                 customers[cid]["subscriptions"] = []
@@ -198,8 +277,8 @@ def _parse_csv(path: Path) -> Document:
                     lines[("customers", len(customers) - 1) + ((key,) if key else ())] = line
             index = list(customers).index(cid)
             # The customer's columns repeat on each of its rows: they must say the same.
-            for key in ("name", "currency", "timezone", "billing"):
-                if (row.get(key) or None) != customers[cid].get(key):
+            for key in ("name", "currency", "timezone", *_CSV_CUSTOMER_COLUMNS):
+                if (_csv_value(key, row[key]) if row.get(key) else None) != customers[cid].get(key):
                     problems.append(Problem(str(path), line, f"customers[{index}].{key}",
                                             f"'{row.get(key) or ''}' differs from line {lines[('customers', index)]} "
                                             f"('{customers[cid].get(key) or ''}') for customer {cid}"))
@@ -274,7 +353,8 @@ def customer_records(customers: Sequence[CustomerModel]) -> tuple[CustomerRecord
         subscriptions = tuple(cycles.Subscription(s.plan, s.start, s.end)
                               for s in sorted(customer.subscriptions, key=lambda s: s.start))
         records.append(CustomerRecord(customer.id, canonical["name"], customer.currency, customer.timezone,
-                                      customer.billing, subscriptions, digest, canonical.get("features", {})))
+                                      customer.billing, subscriptions, digest, canonical.get("features", {}),
+                                      canonical.get("details", {})))
     return tuple(records)
 
 

@@ -71,3 +71,17 @@ def test_option_values_out_of_range_are_usage_errors(cli, db, config, write, com
     result = cli(*command, "--db", db, *(["--pricebooks", config] if command[0] in ("usage", "periods") else []))
     assert result.exit_code == 2, result.output
     assert "internal error" not in result.output
+
+
+def test_billing_details_are_versioned_and_shown(cli, db, write):
+    from tests.unit.test_customer_files import MAPLE
+
+    assert cli("customers", "import", write("c.yaml", MAPLE), "--db", db).exit_code == 0
+    again = cli("customers", "import", write("c.yaml", MAPLE), "--db", db)
+    assert "0 added, 0 changed, 1 unchanged" in again.stderr
+    moved = cli("customers", "import", write("c.yaml", MAPLE.replace("billing@", "invoices@")), "--db", db)
+    assert "0 added, 1 changed" in moved.stderr
+    shown = cli("customers", "show", "cus_1", "--db", db)
+    assert "email: invoices@maple.example" in shown.stdout
+    assert "address: 12 Rue Sainte-Catherine / Montréal QC H2X 1Z4" in shown.stdout
+    assert "taxes: GST, QST" in shown.stdout and "version 2" in shown.stdout

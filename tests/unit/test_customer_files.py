@@ -83,3 +83,59 @@ def test_a_csv_id_with_spaces_around_it_is_refused_at_its_line(write):
     [problem] = caught.value.problems
     assert (problem.line, problem.key) == (3, "customers[1].id")
     assert "'cus_2 ' has spaces around it" in problem.message
+
+
+MAPLE = ACME + """    email: billing@maple.example
+    address: |
+      12 Rue Sainte-Catherine
+      Montréal QC H2X 1Z4
+    tax_id: CA123456789
+    payment_terms_days: 15
+    taxes: [GST, QST]
+    locale: fr_CA
+"""
+
+
+def test_billing_details_are_read_from_yaml_and_csv_alike(write):
+    from meterctl.customers_file import customer_records
+
+    [customer] = load_customers(write("c.yaml", MAPLE))
+    assert customer.details() == {"email": "billing@maple.example", "address": ["12 Rue Sainte-Catherine",
+                                  "Montréal QC H2X 1Z4"], "tax_id": "CA123456789", "payment_terms_days": 15,
+                                  "taxes": ["GST", "QST"], "locale": "fr_CA"}
+    csv = write("c.csv", "id,name,currency,timezone,billing,plan,start,email,address,tax_id,payment_terms_days,taxes,locale\n"
+                         'cus_1,Acme Corp,USD,America/New_York,calendar,pro,2026-09-14,billing@maple.example,'
+                         '"12 Rue Sainte-Catherine\nMontréal QC H2X 1Z4",CA123456789,15,GST; QST,fr_CA\n'
+                         'cus_1,Acme Corp,USD,America/New_York,calendar,scale,2026-10-20,billing@maple.example,'
+                         '"12 Rue Sainte-Catherine\nMontréal QC H2X 1Z4",CA123456789,15,GST; QST,fr_CA\n')
+    [from_csv] = load_customers(csv)
+    assert customer_records([from_csv]) == customer_records([customer])
+    # A customer without any keeps the content hash it had before details existed.
+    [plain] = customer_records(load_customers(write("plain.yaml", ACME)))
+    assert plain.details == {} and "details" not in load_customers(write("p2.yaml", ACME))[0].canonical()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("email: billing@maple.example", "email: billing at maple"), ":10 customers[0].email: 'billing at maple' is not"),
+        (("locale: fr_CA", "locale: French"), ":17 customers[0].locale: 'French' is not a locale"),
+        (("payment_terms_days: 15", "payment_terms_days: -1"), ":15 customers[0].payment_terms_days:"),
+        (("payment_terms_days: 15", "payment_terms_days: thirty"), ":15 customers[0].payment_terms_days:"),
+        (("taxes: [GST, QST]", "taxes: [GST, GST]"), ":16 customers[0].taxes: a tax code is listed twice"),
+        (("locale: fr_CA", "tax_exempt: reverse_charge"),
+         ":2 customers[0]: a reverse-charge customer is not taxed: give taxes or tax_exempt, not both"),
+        (("taxes: [GST, QST]", "tax_exempt: reverse_charge\n    fax: 555"), ":17 customers[0].fax: unknown key"),
+    ],
+)
+def test_bad_billing_details_name_file_line_and_key(write, change, expected):
+    path = write("c.yaml", MAPLE.replace(*change))
+    with pytest.raises(ConfigProblems) as caught:
+        load_customers(path)
+    assert any(str(p).startswith(f"{path}{expected}") for p in caught.value.problems), caught.value.problems
+
+
+def test_reverse_charge_needs_the_customers_tax_id(write):
+    path = write("c.yaml", ACME + "    tax_exempt: reverse_charge\n")
+    with pytest.raises(ConfigProblems, match="reverse_charge needs the customer's tax_id"):
+        load_customers(path)

@@ -101,6 +101,9 @@ def show_command(
     console.print(f"{current.customer_id}  {current.name}")
     console.print(f"currency {current.currency}, time zone {current.timezone}, billing {current.billing}")
     console.print(f"subscriptions: {_subscriptions(current.subscriptions)}")
+    for key, value in current.details.items():
+        shown = " / ".join(value) if key == "address" else ", ".join(value) if key == "taxes" else value
+        console.print(f"{key.replace('_', ' ')}: {shown}", highlight=False)
     for v in history:
         console.print(f"  version {v.version} imported {iso(v.imported_at)} from {v.source}")
 

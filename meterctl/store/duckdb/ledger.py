@@ -23,7 +23,7 @@ from meterctl.store.duckdb.wallets import WalletRecords
 
 _CUSTOMER_SELECT = """
     SELECT customer_id, version, name, currency, timezone, billing, CAST(subscriptions AS VARCHAR), source,
-           epoch_us(imported_at), CAST(features AS VARCHAR)
+           epoch_us(imported_at), CAST(features AS VARCHAR), CAST(details AS VARCHAR)
     FROM customer_versions
 """
 
@@ -34,10 +34,11 @@ def _subscriptions_json(subscriptions: Sequence[Subscription]) -> str:
 
 
 def _customer(row: tuple[Any, ...], instants: EpochCache) -> CustomerVersion:
-    customer_id, version, name, currency, timezone, billing, subscriptions, source, imported, features = row
+    customer_id, version, name, currency, timezone, billing, subscriptions, source, imported, features, details = row
     return CustomerVersion(customer_id, version, name, currency, timezone, billing, tuple(
         Subscription(s["plan"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]) if s.get("end") else None)
-        for s in json.loads(subscriptions)), source, instants[imported], json.loads(features) if features else {})
+        for s in json.loads(subscriptions)), source, instants[imported], json.loads(features) if features else {},
+        json.loads(details) if details else {})
 
 
 class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
@@ -64,6 +65,8 @@ class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
                 "content_sha256": ("VARCHAR", [r.content_sha256 for r in records]),
                 "features": ("VARCHAR", [json.dumps(r.features, sort_keys=True) if r.features else None
                                          for r in records]),
+                "details": ("VARCHAR", [json.dumps(r.details, sort_keys=True) if r.details else None
+                                        for r in records]),
             })
             added, changed = con.execute(
                 """
@@ -83,7 +86,8 @@ class DuckDBLedger(RunRecords, InvoiceRecords, WalletRecords):
                     FROM customer_versions GROUP BY customer_id
                 )
                 SELECT i.customer_id, coalesce(l.version, 0) + 1, i.name, i.currency, i.timezone, i.billing,
-                       CAST(i.subscriptions AS JSON), i.content_sha256, ?, now(), CAST(i.features AS JSON)
+                       CAST(i.subscriptions AS JSON), i.content_sha256, ?, now(), CAST(i.features AS JSON),
+                       CAST(i.details AS JSON)
                 FROM incoming AS i LEFT JOIN latest AS l USING (customer_id)
                 WHERE l.customer_id IS NULL OR l.sha <> i.content_sha256
                 """,
