@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from meterctl.errors import (
     DataError,
@@ -193,10 +193,24 @@ class Session:
         return self._meter_file.meters, self._catalog
 
     def validate_config(self) -> ConfigSummary:
+        """Meters, pricebooks, seller.yaml and taxes.yaml: every problem of all at once (exit 78)."""
+        from meterctl.billing_terms import load_seller, load_taxes
+        from meterctl.config_yaml import ConfigProblems, Problem
         from meterctl.pricebook.catalog import ConfigSummary
 
-        meters, catalog = self.configuration()
-        return ConfigSummary(str(self.config_dir), tuple(m.name for m in meters), tuple(v.ref for v in catalog.versions))
+        problems: list[Problem] = []
+        found: dict[str, Any] = {}
+        for name, load in (("configuration", self.configuration), ("seller", lambda: load_seller(self.config_dir)),
+                           ("taxes", lambda: load_taxes(self.config_dir))):
+            try:
+                found[name] = load()
+            except ConfigProblems as error:
+                problems.extend(error.problems)
+        if problems:
+            raise ConfigProblems(problems)
+        meters, catalog = found["configuration"]
+        return ConfigSummary(str(self.config_dir), tuple(m.name for m in meters), tuple(v.ref for v in catalog.versions),
+                             found["seller"] is not None, tuple(sorted(found["taxes"])))
 
     def _frozen(self) -> dict[str, FrozenVersion]:
         """Frozen versions from the store, or none when there is no store yet."""
@@ -294,7 +308,17 @@ class Session:
             lines = str(error).splitlines()
             more = f" (and {len(lines) - 1} more: 'meterctl config validate' lists them)" if len(lines) > 1 else ""
             return (f"plans not checked: {lines[0]}{more}",)
-        return plan_problems(loaded, catalog)
+        notes = plan_problems(loaded, catalog)
+        taxed = {customer.id: customer.taxes for customer in loaded if customer.taxes}
+        if taxed:
+            from meterctl.billing_terms import load_taxes, unknown_tax_codes
+
+            try:
+                taxes = load_taxes(self.config_dir)
+            except ConfigError as error:
+                return (*notes, f"taxes not checked: {str(error).splitlines()[0]}")
+            notes += tuple(f"{p.key}: {p.message}" for p in unknown_tax_codes(taxed, taxes, "customers"))
+        return notes
 
     @_guarded
     def customers(self) -> tuple[CustomerVersion, ...]:

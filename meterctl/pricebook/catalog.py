@@ -54,6 +54,8 @@ class ConfigSummary:
     directory: str
     meters: tuple[str, ...]
     pricebooks: tuple[str, ...]  # plan@version
+    seller: bool = False  # seller.yaml is there
+    taxes: tuple[str, ...] = ()  # the codes of taxes.yaml
 
 
 @dataclass(frozen=True)

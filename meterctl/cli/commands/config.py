@@ -14,7 +14,9 @@ def config_validate(pricebooks: ConfigOption = None, as_json: JsonOption = False
         summary = s.validate_config()
     if as_json:
         print_json({"directory": summary.directory, "meters": list(summary.meters),
-                    "pricebooks": list(summary.pricebooks), "problems": []})
+                    "pricebooks": list(summary.pricebooks), "seller": summary.seller, "taxes": list(summary.taxes),
+                    "problems": []})
     else:
         stderr_console().print(f"{summary.directory}: {len(summary.meters)} meter(s), {len(summary.pricebooks)} "
-                               "pricebook version(s), no problems")
+                               f"pricebook version(s), {'a seller' if summary.seller else 'no seller.yaml'}, "
+                               f"{len(summary.taxes)} tax(es), no problems")
