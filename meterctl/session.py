@@ -826,14 +826,7 @@ class Session:
         `refusal()` names the failing ones (exit 65)."""
         from meterctl import monitoring
 
-        def duration(given: str | timedelta | None, default: timedelta, name: str) -> timedelta:
-            return default if given is None else given if isinstance(given, timedelta) else \
-                parse_duration(given, name)
-
-        lag = duration(max_lag, monitoring.DEFAULT_MAX_LAG, "max_lag")
-        age = duration(max_age_last_ingest, monitoring.DEFAULT_MAX_AGE_LAST_INGEST, "max_age_last_ingest")
-        ratio = (monitoring.DEFAULT_MAX_DEAD_LETTER_RATIO if max_dead_letter_ratio is None
-                 else _positive(max_dead_letter_ratio, "max_dead_letter_ratio", zero=True))
+        lag, ratio, age = _thresholds(max_lag, max_dead_letter_ratio, max_age_last_ingest)
         meters, catalog = self.configuration()
         when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
         readings = monitoring.read(self.store.events, self.store.ledger, catalog, meters, when,
@@ -850,8 +843,24 @@ class Session:
         in time finalize) the closed one, reconcile it, write metrics and entitlements."""
         from meterctl.tick import tick
 
+        # Thresholds are checked before the tick does anything (a typo stores nothing).
+        lag, ratio, _ = _thresholds(options.max_lag, options.max_dead_letter_ratio, None)
         self._for_writing("run a tick")
-        return tick(self, options)
+        return tick(self, dataclasses.replace(options, max_lag=lag, max_dead_letter_ratio=ratio))
+
+
+def _thresholds(max_lag: str | timedelta | None, max_dead_letter_ratio: str | Decimal | None,
+                max_age_last_ingest: str | timedelta | None) -> tuple[timedelta, Decimal, timedelta]:
+    """health's thresholds, checked, with their defaults (durations as 90s, 5m, 2h, 1d)."""
+    from meterctl import monitoring
+
+    def duration(given: str | timedelta | None, default: timedelta, name: str) -> timedelta:
+        return default if given is None else given if isinstance(given, timedelta) else parse_duration(given, name)
+
+    ratio = (monitoring.DEFAULT_MAX_DEAD_LETTER_RATIO if max_dead_letter_ratio is None
+             else _positive(max_dead_letter_ratio, "max_dead_letter_ratio", zero=True))
+    return (duration(max_lag, monitoring.DEFAULT_MAX_LAG, "max_lag"), ratio,
+            duration(max_age_last_ingest, monitoring.DEFAULT_MAX_AGE_LAST_INGEST, "max_age_last_ingest"))
 
 
 def _positive(given: str | Decimal, name: str, *, zero: bool = False) -> Decimal:

@@ -54,8 +54,8 @@ class TickOptions:
     entitlements: Path | None = None
     redis: str | None = None
     now: datetime | None = None
-    max_lag: timedelta | None = None  # health's thresholds (None: its defaults)
-    max_dead_letter_ratio: Decimal | None = None
+    max_lag: str | timedelta | None = None  # health's thresholds, as Session.health takes them (None: its defaults)
+    max_dead_letter_ratio: str | Decimal | None = None
 
 
 @dataclass(frozen=True)

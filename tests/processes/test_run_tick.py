@@ -181,3 +181,11 @@ def test_the_spool_skips_files_being_written(tmp_path):
         (tmp_path / name).write_text("")
     (tmp_path / "sub").mkdir()
     assert [p.name for p in spool_files(tmp_path)] == ["a.ndjson.gz", "b.jsonl", "d.parquet"]
+
+
+def test_a_bad_threshold_is_refused_before_the_tick_does_anything(cli, config, tmp_path):
+    db = tmp_path / "never.duckdb"
+    for option, value in (("--max-lag", "5min"), ("--max-dead-letter-ratio", "lots"), ("--finalize-after", "soon")):
+        refused = cli("run", "--db", db, "--pricebooks", config, option, value)
+        assert refused.exit_code == 2 and option in refused.stderr
+    assert not db.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -100,8 +99,7 @@ def run_command(
             finalize_after=None if finalize_after is None else parse_duration(finalize_after, "--finalize-after"),
             metrics=check_output(metrics), entitlements=check_output(entitlements), redis=redis,
             now=None if at is None else local_instant(at, time_zone("UTC"), "at"),
-            max_lag=None if max_lag is None else parse_duration(max_lag, "--max-lag"),
-            max_dead_letter_ratio=None if max_dead_letter_ratio is None else _ratio(max_dead_letter_ratio)))
+            max_lag=max_lag, max_dead_letter_ratio=max_dead_letter_ratio))
     summary = document(found)
     if as_json:
         print_json(summary)
@@ -126,14 +124,3 @@ def run_command(
     if refusal is not None:
         raise refusal
 
-
-def _ratio(text: str) -> Decimal:
-    from meterctl.errors import UsageError
-
-    try:
-        value = Decimal(text)
-    except ArithmeticError:
-        raise UsageError(f"--max-dead-letter-ratio: '{text}' is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise UsageError(f"--max-dead-letter-ratio: '{text}' must be a number of zero or more")
-    return value
