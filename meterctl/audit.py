@@ -21,7 +21,15 @@ from typing import Any
 from meterctl.credits import Grant, PayableLine, apply_credits, burn_order, exact
 from meterctl.customers import history
 from meterctl.errors import DataError, Param, UsageError
-from meterctl.invoices import Invoice, InvoiceCredit, InvoiceLine, content_hash, invoice_totals
+from meterctl.invoices import (
+    Invoice,
+    InvoiceCredit,
+    InvoiceLine,
+    content_hash,
+    invoice_taxes,
+    invoice_totals,
+    taxable_minor,
+)
 from meterctl.invoicing import get_invoice
 from meterctl.meters import Meter
 from meterctl.pricebook import Catalog, PricebookVersion, pricebook_from_text
@@ -184,11 +192,18 @@ def verify(events: EventStore, ledger: Ledger, reference: str) -> Verification:
     # From the events the invoice's rating saw: the invoice as it was must come out again.
     derived, _ = price_jobs(events, jobs, meters, as_of_batch=run.as_of_batch)
     credits = _credits_again(ledger, invoice, derived)
-    totals = invoice_totals(derived, credits)
-    digest = content_hash(derived, totals, credits)
+    # The taxes at the rates the invoice applied (taxes.yaml may have changed since).
+    rates = [(t.code, t.name, t.rate) for t in invoice.taxes]
+    rounding = catalog.get(derived[0].plan, derived[0].version).book.rounding if derived else "half_up"
+    taxes = invoice_taxes(taxable_minor(derived, credits), rates, invoice.minor_units, rounding) if rates else ()
+    totals = invoice_totals(derived, credits, taxes)
+    digest = content_hash(derived, totals, credits, taxes)
     differences: list[Difference] = []
     if credits != invoice.credits:
         differences.append(Difference("invoice", "credits", _shown(invoice.credits), _shown(credits)))
+    if taxes != invoice.taxes:
+        differences.append(Difference("invoice", "taxes", "; ".join(f"{t.code} {t.amount_minor}" for t in invoice.taxes),
+                                      "; ".join(f"{t.code} {t.amount_minor}" for t in taxes)))
     stored = {_key(line.kind, line.name, line.meter, dict(line.dimensions), line.segment_start): line for line in invoice.lines}
     fresh = {_key(line.kind, line.name, line.meter, dict(line.dimensions), line.segment_start): line for line in derived}
     for key in sorted(set(stored) | set(fresh)):

@@ -82,6 +82,7 @@ class Invoice:
     lines: tuple[InvoiceLine, ...] = ()
     credits: tuple[InvoiceCredit, ...] = ()  # which grant paid which line (read with the lines)
     grants_left: Mapping[str, Decimal] = field(default_factory=dict)  # what each grant held after it
+    taxes: tuple[InvoiceTax, ...] = ()  # per tax code (read with the lines)
 
     def credits_by_grant(self) -> list[tuple[str, str, int]]:
         """(grant_id, name, applied_minor) per grant, in the order the grants first paid."""
@@ -137,6 +138,32 @@ class InvoiceCredit(NamedTuple):
     applied_minor: int
 
 
+class InvoiceTax(NamedTuple):
+    """One tax of an invoice: its rate applied once to the taxed lines' net after credits."""
+
+    code: str
+    name: str
+    rate: Decimal
+    taxable_minor: int
+    amount_minor: int
+
+    def document(self) -> dict[str, object]:
+        return {"code": self.code, "name": self.name, "rate": pricing.text(self.rate),
+                "taxable_minor": self.taxable_minor, "amount_minor": self.amount_minor}
+
+
+def invoice_taxes(taxable_minor: int, rates: Sequence[tuple[str, str, Decimal]], minor_units: int,
+                  rounding: pricing.Rounding) -> tuple[InvoiceTax, ...]:
+    """Per tax code: round(taxable × rate) once, at the currency's minor units, with the
+    pricebook's rounding mode (several codes add: GST 5% + QST 9.975% of 100.00 are 5.00 + 9.98)."""
+    taxable = Decimal(taxable_minor).scaleb(-minor_units)
+    found = []
+    for code, name, rate in rates:
+        amount = pricing.round_amount(taxable * rate, minor_units, rounding)
+        found.append(InvoiceTax(code, name, rate, taxable_minor, pricing.to_minor_units(amount, minor_units)))
+    return tuple(found)
+
+
 class Totals(NamedTuple):
     subtotal_minor: int
     credits_minor: int
@@ -148,20 +175,30 @@ class Totals(NamedTuple):
                 "tax_minor": self.tax_minor, "total_minor": self.total_minor}
 
 
-def invoice_totals(lines: Sequence[RatedLine], credits: Sequence[InvoiceCredit] = ()) -> Totals:
-    """subtotal = Σ rounded lines; total = subtotal − credits + tax, never below zero."""
+def invoice_totals(lines: Sequence[RatedLine], credits: Sequence[InvoiceCredit] = (),
+                   taxes: Sequence[InvoiceTax] = ()) -> Totals:
+    """subtotal = Σ rounded lines; total = subtotal − credits (never below zero) + tax."""
     subtotal = sum(line.amount_minor for line in lines)
     applied = sum(credit.applied_minor for credit in credits)
-    tax = 0
+    tax = sum(t.amount_minor for t in taxes)
     return Totals(subtotal, applied, tax, max(subtotal - applied, 0) + tax)
 
 
-def content_hash(lines: Sequence[RatedLine], totals: Totals, credits: Sequence[InvoiceCredit] = ()) -> str:
+def taxable_minor(lines: Sequence[RatedLine], credits: Sequence[InvoiceCredit]) -> int:
+    """What the taxes apply to: every line's net after the credits it took (never below zero)."""
+    return max(sum(line.amount_minor for line in lines) - sum(c.applied_minor for c in credits), 0)
+
+
+def content_hash(lines: Sequence[RatedLine], totals: Totals, credits: Sequence[InvoiceCredit] = (),
+                 taxes: Sequence[InvoiceTax] = ()) -> str:
     """sha256 of {"lines": [each line's canonical JSON without CONTENT_SKIP], **totals}, sorted keys
-    (and "credits", which grant paid which line, when any did)."""
+    (and "credits", which grant paid which line, when any did; "taxes" when any apply)."""
     fields = {key: compact(value) for key, value in totals.document().items()}
     if credits:
         fields["credits"] = compact([list(credit) for credit in credits])
+    if taxes:
+        fields["taxes"] = compact([[t.code, t.name, pricing.text(t.rate), t.taxable_minor, t.amount_minor]
+                                   for t in taxes])
     document = json_object({"lines": "[" + ",".join([line.canonical_json(CONTENT_SKIP) for line in lines]) + "]",
                             **fields})
     return hashlib.sha256(document.encode()).hexdigest()
@@ -203,6 +240,7 @@ class NewInvoice(NamedTuple):
     totals: Totals
     credits: tuple[InvoiceCredit, ...] = ()
     grants_left: Mapping[str, Decimal] = {}  # what each grant used held after this invoice (not content)
+    taxes: tuple[InvoiceTax, ...] = ()
 
 
 class LineMismatch(NamedTuple):

@@ -17,9 +17,10 @@ never deleted) and is immutable from then on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -31,22 +32,29 @@ from meterctl.invoices import (
     InvoiceChanges,
     InvoiceCredit,
     InvoiceOutcome,
+    InvoiceTax,
     NewInvoice,
     Numbered,
     StoredInvoice,
     Totals,
     content_hash,
     invoice_id,
+    invoice_taxes,
     invoice_totals,
+    taxable_minor,
 )
 from meterctl.pricing import minor_units
 from meterctl.store.ports import InvoiceFilter
 
 if TYPE_CHECKING:
+    from meterctl.billing_terms import Tax
+    from meterctl.customers import CustomerVersion
+
     # Rating (with pydantic and the pricebook models) is imported when invoices are built,
     # not when they are only read: list, show and export start faster without it.
     from meterctl.meters import Meter
     from meterctl.pricebook import Catalog
+    from meterctl.pricing import Rounding
     from meterctl.rating.lines import RatedLine
     from meterctl.rating.month import RatingResult
     from meterctl.store.ports import EventStore, Ledger
@@ -106,6 +114,7 @@ def build_invoices(
     finalize: bool = False,
     now: datetime | None = None,
     ignored: Sequence[str] = (),
+    taxes: Mapping[str, Tax] | None = None,
 ) -> InvoiceRun:
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
     from meterctl.rating.month import price_month
@@ -122,6 +131,7 @@ def build_invoices(
     rating = record_month(ledger, meters, priced, reuse_identical=True)
     year = month_bounds(period)[0].year
     versions = {c.customer_id: c for c in ledger.latest_customers()}
+    rates = customer_tax_rates(versions.values(), taxes or {})
     groups: dict[tuple[str, date], list[tuple[int, RatedLine]]] = {}
     for number, line in enumerate(rating.lines, 1):
         groups.setdefault((line.customer_id, line.period_start), []).append((number, line))
@@ -139,7 +149,8 @@ def build_invoices(
             first = lines[0]
             latest_final, draft = _in_force(stored_all.get(customer_id, []), period_start, first.period_end)
             replaces = latest_final.invoice_id if latest_final else None
-            period_end_at, minor, credits, totals, digest = _content(wallets, lines, replaces)
+            period_end_at, minor, credits, taxed, totals, digest = _content(
+                wallets, lines, replaces, rates.get(customer_id, ()), catalog.get(first.plan, first.version).book.rounding)
             if latest_final is not None and latest_final.content_hash == digest and latest_final.period_start == period_start:
                 if draft is not None:  # its content went back to the finalized revision's: it has nothing to say
                     changes.drafts_to_delete.append(draft.invoice_id)
@@ -166,7 +177,7 @@ def build_invoices(
                     period_start=first.period_start, period_end=first.period_end, revision=revision,
                     supersedes=latest_final.invoice_id if latest_final else None, delta_minor=delta,
                     content_hash=digest, billed_until=max(line.segment_end for line in lines), totals=totals,
-                    credits=credits, grants_left=wallets.left(credits),
+                    credits=credits, grants_left=wallets.left(credits), taxes=taxed,
                 ))
                 changes.lines.extend((new_id, number) for number, _ in numbered)
                 action = "regenerated" if draft is not None else ("revised" if latest_final else "created")
@@ -192,21 +203,45 @@ class _Content(NamedTuple):
     period_end_at: datetime
     minor_units: int
     credits: tuple[InvoiceCredit, ...]
+    taxes: tuple[InvoiceTax, ...]
     totals: Totals
     digest: str
 
 
-def _content(wallets: InvoiceCrediting, lines: Sequence[RatedLine], replaces: str | None) -> _Content:
+TaxRates = Sequence[tuple[str, str, Decimal]]  # (code, name, rate) a customer pays, in its order
+
+
+def customer_tax_rates(customers: Iterable[CustomerVersion], taxes: Mapping[str, Tax]) -> dict[str, TaxRates]:
+    """Each customer's taxes from taxes.yaml (none for a reverse-charge customer); a code
+    taxes.yaml lacks stops the run before anything is written (exit 78)."""
+    from meterctl.billing_terms import unknown_tax_codes
+    from meterctl.config_yaml import ConfigProblems
+
+    named = {c.customer_id: tuple(c.details.get("taxes", ())) for c in customers
+             if c.details.get("taxes") and c.details.get("tax_exempt") != "reverse_charge"}
+    sources = {c.customer_id: c.source for c in customers}
+    problems = [problem for customer_id, codes in named.items()
+                for problem in unknown_tax_codes({customer_id: codes}, dict(taxes), sources[customer_id])]
+    if problems:
+        raise ConfigProblems(problems)
+    return {customer_id: tuple((code, taxes[code].name, taxes[code].rate) for code in codes)
+            for customer_id, codes in named.items()}
+
+
+def _content(wallets: InvoiceCrediting, lines: Sequence[RatedLine], replaces: str | None, rates: TaxRates,
+             rounding: Rounding) -> _Content:
     """What an invoice of these lines (one customer × period) holds: the credits it takes
-    (by where the wallet stands at the period's end, local midnight), totals and content hash."""
+    (by where the wallet stands at the period's end, local midnight), the taxes on what is
+    left to pay, totals and content hash."""
     first = lines[0]
     period_end_at = datetime.combine(first.period_end, time(), ZoneInfo(first.timezone))
     minor = minor_units(first.currency)
     payable = [PayableLine(n, line.kind, line.meter, line.segment_start, line.amount_minor)
                for n, line in enumerate(lines, 1)]
     credits = wallets.apply(first.customer_id, first.currency, minor, period_end_at, payable, replaces)
-    totals = invoice_totals(lines, credits)
-    return _Content(period_end_at, minor, credits, totals, content_hash(lines, totals, credits))
+    taxes = invoice_taxes(taxable_minor(lines, credits), rates, minor, rounding) if rates else ()
+    totals = invoice_totals(lines, credits, taxes)
+    return _Content(period_end_at, minor, credits, taxes, totals, content_hash(lines, totals, credits, taxes))
 
 
 class DueRevision(NamedTuple):
@@ -220,7 +255,8 @@ class DueRevision(NamedTuple):
 
 
 def due_revisions(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str,
-                  customers: Sequence[str], now: datetime) -> tuple[DueRevision, ...]:
+                  customers: Sequence[str], now: datetime,
+                  taxes: Mapping[str, Tax] | None = None) -> tuple[DueRevision, ...]:
     """The finalized invoices of these customers' periods ending in the month whose content the
     stored events would change (what `invoice` would revise), worked out as `invoice` would,
     writing nothing."""
@@ -233,12 +269,15 @@ def due_revisions(events: EventStore, ledger: Ledger, catalog: Catalog, meters: 
         groups.setdefault((line.customer_id, line.period_start), []).append(line)
     stored_all = ledger.stored_invoices(sorted({customer for customer, _ in groups}))
     wallets = InvoiceCrediting(ledger, sorted({customer for customer, _ in groups}), now, record=False)
+    rates = customer_tax_rates([c for c in ledger.latest_customers() if c.customer_id in customers], taxes or {})
     due: list[DueRevision] = []
     for (customer_id, period_start), lines in sorted(groups.items()):
         latest_final, _ = _in_force(stored_all.get(customer_id, []), period_start, lines[0].period_end)
         if latest_final is None:
             continue
-        content = _content(wallets, lines, latest_final.invoice_id)
+        first = lines[0]
+        content = _content(wallets, lines, latest_final.invoice_id, rates.get(customer_id, ()),
+                           catalog.get(first.plan, first.version).book.rounding)
         if latest_final.content_hash == content.digest and latest_final.period_start == period_start:
             continue
         delta = (content.totals.total_minor - latest_final.total_minor

@@ -18,11 +18,12 @@ customer going from 2 calls a day to 10 does not page anyone; 1 is a usual day, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from meterctl.billing_terms import Tax
 from meterctl.customers import CustomerVersion, billing_segments
 from meterctl.cycles import add_months, zone
 from meterctl.errors import DataError, MeterctlError
@@ -96,7 +97,8 @@ def months_watched(at: datetime) -> tuple[str, str]:
 
 
 def read(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], at: datetime, *,
-         ignored: Sequence[str] = (), customer_series: bool = True, burn_floor: Decimal = BURN_FLOOR) -> Readings:
+         ignored: Sequence[str] = (), customer_series: bool = True, burn_floor: Decimal = BURN_FLOOR,
+         taxes: Mapping[str, Tax] | None = None) -> Readings:
     ingest = events.ingest_readings(at - RECENT, at)
     last = dict(ledger.last_successes())
     if ingest.last_ingest_at is not None:
@@ -107,7 +109,7 @@ def read(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[
     watches: list[Watch] = []
     try:
         for month in months if customers else ():
-            watches.append(Watch(events, ledger, catalog, meters, month, ignored=ignored, now=at))
+            watches.append(Watch(events, ledger, catalog, meters, month, ignored=ignored, now=at, taxes=taxes))
         per_customer: tuple[tuple[CustomerValue, ...], ...] = ((), (), (), ())
         if customer_series and customers:
             usage, burn = _usage(events, catalog, meters, customers, at, burn_floor)

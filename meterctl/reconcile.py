@@ -20,7 +20,7 @@ unbilled for a reason other than `ignored`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -38,6 +38,7 @@ from meterctl.store.ports import InvoiceFilter, MonthTally
 from meterctl.unbilled import REASONS, Unbilled, summarize
 
 if TYPE_CHECKING:
+    from meterctl.billing_terms import Tax
     from meterctl.config_yaml import Problem
     from meterctl.invoices import Invoice
     from meterctl.pricebook import Catalog
@@ -176,7 +177,7 @@ class Reconciliation:
 
 def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
               customers: Sequence[str] | None = None, ignored: Sequence[str] = (),
-              now: datetime | None = None) -> Reconciliation:
+              now: datetime | None = None, taxes: Mapping[str, Tax] | None = None) -> Reconciliation:
     now = now or datetime.now(UTC)
     month_start, month_end = month_bounds(period)
     latest = imported(ledger.latest_customers())
@@ -216,7 +217,7 @@ def reconcile(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequ
                    for i in drafts if (i.customer_id, i.period_start) in late_by_period
                    and (i.customer_id, i.period_start) not in finalized_periods)
     late_by_period = {key: n for key, n in late_by_period.items() if key in finalized_periods}
-    late, absorbed = _late(events, ledger, catalog, meters, period, late_by_period, finalized, now)
+    late, absorbed = _late(events, ledger, catalog, meters, period, late_by_period, finalized, now, taxes)
     checks = (
         _conservation(in_period, billed, not_invoiced, unbilled, accounts),
         arithmetic,
@@ -239,8 +240,10 @@ class Watch:
     tallied in the background from construction on; `result()` waits for them."""
 
     def __init__(self, events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str, *,
-                 ignored: Sequence[str] = (), now: datetime | None = None) -> None:
+                 ignored: Sequence[str] = (), now: datetime | None = None,
+                 taxes: Mapping[str, Tax] | None = None) -> None:
         self._args = (events, ledger, catalog, meters, period)
+        self._taxes = taxes
         self._now = now or datetime.now(UTC)
         month_start, month_end = month_bounds(period)
         latest = imported(ledger.latest_customers())
@@ -263,7 +266,8 @@ class Watch:
         period_of = [(job.customer.customer_id, job.segment.period.start) for job in self._jobs]
         _, _, late_by_period = _billable(tallies, period_of, set())
         late_by_period = {key: n for key, n in late_by_period.items() if key in self._late_after}
-        late, _ = _late(events, ledger, catalog, meters, period, late_by_period, self._finalized, self._now)
+        late, _ = _late(events, ledger, catalog, meters, period, late_by_period, self._finalized, self._now,
+                        self._taxes)
         return summarize(period, tallies), late
 
 
@@ -356,8 +360,8 @@ def _periods_invoiced(tallies: Sequence[MonthTally], jobs: Sequence[Job], invoic
 
 
 def _late(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence[Meter], period: str,
-          late_by_period: dict[tuple[str, date], int], finalized: Sequence[Invoice], now: datetime
-          ) -> tuple[tuple[LateInvoice, ...], int]:
+          late_by_period: dict[tuple[str, date], int], finalized: Sequence[Invoice], now: datetime,
+          taxes: Mapping[str, Tax] | None = None) -> tuple[tuple[LateInvoice, ...], int]:
     """The finalized invoices that their late events would change, and the late events that
     would change nothing (within a free allowance, below a maximum...)."""
     if not late_by_period:
@@ -365,7 +369,7 @@ def _late(events: EventStore, ledger: Ledger, catalog: Catalog, meters: Sequence
     by_period = {(i.customer_id, i.period_start): i for i in finalized}
     affected = sorted({customer for customer, _ in late_by_period})
     due = {(d.customer_id, d.period_start): d for d in due_revisions(events, ledger, catalog, meters, period,
-                                                                        affected, now)}
+                                                                        affected, now, taxes)}
     late: list[LateInvoice] = []
     absorbed = 0
     for key, count in sorted(late_by_period.items()):

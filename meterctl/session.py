@@ -41,6 +41,7 @@ from meterctl.store import faults, open_store
 
 if TYPE_CHECKING:
     from meterctl.audit import Explanation, Verification
+    from meterctl.billing_terms import Tax
     from meterctl.credits import Balance
     from meterctl.customers import BillingPeriods, CustomerVersion, ImportResult
     from meterctl.customers_file import CustomerModel
@@ -120,6 +121,7 @@ class Session:
         self._store: Store | None = None
         self._closed = False
         self._meter_file: MetersFile | None = None
+        self._taxes: dict[str, Tax] | None = None
         self._catalog: Catalog | None = None
 
     # ------------------------------------------------------------ lifetime
@@ -168,6 +170,14 @@ class Session:
     def ignored_events(self) -> tuple[str, ...]:
         """The event names meters.yaml declares as never billed (`ignore_events`)."""
         return self._meters_file().ignore_events
+
+    def taxes(self) -> dict[str, Tax]:
+        """taxes.yaml of the configuration directory, by code (empty without one)."""
+        if self._taxes is None:
+            from meterctl.billing_terms import load_taxes
+
+            self._taxes = load_taxes(self.config_dir)
+        return self._taxes
 
     def _meters_file(self) -> MetersFile:
         if self._meter_file is None:
@@ -512,7 +522,8 @@ class Session:
         meters, catalog = self.configuration()
         store = self._for_writing("write invoices")
         return build_invoices(store.events, store.ledger, catalog, meters, period,
-                              customers=_names(customers), finalize=finalize, now=now, ignored=self.ignored_events())
+                              customers=_names(customers), finalize=finalize, now=now, ignored=self.ignored_events(),
+                              taxes=self.taxes())
 
     @_guarded
     def reconcile(self, period: str, customers: str | Sequence[str] | None = None, *,
@@ -524,7 +535,7 @@ class Session:
         meters, catalog = self.configuration()
         store = self.store
         return reconcile(store.events, store.ledger, catalog, meters, period, customers=_names(customers),
-                         ignored=self.ignored_events(), now=now)
+                         ignored=self.ignored_events(), now=now, taxes=self.taxes())
 
     def _ledger_with_invoices(self) -> Ledger:
         ledger = self.store.ledger
@@ -812,7 +823,7 @@ class Session:
         when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
         floor = BURN_FLOOR if burn_floor is None else _positive(burn_floor, "burn_floor")
         readings = read(self.store.events, self.store.ledger, catalog, meters, when, ignored=self.ignored_events(),
-                        customer_series=customer_series, burn_floor=floor)
+                        customer_series=customer_series, burn_floor=floor, taxes=self.taxes())
         text = exposition(readings, sorted({c.currency for c in self.store.ledger.latest_customers()}))
         if output is not None:
             write_bytes_atomically(Path(output), text)
@@ -830,7 +841,7 @@ class Session:
         meters, catalog = self.configuration()
         when = _now(None) if at is None else local_instant(at, time_zone("UTC"), "at")
         readings = monitoring.read(self.store.events, self.store.ledger, catalog, meters, when,
-                                   ignored=self.ignored_events(), customer_series=False)
+                                   ignored=self.ignored_events(), customer_series=False, taxes=self.taxes())
         return monitoring.health(readings, max_lag=lag, max_dead_letter_ratio=ratio, max_age_last_ingest=age)
 
     def record_success(self, command: str, at: datetime | None = None) -> None:

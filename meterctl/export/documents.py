@@ -56,6 +56,7 @@ def invoice_document(invoice: Invoice, shown: IsoCache | None = None) -> dict[st
         "credits_minor": invoice.credits_minor,
         "credits": [{"grant_id": grant_id, "name": name, "applied_minor": applied}
                     for grant_id, name, applied in invoice.credits_by_grant()],
+        "taxes": [tax.document() for tax in invoice.taxes],
         "tax_minor": invoice.tax_minor,
         "total_minor": invoice.total_minor,
         "delta_minor": invoice.delta_minor,

@@ -23,6 +23,16 @@ footer { margin-top: 2em; font-size: 0.8em; color: #5b6475; }
 """
 
 
+def _tax_rows(invoice: Invoice, money: Callable[[int], str]) -> str:
+    """A row per tax (its rate on what it applies to), or one Tax row of 0 when none applies."""
+    e = html.escape
+    if not invoice.taxes:
+        return f'<tr><td colspan="5" class="num">Tax</td><td class="num">{e(money(invoice.tax_minor))}</td></tr>'
+    return "\n".join(
+        f'<tr><td colspan="5" class="num">{e(tax.name)} {e(text(tax.rate * 100))}% of {e(money(tax.taxable_minor))}</td>'
+        f'<td class="num">{e(money(tax.amount_minor))}</td></tr>' for tax in invoice.taxes)
+
+
 def _credits_section(invoice: Invoice, money: Callable[[int], str]) -> str:
     """Each grant the credits came from, what it paid, and what it holds after this invoice."""
     used = invoice.credits_by_grant()
@@ -88,7 +98,7 @@ def to_html(invoice: Invoice) -> bytes:
 <tfoot>
 <tr><td colspan="5" class="num">Subtotal</td><td class="num">{e(money(invoice.subtotal_minor))}</td></tr>
 <tr><td colspan="5" class="num">Credits</td><td class="num">{e(money(-invoice.credits_minor))}</td></tr>
-<tr><td colspan="5" class="num">Tax</td><td class="num">{e(money(invoice.tax_minor))}</td></tr>
+{_tax_rows(invoice, money)}
 <tr class="total"><td colspan="5" class="num">Total</td><td class="num">{e(money(invoice.total_minor))}</td></tr>
 </tfoot>
 </table>

@@ -24,7 +24,15 @@ from meterctl.store.ports import InvoiceFilter
 
 if TYPE_CHECKING:
     from meterctl.credits import NewEntry
-    from meterctl.invoices import Invoice, InvoiceChanges, InvoiceCredit, InvoiceLine, LineMismatch, StoredInvoice
+    from meterctl.invoices import (
+        Invoice,
+        InvoiceChanges,
+        InvoiceCredit,
+        InvoiceLine,
+        InvoiceTax,
+        LineMismatch,
+        StoredInvoice,
+    )
 
 # The invoice records (meterctl.invoices) are imported by the functions that make them: a
 # frozen dataclass costs a millisecond to define, and `rate` never reads an invoice.
@@ -177,6 +185,8 @@ class InvoiceRecords:
             params = {"ids": changes.drafts_to_delete}
             con.execute("DELETE FROM invoice_credits WHERE list_contains($ids, invoice_id) AND invoice_id IN "
                         "(SELECT invoice_id FROM invoices WHERE status = 'draft')", params)
+            con.execute("DELETE FROM invoice_taxes WHERE list_contains($ids, invoice_id) AND invoice_id IN "
+                        "(SELECT invoice_id FROM invoices WHERE status = 'draft')", params)
             con.execute("DELETE FROM invoice_lines WHERE list_contains($ids, invoice_id)", params)
             con.execute("DELETE FROM invoices WHERE list_contains($ids, invoice_id) AND status = 'draft'", params)
         if changes.invoices:
@@ -213,6 +223,17 @@ class InvoiceRecords:
                 "grant_left": ("DECIMAL(38, 18)", [left for _, _, left in credits]),
             })
             con.execute("INSERT INTO invoice_credits SELECT * FROM new_credits; DROP TABLE temp.new_credits")
+        taxes = [(new.invoice_id, tax) for new in changes.invoices for tax in new.taxes]
+        if taxes:
+            sqlfiles.temp_table(con, "new_taxes", {
+                "invoice_id": ("VARCHAR", [invoice for invoice, _ in taxes]),
+                "code": ("VARCHAR", [tax.code for _, tax in taxes]),
+                "name": ("VARCHAR", [tax.name for _, tax in taxes]),
+                "rate": ("DECIMAL(38, 18)", [tax.rate for _, tax in taxes]),
+                "taxable_minor": ("BIGINT", [tax.taxable_minor for _, tax in taxes]),
+                "amount_minor": ("BIGINT", [tax.amount_minor for _, tax in taxes]),
+            })
+            con.execute("INSERT INTO invoice_taxes SELECT * FROM new_taxes; DROP TABLE temp.new_taxes")
         if changes.finalized:
             sqlfiles.temp_table(con, "finalizing", {
                 "invoice_id": ("VARCHAR", [f.invoice_id for f in changes.finalized]),
@@ -263,9 +284,23 @@ class InvoiceRecords:
     def with_lines(self, invoices: Sequence[Invoice]) -> tuple[Invoice, ...]:
         lines = self._lines(invoices) if invoices else {}
         credits = self._credits([i.invoice_id for i in invoices]) if invoices else {}
+        taxes = self._taxes([i.invoice_id for i in invoices]) if invoices else {}
         return tuple(dataclasses.replace(i, lines=tuple(lines.get(i.invoice_id, ())),
                                          credits=tuple(credits.get(i.invoice_id, ({}, []))[1]),
-                                         grants_left=credits.get(i.invoice_id, ({}, []))[0]) for i in invoices)
+                                         grants_left=credits.get(i.invoice_id, ({}, []))[0],
+                                         taxes=tuple(taxes.get(i.invoice_id, ()))) for i in invoices)
+
+    def _taxes(self, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceTax]]:
+        from meterctl.invoices import InvoiceTax
+
+        found: dict[str, list[InvoiceTax]] = {}
+        if not has_table(self.con, "invoice_taxes"):  # a store opened read-only may predate taxes
+            return found
+        for invoice_id, code, name, rate, taxable, amount in self.con.execute(
+                "SELECT invoice_id, code, name, CAST(rate AS VARCHAR), taxable_minor, amount_minor FROM invoice_taxes "
+                "WHERE list_contains(?, invoice_id) ORDER BY invoice_id, rowid", [list(invoice_ids)]).fetchall():
+            found.setdefault(invoice_id, []).append(InvoiceTax(code, name, Decimal(rate).normalize(), taxable, amount))
+        return found
 
     def _credits(self, invoice_ids: Sequence[str]) -> dict[str, tuple[dict[str, Decimal], list[InvoiceCredit]]]:
         """Per invoice: what each grant held after it, and which grant paid which line."""
