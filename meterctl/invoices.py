@@ -79,6 +79,8 @@ class Invoice:
     created_at: datetime
     finalized_at: datetime | None
     supersedes_number: str | None = None  # the number of the finalized invoice this one replaces
+    issue_date: date | None = None  # the day it was finalized, in its time zone (None: a draft)
+    due_date: date | None = None  # the issue date plus the payment terms then
     lines: tuple[InvoiceLine, ...] = ()
     credits: tuple[InvoiceCredit, ...] = ()  # which grant paid which line (read with the lines)
     grants_left: Mapping[str, Decimal] = field(default_factory=dict)  # what each grant held after it
@@ -254,12 +256,15 @@ class LineMismatch(NamedTuple):
 
 
 class Numbered(NamedTuple):
-    """A draft finalized by an invoice run: its number, gap-free within the year."""
+    """A draft finalized by an invoice run: its number, gap-free within the year, the day it
+    is issued and the day it is due."""
 
     invoice_id: str
     number: str
     year: int
     sequence: int
+    issue_date: date | None = None
+    due_date: date | None = None
 
 
 @dataclass

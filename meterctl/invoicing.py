@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
@@ -115,6 +115,7 @@ def build_invoices(
     now: datetime | None = None,
     ignored: Sequence[str] = (),
     taxes: Mapping[str, Tax] | None = None,
+    payment_terms_days: int = 30,
 ) -> InvoiceRun:
     """Invoices for every billing period ending in month `period` (YYYY-MM)."""
     from meterctl.rating.month import price_month
@@ -185,7 +186,10 @@ def build_invoices(
             if finalize:
                 last_seq += 1
                 number_text = f"INV-{year}-{last_seq:06d}"
-                changes.finalized.append(Numbered(new_id, number_text, year, last_seq))
+                issued = now.astimezone(ZoneInfo(first.timezone)).date()
+                terms = customer.details.get("payment_terms_days", payment_terms_days)
+                changes.finalized.append(Numbered(new_id, number_text, year, last_seq, issued,
+                                                  issued + timedelta(days=terms)))
                 # The wallet's debits land with the number, in this transaction.
                 changes.wallet_entries += wallets.finalized(new_id, customer_id, minor, period_end_at, credits, replaces)
                 # "revised" says a finalized invoice was replaced by this run's new content;

@@ -179,6 +179,13 @@ class Session:
             self._taxes = load_taxes(self.config_dir)
         return self._taxes
 
+    def _payment_terms(self) -> int:
+        """The seller's payment terms in days (seller.yaml; 30 without one)."""
+        from meterctl.billing_terms import load_seller
+
+        seller = load_seller(self.config_dir)
+        return seller.payment_terms_days if seller is not None else 30
+
     def _meters_file(self) -> MetersFile:
         if self._meter_file is None:
             from meterctl.meters import load_meter_file
@@ -523,7 +530,7 @@ class Session:
         store = self._for_writing("write invoices")
         return build_invoices(store.events, store.ledger, catalog, meters, period,
                               customers=_names(customers), finalize=finalize, now=now, ignored=self.ignored_events(),
-                              taxes=self.taxes())
+                              taxes=self.taxes(), payment_terms_days=self._payment_terms())
 
     @_guarded
     def reconcile(self, period: str, customers: str | Sequence[str] | None = None, *,

@@ -49,7 +49,8 @@ def invoice_document(invoice: Invoice, shown: IsoCache | None = None) -> dict[st
         "minor_units": invoice.minor_units,
         "period": {"start": invoice.period_start.isoformat(), "end": invoice.period_end.isoformat(),
                    "timezone": invoice.timezone},
-        "issue_date": invoice.period_end.isoformat(),
+        "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,  # None: a draft
+        "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
         "pricebooks": list(invoice.pricebooks),
         "lines": [_line_document(line, shown) for line in invoice.lines],
         "subtotal_minor": invoice.subtotal_minor,

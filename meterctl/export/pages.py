@@ -23,6 +23,13 @@ footer { margin-top: 2em; font-size: 0.8em; color: #5b6475; }
 """
 
 
+def _dates(invoice: Invoice) -> str:
+    if invoice.issue_date is None:
+        return "Draft: not yet issued" if invoice.status == "draft" else ""
+    due = f" · Due {invoice.due_date.isoformat()}" if invoice.due_date else ""
+    return f"Issued {invoice.issue_date.isoformat()}{due}"
+
+
 def _tax_rows(invoice: Invoice, money: Callable[[int], str]) -> str:
     """A row per tax (its rate on what it applies to), or one Tax row of 0 when none applies."""
     e = html.escape
@@ -86,7 +93,7 @@ def to_html(invoice: Invoice) -> bytes:
 <body>
 <header>
 <div><h1>Invoice {e(title)}{status}</h1>{revision}
-<div class="muted">Issued {invoice.period_end.isoformat()}</div></div>
+<div class="muted">{_dates(invoice)}</div></div>
 <div style="text-align:right"><strong>{e(invoice.customer_name)}</strong><br><span class="muted">{e(invoice.customer_id)}</span></div>
 </header>
 <p>Billing period {invoice.period_start.isoformat()} to {last_day.isoformat()} ({e(invoice.timezone)})</p>

@@ -30,7 +30,7 @@ def test_golden_exports(tenant, tmp_path):
     [acme] = [c for c in tenant.ledger.latest_customers() if c.customer_id == "cus_1"]
     make_grant(tenant.ledger, GrantAsked("cus_1", amount="3.5", name="Launch credit", effective="2026-09-01"), acme,
                None, datetime(2026, 11, 20, tzinfo=UTC))
-    tenant.invoice(finalize=True)
+    tenant.invoice(finalize=True, now=datetime(2026, 11, 20, 9, 30, tzinfo=UTC))  # the issue date, fixed
     invoices = list_invoices(tenant.ledger, current_only=True, with_lines=True)
     _golden("invoices.json", to_json(invoices))
     _golden("invoices.csv", to_csv(invoices))

@@ -58,7 +58,7 @@ _INVOICE_SELECT = """
            i.number, i.supersedes, later.invoice_id, i.rating_run_id,
            i.subtotal_minor, i.credits_minor, i.tax_minor, i.total_minor, i.delta_minor, i.content_hash,
            epoch_us(i.created_at), epoch_us(i.finalized_at),
-           (SELECT p.number FROM invoices AS p WHERE p.invoice_id = i.supersedes)
+           (SELECT p.number FROM invoices AS p WHERE p.invoice_id = i.supersedes), i.issue_date, i.due_date
     FROM invoices AS i
     LEFT JOIN LATERAL (
         -- The finalized revision that replaced this one (same period, or a period that moved
@@ -75,11 +75,12 @@ def _invoice(row: tuple[Any, ...], instants: EpochCache) -> Invoice:
 
     (invoice_id, customer_id, customer_version, customer_name, currency, timezone, period_start, period_end, revision,
      status, number, supersedes, superseded_by, rating_run_id, subtotal, credits, tax, total, delta, content_hash,
-     created, finalized, supersedes_number) = row
+     created, finalized, supersedes_number, issue_date, due_date) = row
     return Invoice(invoice_id, customer_id, customer_version, customer_name, currency, timezone, period_start,
                    period_end, revision, status, number, supersedes, superseded_by, rating_run_id, subtotal, credits,
                    tax, total, delta, content_hash, instants[created],
-                   None if finalized is None else instants[finalized], supersedes_number)
+                   None if finalized is None else instants[finalized], supersedes_number, issue_date=issue_date,
+                   due_date=due_date)
 
 
 def _new_invoice_columns(changes: InvoiceChanges) -> dict[str, tuple[str, list[Any]]]:
@@ -197,7 +198,8 @@ class InvoiceRecords:
             con.execute(
                 "INSERT INTO invoices SELECT invoice_id, customer_id, customer_version, customer_name, currency, timezone, "
                 "period_start, period_end, revision, 'draft', NULL, NULL, NULL, supersedes, $run, subtotal_minor, "
-                "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL, billed_until FROM new_invoices",
+                "credits_minor, tax_minor, total_minor, delta_minor, content_hash, $now, NULL, billed_until, NULL, NULL "
+                "FROM new_invoices",
                 {"run": run_id, "now": now},
             )
             sqlfiles.temp_table(con, "new_lines", {"invoice_id": ("VARCHAR", [i for i, _ in changes.lines]),
@@ -240,10 +242,13 @@ class InvoiceRecords:
                 "number": ("VARCHAR", [f.number for f in changes.finalized]),
                 "number_year": ("INTEGER", [f.year for f in changes.finalized]),
                 "number_seq": ("INTEGER", [f.sequence for f in changes.finalized]),
+                "issue_date": ("DATE", [f.issue_date for f in changes.finalized]),
+                "due_date": ("DATE", [f.due_date for f in changes.finalized]),
             })
             con.execute(
                 "UPDATE invoices SET status = 'finalized', number = f.number, number_year = f.number_year, "
-                "number_seq = f.number_seq, finalized_at = $now FROM finalizing AS f "
+                "number_seq = f.number_seq, finalized_at = $now, issue_date = f.issue_date, due_date = f.due_date "
+                "FROM finalizing AS f "
                 "WHERE invoices.invoice_id = f.invoice_id AND invoices.status = 'draft'",
                 {"now": now},
             )
