@@ -34,8 +34,15 @@ from meterctl.config_yaml import ConfigProblems, Problem, load_document, repeats
 
 SELLER_FILE = "seller.yaml"
 TAXES_FILE = "taxes.yaml"
-_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+TAX_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def checked_email(value: str | None) -> str | None:
+    """An email address as the seller and customers give it (a plausible shape, no more)."""
+    if value is not None and not _EMAIL.match(value):
+        raise ValueError(f"'{value}' is not an email address")
+    return value
 
 
 class Seller(BaseModel):
@@ -49,12 +56,7 @@ class Seller(BaseModel):
     note: StrictStr | None = None  # bank details, a line of terms
     logo: StrictStr | None = None
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError(f"'{value}' is not an email address")
-        return value
+    _email = field_validator("email")(classmethod(lambda cls, value: checked_email(value)))
 
     @property
     def address_lines(self) -> tuple[str, ...]:
@@ -72,7 +74,7 @@ class Tax(BaseModel):
     @field_validator("code")
     @classmethod
     def _code(cls, code: str) -> str:
-        if not _CODE.match(code):
+        if not TAX_CODE.match(code):
             raise ValueError(f"'{code}' is not a tax code (letters, digits, _ and -, starting with a letter)")
         return code
 

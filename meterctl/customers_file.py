@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from meterctl import cycles
+from meterctl.billing_terms import TAX_CODE, checked_email
 from meterctl.config_yaml import ConfigProblems, Document, Problem, load_document, repeats, validate
 from meterctl.customers import CustomerRecord, ImportResult
 from meterctl.errors import InputNotFoundError
@@ -27,9 +28,7 @@ if TYPE_CHECKING:
     from meterctl.store.ports import Ledger
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCALE = re.compile(r"^[a-z]{2,3}([_-][A-Z]{2})?$")
-_TAX_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 # The billing details, in the order the canonical record (and `customers show`) lists them.
 DETAIL_KEYS = ("email", "address", "tax_id", "payment_terms_days", "taxes", "tax_exempt", "locale")
 # As for the customer_id of an event (a longer one is a dead letter).
@@ -91,12 +90,7 @@ class CustomerModel(BaseModel):
     tax_exempt: Literal["reverse_charge"] | None = None
     locale: StrictStr | None = None  # for numbers and dates on its invoices: en_US, de_DE, fr
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError(f"'{value}' is not an email address")
-        return value
+    _email = field_validator("email")(classmethod(lambda cls, value: checked_email(value)))
 
     @field_validator("locale")
     @classmethod
@@ -109,7 +103,7 @@ class CustomerModel(BaseModel):
     @classmethod
     def _taxes(cls, codes: tuple[str, ...]) -> tuple[str, ...]:
         for code in codes:
-            if not _TAX_CODE.match(code):
+            if not TAX_CODE.match(code):
                 raise ValueError(f"'{code}' is not a tax code (letters, digits, _ and -)")
         if len(set(codes)) != len(codes):
             raise ValueError("a tax code is listed twice")
